@@ -1,0 +1,380 @@
+"""The Kubernetes manifests are valid, wired together, and run the image the way it needs.
+
+Offline only: JSON-schema validation with kubernetes-validate (strict: unknown fields fail),
+rendering with `kubectl kustomize`, and cross-checks no schema can make (selectors that match,
+volumes that exist, a BentoML config BentoML accepts).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from bentoml._internal.configuration.containers import BentoMLConfiguration
+from bentoml._internal.configuration.v2 import _SERVICE_CONFIG as SERVICE_CONFIG_SCHEMA
+from bentoml._internal.container.generate import BENTO_UID_GID
+
+K8S_DIR = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
+BASE = K8S_DIR / "base"
+OVERLAYS = sorted(p for p in (K8S_DIR / "overlays").iterdir() if p.is_dir())
+KUSTOMIZATIONS = [BASE, *OVERLAYS]
+# The oldest Kubernetes minor still common in managed clusters, and kubectl's own.
+K8S_VERSIONS = ("1.29.0", "1.32.0")
+CONTAINER_NAME = "credit-risk"
+IMAGE_NAME = "credit_risk_service"
+# The services in service.py; a per-service config key must name one of them.
+SERVICE_NAMES = {"CreditRiskService", "CreditScorer"}
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl not on PATH (kustomize)")
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [str(p.relative_to(K8S_DIR)) for p in paths]
+
+
+def _kustomization(path: Path) -> dict[str, Any]:
+    return yaml.safe_load((path / "kustomization.yaml").read_text(encoding="utf-8"))
+
+
+def _resource_files() -> list[Path]:
+    """Plain manifest files a kustomization lists under `resources` (not patches)."""
+    files = []
+    for k in KUSTOMIZATIONS:
+        for entry in _kustomization(k).get("resources", []):
+            path = (k / entry).resolve()
+            if path.is_file():
+                files.append(path)
+    return files
+
+
+def _config_files() -> list[Path]:
+    """BentoML config files fed to configMapGenerator."""
+    files = []
+    for k in KUSTOMIZATIONS:
+        for gen in _kustomization(k).get("configMapGenerator", []):
+            files += [k / f for f in gen.get("files", [])]
+    return files
+
+
+@cache
+def _render(path: Path) -> tuple[dict[str, Any], ...]:
+    assert KUBECTL is not None
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(path)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+
+
+def _one(docs: tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == CONTAINER_NAME)
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def _cpu(quantity: str | int | float) -> float:
+    text = str(quantity)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+_MEMORY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+
+
+def _memory(quantity: str | int) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMG]i?)?", str(quantity))
+    assert match, f"unparsed memory quantity {quantity!r}"
+    number, unit = match.groups()
+    return int(float(number) * (_MEMORY_UNITS[unit] if unit else 1))
+
+
+def _schema_keys(schema: dict[Any, Any]) -> dict[str, Any]:
+    """The key tree of BentoML's per-service config schema (`s.Optional` keys unwrapped)."""
+    keys: dict[str, Any] = {}
+    for key, value in schema.items():
+        name = getattr(key, "schema", key)
+        if isinstance(name, str):
+            keys[name] = _schema_keys(value) if isinstance(value, dict) else None
+    return keys
+
+
+def _unknown_keys(given: dict[str, Any], known: dict[str, Any], prefix: str) -> list[str]:
+    """Keys BentoML would silently ignore (its schema allows extra keys): typos, mostly."""
+    unknown = []
+    for key, value in given.items():
+        if key not in known:
+            unknown.append(prefix + key)
+        elif isinstance(value, dict) and known[key]:
+            unknown += _unknown_keys(value, known[key], f"{prefix}{key}.")
+    return unknown
+
+
+def _check_bentoml_config(text: str, tmp_path: Path) -> dict[str, Any]:
+    """Load the config exactly as `BENTOML_CONFIG` does; return the merged result."""
+    given = yaml.safe_load(text)
+    assert given["version"] == 2
+    defaults = _schema_keys(SERVICE_CONFIG_SCHEMA)
+    unknown = []
+    for key, value in given["services"].items():
+        if key in SERVICE_NAMES:
+            unknown += _unknown_keys(value, defaults, f"services.{key}.")
+        else:
+            unknown += _unknown_keys({key: value}, defaults, "services.")
+    assert not unknown, f"keys BentoML does not know: {unknown}"
+    path = tmp_path / "bentoml_config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return BentoMLConfiguration(override_config_file=str(path), use_version=2).to_dict()
+
+
+def _validate(doc: dict[str, Any], version: str) -> None:
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} invalid for {version}: {e.message}")
+
+
+# --- schema validation -------------------------------------------------------------------
+
+
+def test_layout_is_found() -> None:
+    assert OVERLAYS, "no overlay under deploy/k8s/overlays"
+    assert {p.name for p in _resource_files()} >= {
+        "deployment.yaml",
+        "service.yaml",
+        "hpa.yaml",
+        "pdb.yaml",
+    }
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("path", _resource_files(), ids=_ids(_resource_files()))
+def test_manifest_file_is_schema_valid(path: Path, version: str) -> None:
+    docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    assert docs
+    for doc in docs:
+        _validate(doc, version)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_rendered_output_is_schema_valid(path: Path, version: str) -> None:
+    docs = _render(path)
+    assert {d["kind"] for d in docs} >= {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+    }
+    for doc in docs:
+        _validate(doc, version)
+
+
+def test_strict_validation_rejects_a_wrong_field() -> None:
+    """Guards the guard: a probe port given as a number-like string is a real, past mistake."""
+    deployment = yaml.safe_load((BASE / "deployment.yaml").read_text(encoding="utf-8"))
+    probe = _container(deployment)["readinessProbe"]
+    probe["httpGet"]["prot"] = probe["httpGet"].pop("port")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize("path", _config_files(), ids=_ids(_config_files()))
+def test_bentoml_config_is_accepted_by_bentoml(path: Path, tmp_path: Path) -> None:
+    merged = _check_bentoml_config(path.read_text(encoding="utf-8"), tmp_path)
+    assert merged["services"]["traffic"]["timeout"] > 0
+
+
+def test_config_check_catches_a_typo(tmp_path: Path) -> None:
+    text = "version: 2\nservices:\n  trafic:\n    timeout: 5\n"
+    with pytest.raises(AssertionError, match=r"services\.trafic"):
+        _check_bentoml_config(text, tmp_path)
+
+
+# --- wiring ------------------------------------------------------------------------------
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_selectors_and_references_line_up(path: Path) -> None:
+    docs = _render(path)
+    deployment = _one(docs, "Deployment")
+    pod = deployment["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+
+    def selects_pods(selector: dict[str, str]) -> bool:
+        return bool(selector) and selector.items() <= pod_labels.items()
+
+    assert selects_pods(deployment["spec"]["selector"]["matchLabels"])
+    assert selects_pods(_one(docs, "Service")["spec"]["selector"])
+    assert selects_pods(_one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
+    target = _one(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+
+    container = _container(deployment)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == 3000  # BentoML's default serving port, EXPOSEd by the image
+    assert _one(docs, "Service")["spec"]["ports"][0]["targetPort"] in ports
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] in ports
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == ports["http"]
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+    account = pod["spec"]["serviceAccountName"]
+    assert any(d["kind"] == "ServiceAccount" and d["metadata"]["name"] == account for d in docs)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_probes_use_bentoml_health_endpoints(path: Path) -> None:
+    container = _container(_one(_render(path), "Deployment"))
+    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    startup = container["startupProbe"]
+    # Liveness must not kill a pod that is still loading: start-up gets its own, longer budget.
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_config_map_is_mounted_where_bentoml_config_points(path: Path, tmp_path: Path) -> None:
+    docs = _render(path)
+    deployment = _one(docs, "Deployment")
+    container = _container(deployment)
+    config_path = Path(_env(container)["BENTOML_CONFIG"])
+    assert config_path.suffix in {".yaml", ".yml"}  # BentoML refuses other suffixes
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    mount = next(m for m in container["volumeMounts"] if config_path.parent == Path(m["mountPath"]))
+    config_map_name = volumes[mount["name"]]["configMap"]["name"]
+    config_map = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == config_map_name
+    )
+    _check_bentoml_config(config_map["data"][config_path.name], tmp_path)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_every_write_path_is_a_volume(path: Path) -> None:
+    """The root filesystem is read-only; each place BentoML writes must be a mounted volume."""
+    docs = _render(path)
+    deployment = _one(docs, "Deployment")
+    container = _container(deployment)
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    for mount in container["volumeMounts"]:
+        assert mount["name"] in volumes, f"mount {mount['name']} has no volume"
+    writable = [
+        Path(m["mountPath"])
+        for m in container["volumeMounts"]
+        if not m.get("readOnly") and "emptyDir" in volumes[m["name"]]
+    ]
+    for volume in volumes.values():
+        if "emptyDir" in volume:
+            assert volume["emptyDir"].get("sizeLimit"), "an unbounded emptyDir can fill the node"
+
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    config = yaml.safe_load(next(iter(config_map["data"].values())))
+    needs_writing = [
+        Path("/tmp"),  # sockets and temporary files of the server processes
+        Path(_env(container)["BENTOML_HOME"]),  # temporary store, Prometheus multiprocess dir
+        Path(config["services"]["monitoring"]["options"]["log_path"]),  # data logs
+    ]
+    for needed in needs_writing:
+        assert needed.is_absolute(), f"{needed} would resolve inside the read-only bento"
+        assert any(needed.is_relative_to(w) for w in writable), f"{needed} is not writable"
+
+
+# --- security and capacity ---------------------------------------------------------------
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_pod_runs_restricted(path: Path) -> None:
+    """What the `restricted` Pod Security Standard asks, with the image's own user."""
+    pod_spec = _one(_render(path), "Deployment")["spec"]["template"]["spec"]
+    pod_ctx = pod_spec["securityContext"]
+    assert pod_ctx["runAsNonRoot"] is True
+    assert pod_ctx["runAsUser"] == BENTO_UID_GID
+    assert pod_ctx["runAsGroup"] == BENTO_UID_GID
+    assert pod_ctx["fsGroup"] == BENTO_UID_GID
+    assert pod_ctx["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod_spec["automountServiceAccountToken"] is False
+    for container in pod_spec["containers"]:
+        ctx = container["securityContext"]
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx.get("privileged", False) is False
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx["capabilities"]["drop"] == ["ALL"]
+        assert not ctx["capabilities"].get("add")
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_resources_and_scaling_are_coherent(path: Path) -> None:
+    docs = _render(path)
+    deployment = _one(docs, "Deployment")
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    resources = _container(deployment)["resources"]
+    requests, limits = resources["requests"], resources["limits"]
+    assert 0 < _cpu(requests["cpu"]) <= _cpu(limits["cpu"])
+    assert 0 < _memory(requests["memory"]) <= _memory(limits["memory"])
+
+    hpa = _one(docs, "HorizontalPodAutoscaler")["spec"]
+    assert 2 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+    (metric,) = hpa["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert 0 < metric["resource"]["target"]["averageUtilization"] <= 100
+
+    pdb = _one(docs, "PodDisruptionBudget")["spec"]
+    # A drain must be able to make progress at the minimum replica count.
+    if "maxUnavailable" in pdb:
+        assert 1 <= pdb["maxUnavailable"] < hpa["minReplicas"]
+    else:
+        assert pdb["minAvailable"] < hpa["minReplicas"]
+
+    strategy = deployment["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxUnavailable"] == 0
+
+
+@needs_kubectl
+def test_base_runs_the_bento_image() -> None:
+    container = _container(_one(_render(BASE), "Deployment"))
+    assert container["image"].split(":")[0] == IMAGE_NAME
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", OVERLAYS, ids=_ids(OVERLAYS))
+def test_overlay_pins_a_registry_image_in_a_restricted_namespace(path: Path) -> None:
+    docs = _render(path)
+    image = _container(_one(docs, "Deployment"))["image"]
+    repository, _, tag = image.rpartition(":")
+    assert repository.endswith("/" + IMAGE_NAME), image
+    assert "." in repository.split("/")[0], f"no registry host in {image}"
+    assert tag not in {"", "latest"}, image
+    namespaces = [d for d in docs if d["kind"] == "Namespace"]
+    assert len(namespaces) == 1
+    name = namespaces[0]["metadata"]["name"]
+    assert namespaces[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == (
+        "restricted"
+    )
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == name
