@@ -9,6 +9,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from credit_risk.schema import FEATURES, Decision, ReasonCode
+
 FloatArray = npt.NDArray[np.float64]
 
 EPS: Final = 1e-12
@@ -55,3 +57,102 @@ class ScoreScaling:
         p = np.clip(probability_of_default, EPS, 1 - EPS)
         result: FloatArray = self.offset - self.factor * np.log(p / (1 - p))
         return result
+
+
+RISK_BANDS: Final[tuple[tuple[str, float], ...]] = (
+    ("A", 580.0),
+    ("B", 560.0),
+    ("C", 530.0),
+    ("D", 500.0),
+    ("E", -math.inf),
+)
+"""Lowest score of each band. With the default scaling the cut-offs sit near a probability of
+default of 4 %, 8 %, 18 % and 39 %: A and B are clear approvals, C straddles the cost-optimal
+threshold (~1/6), D and E are clear declines."""
+
+MAX_REASON_CODES: Final = 4
+"""Principal reasons disclosed per decline (US Reg B practice: no more than four)."""
+
+REASONS: Final[dict[str, tuple[str, str]]] = {
+    "checking_account": ("RC01", "Current-account balance, or no current account"),
+    "duration_months": ("RC02", "Length of the loan term"),
+    "credit_history": ("RC03", "Repayment history on past and existing credits"),
+    "purpose": ("RC04", "Purpose of the loan"),
+    "credit_amount": ("RC05", "Amount of credit requested"),
+    "savings": ("RC06", "Level of savings and bonds"),
+    "employment_since": ("RC07", "Time in present employment"),
+    "installment_rate": ("RC08", "Instalment high relative to disposable income"),
+    "other_debtors": ("RC09", "No co-applicant or guarantor"),
+    "residence_since": ("RC10", "Time at present residence"),
+    "property": ("RC11", "Property held as security"),
+    "age_years": ("RC12", "Applicant's age band"),
+    "other_installment_plans": ("RC13", "Instalment plans with other lenders or stores"),
+    "housing": ("RC14", "Housing situation"),
+    "existing_credits": ("RC15", "Number of existing credits at this bank"),
+    "job": ("RC16", "Occupation and skill level"),
+    "dependents": ("RC17", "Number of dependants"),
+    "telephone": ("RC18", "No telephone registered in the applicant's name"),
+}
+"""Stable reason code and plain-words text per feature; codes never change meaning."""
+
+
+def risk_bands(scores: FloatArray) -> list[str]:
+    """Band letter per score."""
+    floors = np.array([floor for _, floor in RISK_BANDS[:-1]])
+    # floors descend; count how many a score fails to reach -> band index
+    idx = (scores[:, np.newaxis] < floors[np.newaxis, :]).sum(axis=1)
+    return [RISK_BANDS[i][0] for i in idx]
+
+
+def top_reasons(excess_points: FloatArray, k: int = MAX_REASON_CODES) -> npt.NDArray[np.intp]:
+    """Indices of the k features costing most points per row, largest first (ties by order)."""
+    order = np.argsort(-excess_points, axis=1, kind="stable")
+    return order[:, :k]
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """What turns model output into decisions: the model's threshold, scaling and tag."""
+
+    threshold: float
+    scaling: ScoreScaling
+    model_version: str
+
+    def decide(self, probability: FloatArray, excess_logit: FloatArray) -> list[Decision]:
+        """Vectorised scoring of a batch; only building the response objects loops."""
+        n = len(probability)
+        assert excess_logit.shape == (n, len(FEATURES)), excess_logit.shape
+        scores = self.scaling.score(probability)
+        bands = risk_bands(scores)
+        declined = probability > self.threshold
+        excess_points = excess_logit * self.scaling.factor
+        top = top_reasons(excess_points)
+        decisions = []
+        for i in range(n):
+            reasons: list[ReasonCode] = []
+            if declined[i]:
+                for j in top[i]:
+                    lost = float(excess_points[i, j])
+                    if lost <= 0:
+                        break
+                    code, text = REASONS[FEATURES[j]]
+                    reasons.append(
+                        ReasonCode.model_construct(
+                            code=code,
+                            feature=FEATURES[j],
+                            description=text,
+                            points=-round(lost, 2),
+                        )
+                    )
+            decisions.append(
+                Decision.model_construct(
+                    probability_of_default=float(probability[i]),
+                    decision="decline" if declined[i] else "approve",
+                    threshold=self.threshold,
+                    score=round(float(scores[i])),
+                    risk_band=bands[i],
+                    reason_codes=reasons,
+                    model_version=self.model_version,
+                )
+            )
+        return decisions

@@ -1,0 +1,62 @@
+"""Service settings from environment variables, with defaults that work with no configuration.
+
+BentoML's own knobs (workers, traffic, timeouts) stay in BentoML's config (`BENTOML_CONFIG`,
+`BENTOML_CONFIG_OVERRIDES`); these are the ones BentoML has no place for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+DEFAULT_MODEL_TAG: Final = "credit_risk:latest"
+
+MAX_BATCH_APPLICANTS: Final = 1000
+"""Applicants per /classify_batch request (the issue's bound): ~0.5 MB of JSON, one runner call."""
+
+MAX_BODY_BYTES: Final = 1 << 20
+"""Request-body limit (1 MiB): a full 1,000-applicant batch is ~0.5 MB, so this only stops abuse."""
+
+RUNNER_MAX_BATCH_SIZE: Final = MAX_BATCH_APPLICANTS
+"""Rows per adaptive batch. The compiled scorecard scores 1,000 rows in well under a
+millisecond, so the bound is there to keep one batch request a single runner call."""
+
+RUNNER_MAX_LATENCY_MS: Final = 1000
+"""BentoML's admission bound for the runner queue: a row that cannot be scored within this is
+shed with 503 (it is not a flush timer). Sized from the load benchmark."""
+
+
+def _flag(value: str | None, *, default: bool) -> bool:
+    if value is None or not value.strip():
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    msg = f"expected a boolean (1/0, true/false, on/off), got {value!r}"
+    raise ValueError(msg)
+
+
+def _tokens(value: str | None) -> frozenset[str]:
+    return frozenset(t.strip() for t in (value or "").split(",") if t.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, validated once at start-up."""
+
+    model_tag: str = DEFAULT_MODEL_TAG
+    batching: bool = True
+    api_tokens: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """CREDIT_RISK_MODEL, CREDIT_RISK_BATCHING, CREDIT_RISK_API_TOKENS."""
+        return cls(
+            model_tag=environ.get("CREDIT_RISK_MODEL", "").strip() or DEFAULT_MODEL_TAG,
+            batching=_flag(environ.get("CREDIT_RISK_BATCHING"), default=True),
+            api_tokens=_tokens(environ.get("CREDIT_RISK_API_TOKENS")),
+        )

@@ -1,0 +1,95 @@
+"""Score scaling, risk bands, reason codes and the decision policy."""
+
+import math
+
+import numpy as np
+import pytest
+
+from credit_risk.schema import FEATURES, Decision
+from credit_risk.scoring import (
+    MAX_REASON_CODES,
+    REASONS,
+    RISK_BANDS,
+    DecisionPolicy,
+    ScoreScaling,
+    risk_bands,
+)
+
+
+def test_scaling_anchor_and_pdo() -> None:
+    s = ScoreScaling()
+    # 50:1 good:bad -> P(bad) = 1/51 -> 600 points
+    assert s.score(np.array([1 / 51]))[0] == pytest.approx(600.0)
+    # doubling the good:bad odds adds PDO points
+    assert s.score(np.array([1 / 101]))[0] == pytest.approx(620.0)
+    assert s.factor == pytest.approx(20 / math.log(2))
+
+
+def test_scaling_round_trips_metadata() -> None:
+    s = ScoreScaling(base_score=500, base_odds_good_to_bad=20, pdo=50)
+    meta = s.as_metadata()
+    assert ScoreScaling.from_metadata(meta) == s
+    assert meta["offset"] == pytest.approx(s.offset)
+
+
+def test_score_is_finite_and_monotone_at_the_edges() -> None:
+    p = np.array([0.0, 1e-6, 0.1, 0.5, 0.9, 1.0])
+    scores = ScoreScaling().score(p)
+    assert np.isfinite(scores).all()
+    assert (np.diff(scores) < 0).all()
+
+
+def test_bands_follow_the_documented_floors() -> None:
+    floors = [floor for _, floor in RISK_BANDS[:-1]]
+    scores = np.array([*floors, floors[-1] - 0.01, 1000.0, -1000.0])
+    assert risk_bands(scores) == ["A", "B", "C", "D", "E", "A", "E"]
+
+
+def test_reason_codes_are_unique_and_cover_every_feature() -> None:
+    assert set(REASONS) == set(FEATURES)
+    codes = [code for code, _ in REASONS.values()]
+    assert len(set(codes)) == len(codes)
+
+
+POLICY = DecisionPolicy(threshold=0.2, scaling=ScoreScaling(), model_version="credit_risk:test")
+
+
+def test_decline_gets_largest_reasons_first() -> None:
+    excess = np.zeros((2, len(FEATURES)))
+    excess[0, [3, 7, 1, 12, 5]] = [0.5, 0.9, 0.1, 0.7, 0.3]
+    excess[1, 2] = 1.0
+    decisions = POLICY.decide(np.array([0.6, 0.1]), excess)
+    declined, approved = decisions
+    assert declined.decision == "decline"
+    assert [r.feature for r in declined.reason_codes] == [
+        FEATURES[7],
+        FEATURES[12],
+        FEATURES[3],
+        FEATURES[5],
+    ]
+    assert len(declined.reason_codes) == MAX_REASON_CODES
+    points = [r.points for r in declined.reason_codes]
+    assert points == sorted(points)  # most negative first
+    assert points[0] == pytest.approx(-0.9 * POLICY.scaling.factor, abs=0.01)
+    assert approved.decision == "approve"
+    assert approved.reason_codes == []
+
+
+def test_decline_lists_only_features_that_cost_points() -> None:
+    excess = np.zeros((1, len(FEATURES)))
+    excess[0, 4] = 0.2
+    (decision,) = POLICY.decide(np.array([0.9]), excess)
+    assert [r.code for r in decision.reason_codes] == [REASONS[FEATURES[4]][0]]
+
+
+def test_decisions_validate_against_the_schema() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 50)
+    excess = rng.uniform(0, 1, (50, len(FEATURES)))
+    for d in POLICY.decide(p, excess):
+        again = Decision.model_validate(d.model_dump())
+        assert again == d
+        assert (d.decision == "decline") == (d.probability_of_default > POLICY.threshold)
+        exact_score = POLICY.scaling.score(np.array([d.probability_of_default]))
+        assert d.risk_band == risk_bands(exact_score)[0]
+        assert abs(d.score - exact_score[0]) <= 0.5
