@@ -6,7 +6,7 @@ import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -217,3 +217,20 @@ def load_dataset(path: Path = DEFAULT_DATA_PATH, *, verify_sha256: bool | None =
     for name, cats in CATEGORIES.items():
         frame[name] = pd.Categorical(frame[name], categories=list(cats))
     return Dataset(X=frame, y=np.asarray(targets, dtype=np.int_), sha256=digest, path=path)
+
+
+def applicant_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as API payloads (JSON-ready, ints where the schema wants ints): for tests and load."""
+    int_fields = {f for f in FEATURES if Applicant.model_fields[f].annotation is int}
+    records: list[dict[str, Any]] = []
+    for row in frame.itertuples(index=False):
+        record: dict[str, Any] = {}
+        for name, value in zip(FEATURES, row, strict=True):
+            if name in CATEGORIES:
+                record[name] = str(value)
+            elif name in int_fields:
+                record[name] = int(value)
+            else:
+                record[name] = float(value)
+        records.append(record)
+    return records
