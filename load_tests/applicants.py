@@ -1,0 +1,97 @@
+"""Realistic request bodies: applicants drawn from the training data, and known-bad payloads.
+
+A load test that repeats one fixed payload measures a cache, not a service. Rows of the shipped
+data set are resampled with replacement (the empirical training distribution) and written as the
+JSON the API accepts: the schema is strict, so integer fields must be JSON integers and amounts
+JSON numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from credit_risk.data import DEFAULT_DATA_PATH, applicant_records, load_dataset
+from credit_risk.schema import Applicant, example_applicant
+from credit_risk.settings import MAX_BATCH_APPLICANTS as MAX_BATCH
+from credit_risk.settings import MAX_BODY_BYTES
+
+
+@cache
+def training_applicants(path: Path = DEFAULT_DATA_PATH) -> tuple[dict[str, Any], ...]:
+    """Every row of the data set as an API body, each validated through the strict schema."""
+    rows = applicant_records(load_dataset(path).X)
+    for body in rows:
+        Applicant.model_validate_json(json.dumps(body))  # strict, as the API parses it
+    return tuple(rows)
+
+
+def sample_applicants(n: int, *, seed: int | None = None) -> list[dict[str, Any]]:
+    """`n` applicants resampled with replacement from the training rows."""
+    rng = random.Random(seed)
+    return rng.choices(training_applicants(), k=n)
+
+
+@dataclass(frozen=True)
+class BadRequest:
+    """A payload the service must refuse with `status`, naming `field` when one is at fault."""
+
+    name: str
+    path: str
+    body: bytes
+    status: int
+    field: str | None
+
+
+def bad_requests() -> list[BadRequest]:
+    """The bad-input mix: each kind of mistake a client makes, with the answer it must get."""
+    good = example_applicant()
+
+    def variant(**changes: Any) -> bytes:
+        return json.dumps({**good, **changes}).encode()
+
+    missing = dict(good)
+    del missing["age_years"]
+    oversize_row = json.dumps(good).encode()
+    oversize = b"[" + b",".join([oversize_row] * (MAX_BODY_BYTES // len(oversize_row) + 1)) + b"]"
+    return [
+        BadRequest("missing field", "/classify", json.dumps(missing).encode(), 400, "age_years"),
+        BadRequest("unknown category", "/classify", variant(purpose="yacht"), 400, "purpose"),
+        BadRequest(
+            "string for int", "/classify", variant(duration_months="24"), 400, "duration_months"
+        ),
+        BadRequest("float for int", "/classify", variant(age_years=35.5), 400, "age_years"),
+        BadRequest(
+            "out of range", "/classify", variant(installment_rate=9), 400, "installment_rate"
+        ),
+        BadRequest(
+            "negative amount", "/classify", variant(credit_amount=-1.0), 400, "credit_amount"
+        ),
+        BadRequest(
+            "extra field", "/classify", variant(foreign_worker="yes"), 400, "foreign_worker"
+        ),
+        BadRequest("malformed JSON", "/classify", b'{"checking_account": ', 400, None),
+        BadRequest("empty batch", "/classify_batch", b"[]", 400, None),
+        BadRequest(
+            "batch over limit",
+            "/classify_batch",
+            json.dumps([good] * (MAX_BATCH + 1)).encode(),
+            400,
+            None,
+        ),
+        BadRequest("body over 1 MiB", "/classify_batch", oversize, 413, None),
+    ]
+
+
+def write_bodies(path: Path, bodies: list[Any]) -> Path:
+    """One compact JSON body per line: the file the wrk script rotates through."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for body in bodies:
+            fh.write(json.dumps(body, separators=(",", ":")))
+            fh.write("\n")
+    return path

@@ -1,0 +1,651 @@
+"""Side-by-side benchmark: our service with and without adaptive batching, and the Flask baseline.
+
+    python -m load_tests.bench [--rounds 2] [--duration 10] [--out reports]
+
+Each round starts every configuration in turn (fresh processes, a fresh free port on 127.0.0.1),
+times it to ready, checks that its answers are valid and come from the same model, then drives it
+with wrk at each concurrency: a short warm-up, then a bounded measured run while the server's
+process tree is sampled for CPU time and proportional set size (PSS). Rounds alternate the order
+of the configurations so drift and noise show up as spread rather than as a bias. The results go
+to `<out>/benchmark.json` (every measurement), `benchmark.md` (the table) and `benchmark.png`.
+
+wrk is the load generator because it costs a few microseconds of CPU per request; Locust costs
+~0.4-1 ms, which on a 2-core machine would be taken from the server being measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import psutil
+from pydantic import ValidationError
+
+from credit_risk.schema import Decision
+from load_tests.applicants import sample_applicants, write_bodies
+
+REPO: Final = Path(__file__).resolve().parent.parent
+WRK_SCRIPT: Final = Path(__file__).resolve().parent / "wrk_bodies.lua"
+BIN: Final = Path(sys.executable).parent
+WRK_INSTALL_HINT: Final = (
+    "wrk is not installed. It is the benchmark's load generator; install it with\n"
+    "    sudo apt-get install -y wrk        (Debian/Ubuntu)\n"
+    "    brew install wrk                   (macOS)\n"
+    "and run `make bench` again. Nothing is installed automatically."
+)
+
+BATCH_SIZE: Final = 1000
+"""Applicants per /classify_batch request: the API's largest batch (the issue's target load)."""
+SINGLE_BODIES: Final = 2000
+"""Distinct one-applicant bodies wrk rotates through (twice the data set: no fixed payload)."""
+BATCH_BODIES: Final = 12
+"""Distinct 1,000-applicant bodies (~0.4 MB each) wrk rotates through."""
+CHECK_APPLICANTS: Final = 40
+"""Applicants each server must score correctly before it is measured."""
+SAME_MODEL_TOLERANCE: Final = 1e-9
+"""Largest |p_ours - p_baseline| accepted as 'the same model' (float64 round-off, not maths)."""
+READY_TIMEOUT_S: Final = 180.0
+"""Give up on a server that is not ready by then (cold imports on a slow disk take ~20 s)."""
+READY_POLL_S: Final = 0.05
+"""Readiness polling interval: the resolution of the time-to-ready figure."""
+STOP_GRACE_S: Final = 20.0
+"""SIGTERM, then this long for a graceful exit, then SIGKILL to the process group."""
+PSS_SAMPLE_S: Final = 0.5
+"""Interval of memory sampling during a measured run."""
+BUSY_PROBE_S: Final = 1.0
+"""How long the machine's background load is sampled before each server start."""
+WRK_TIMEOUT_S: Final = 10
+"""wrk's per-request timeout; a response slower than this counts as an error, not a latency."""
+
+
+@dataclass(frozen=True)
+class Load:
+    """What a configuration is driven with: an endpoint, a body file, a set of concurrencies."""
+
+    name: str
+    path: str
+    bodies: str  # "single" or "batch"
+    applicants_per_request: int
+    concurrency: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Server:
+    """One configuration: how to start it, how to know it is ready, and the loads it gets."""
+
+    key: str
+    label: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    ready_path: str
+    check_path: str
+    loads: tuple[Load, ...]
+    is_ours: bool
+
+
+@dataclass
+class Point:
+    """One measured run: a server, a load, a concurrency, a round."""
+
+    round: int
+    server: str
+    load: str
+    concurrency: int
+    duration_s: float
+    requests: int
+    requests_per_s: float
+    applicants_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    errors: dict[str, int]
+    server_cpu_cores: float
+    server_cpu_ms_per_request: float
+    generator_cpu_cores: float
+    machine_busy_cores: float
+    pss_peak_mb: float
+
+
+@dataclass
+class Start:
+    """One server start: time to ready, memory at rest, process count, answer checks."""
+
+    round: int
+    server: str
+    ready_s: float | None
+    first_answer_s: float | None
+    pss_idle_mb: float | None
+    processes: int
+    model_version: str | None
+    probabilities: list[float] = field(default_factory=list)
+    failure: str | None = None
+    busy_before_cores: float | None = None
+
+
+def machine_busy_cores(seconds: float) -> float:
+    """CPUs busy with anything at all, averaged over `seconds`: other load skews every figure."""
+    t0 = psutil.cpu_times()
+    time.sleep(seconds)
+    t1 = psutil.cpu_times()
+    idle = (t1.idle + getattr(t1, "iowait", 0.0)) - (t0.idle + getattr(t0, "iowait", 0.0))
+    return (sum(t1) - sum(t0) - idle) / seconds
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def process_tree(root: psutil.Process) -> list[psutil.Process]:
+    """The server's root process and every descendant (workers, the runner)."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of one process: shared pages split among their users."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def tree_pss_mb(root: psutil.Process) -> float:
+    """PSS of the whole server, in MB (10^6 bytes)."""
+    return sum(pss_bytes(p.pid) for p in process_tree(root)) / 1e6
+
+
+def _cpu_seconds(procs: Sequence[psutil.Process]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+    return out
+
+
+class TreeSampler:
+    """CPU seconds and peak PSS of a process tree across a measured window."""
+
+    def __init__(self, root: psutil.Process) -> None:
+        self.root = root
+        self.peak_pss_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._cpu0: dict[int, float] = {}
+        self._machine0 = psutil.cpu_times()
+        self._t0 = 0.0
+        self.cpu_s = 0.0
+        self.machine_busy_s = 0.0
+        self.wall_s = 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(PSS_SAMPLE_S):
+            self.peak_pss_mb = max(self.peak_pss_mb, tree_pss_mb(self.root))
+
+    def __enter__(self) -> TreeSampler:
+        self._cpu0 = _cpu_seconds(process_tree(self.root))
+        self._machine0 = psutil.cpu_times()
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        cpu1 = _cpu_seconds(process_tree(self.root))
+        machine1 = psutil.cpu_times()
+        self.wall_s = time.perf_counter() - self._t0
+        self._stop.set()
+        self._thread.join()
+        self.peak_pss_mb = max(self.peak_pss_mb, tree_pss_mb(self.root))
+        # a process that appeared during the window counts from zero; one that vanished is lost
+        self.cpu_s = sum(t - self._cpu0.get(pid, 0.0) for pid, t in cpu1.items())
+        idle0 = self._machine0.idle + getattr(self._machine0, "iowait", 0.0)
+        idle1 = machine1.idle + getattr(machine1, "iowait", 0.0)
+        total0, total1 = sum(self._machine0), sum(machine1)
+        self.machine_busy_s = (total1 - total0) - (idle1 - idle0)
+
+
+def run_wrk(
+    url: str, bodies: Path, path: str, connections: int, duration_s: float
+) -> dict[str, Any]:
+    """One bounded wrk run on one thread (a second thread would compete with the server)."""
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration_s:g}s",
+        f"--timeout={WRK_TIMEOUT_S}s",
+        "--latency",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+        "--",
+        str(bodies),
+        path,
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # once reaped, wrk's CPU time shows in this process's children totals (see `measure`)
+    stdout, stderr = proc.communicate(timeout=duration_s + WRK_TIMEOUT_S + 30)
+    if proc.returncode != 0:
+        msg = f"wrk failed ({proc.returncode}): {stderr.strip() or stdout.strip()}"
+        raise RuntimeError(msg)
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if line is None:
+        msg = f"wrk printed no summary:\n{stdout}\n{stderr}"
+        raise RuntimeError(msg)
+    summary: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+    return summary
+
+
+def _children_cpu_s() -> float:
+    usage = os.times()
+    return usage.children_user + usage.children_system
+
+
+@contextlib.contextmanager
+def running(server: Server, port: int, log_path: Path) -> Iterator[tuple[psutil.Process, float]]:
+    """Start a server in its own process group; stop the whole group afterwards."""
+    argv = [a.format(port=port) for a in server.argv]
+    env = {**os.environ, **server.env}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        log.write(f"$ {shlex.join(argv)}\n")
+        log.flush()
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield psutil.Process(proc.pid), started
+        finally:
+            stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it does not leave in time."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # workers outlive a master that died first: sweep the group once more
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_ready(url: str, root: psutil.Process, started: float) -> float:
+    """Seconds from spawn to the first 200 on the readiness endpoint."""
+    deadline = started + READY_TIMEOUT_S
+    with httpx.Client(timeout=2.0) as client:
+        while time.perf_counter() < deadline:
+            if not root.is_running() or root.status() == psutil.STATUS_ZOMBIE:
+                msg = "server exited before it was ready (see its log)"
+                raise RuntimeError(msg)
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(url).status_code == 200:
+                    return time.perf_counter() - started
+            time.sleep(READY_POLL_S)
+    msg = f"not ready after {READY_TIMEOUT_S:.0f} s"
+    raise RuntimeError(msg)
+
+
+def check_answers(
+    base: str, server: Server, applicants: list[dict[str, Any]]
+) -> tuple[list[float], str]:
+    """Score known applicants one by one (and as one batch for ours); every answer must validate.
+
+    Returns the probabilities and the model version, to compare configurations with each other.
+    """
+    probabilities: list[float] = []
+    versions: set[str] = set()
+    with httpx.Client(base_url=base, timeout=30.0) as client:
+        for applicant in applicants:
+            r = client.post(server.check_path, json=applicant)
+            if r.status_code != 200:
+                msg = f"{server.check_path} answered {r.status_code}: {r.text[:300]}"
+                raise RuntimeError(msg)
+            body = r.json()
+            if server.is_ours:
+                try:
+                    decision = Decision.model_validate(body)
+                except ValidationError as exc:
+                    msg = f"{server.check_path} answer is not a Decision: {exc}"
+                    raise RuntimeError(msg) from None
+                probabilities.append(decision.probability_of_default)
+                versions.add(decision.model_version)
+            else:
+                probabilities.append(float(body["probability_of_default"]))
+                versions.add(str(body["model_version"]))
+        if server.is_ours:
+            r = client.post("/classify_batch", json=applicants)
+            if r.status_code != 200:
+                msg = f"/classify_batch answered {r.status_code}: {r.text[:300]}"
+                raise RuntimeError(msg)
+            batch = [Decision.model_validate(d) for d in r.json()]
+            if len(batch) != len(applicants):
+                msg = f"/classify_batch returned {len(batch)} answers for {len(applicants)}"
+                raise RuntimeError(msg)
+            worst = max(
+                abs(d.probability_of_default - p) for d, p in zip(batch, probabilities, strict=True)
+            )
+            if worst > SAME_MODEL_TOLERANCE:
+                msg = f"/classify_batch disagrees with /classify by {worst:.3g} in probability"
+                raise RuntimeError(msg)
+    if len(versions) != 1:
+        msg = f"answers came from several models: {sorted(versions)}"
+        raise RuntimeError(msg)
+    return probabilities, versions.pop()
+
+
+def measure(
+    *,
+    round_: int,
+    server: Server,
+    load: Load,
+    connections: int,
+    root: psutil.Process,
+    url: str,
+    bodies: Path,
+    warmup_s: float,
+    duration_s: float,
+) -> Point:
+    """Warm up, then one measured wrk run with the server tree sampled alongside."""
+    if warmup_s > 0:
+        run_wrk(url, bodies, load.path, connections, warmup_s)
+    cpu_before = _children_cpu_s()
+    with TreeSampler(root) as sampler:
+        s = run_wrk(url, bodies, load.path, connections, duration_s)
+    generator_cpu_s = _children_cpu_s() - cpu_before
+    wall = s["duration_us"] / 1e6
+    requests = int(s["requests"])
+    lat = s["latency_us"]
+    return Point(
+        round=round_,
+        server=server.key,
+        load=load.name,
+        concurrency=connections,
+        duration_s=wall,
+        requests=requests,
+        requests_per_s=requests / wall,
+        applicants_per_s=requests * load.applicants_per_request / wall,
+        p50_ms=lat["p50"] / 1e3,
+        p90_ms=lat["p90"] / 1e3,
+        p99_ms=lat["p99"] / 1e3,
+        p999_ms=lat["p999"] / 1e3,
+        max_ms=lat["max"] / 1e3,
+        errors={k: int(v) for k, v in s["errors"].items()},
+        server_cpu_cores=sampler.cpu_s / sampler.wall_s,
+        server_cpu_ms_per_request=1e3 * sampler.cpu_s / max(requests, 1),
+        generator_cpu_cores=generator_cpu_s / sampler.wall_s,
+        machine_busy_cores=sampler.machine_busy_s / sampler.wall_s,
+        pss_peak_mb=sampler.peak_pss_mb,
+    )
+
+
+def servers(concurrency: tuple[int, ...], batch_concurrency: tuple[int, ...]) -> list[Server]:
+    """The configurations under test, in their first-round order."""
+    bentoml = str(BIN / "bentoml")
+    gunicorn = str(BIN / "gunicorn")
+    ours = ("service:CreditRiskService", "--host", "127.0.0.1", "--port", "{port}")
+    classify = Load("classify", "/classify", "single", 1, concurrency)
+    quiet = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO)}
+    open_api = {"CREDIT_RISK_API_TOKENS": ""}  # measure the service, not a 401 from its auth
+    return [
+        Server(
+            key="ours-batching",
+            label="ours, adaptive batching",
+            argv=(bentoml, "serve", *ours),
+            env={**quiet, **open_api, "CREDIT_RISK_BATCHING": "1"},
+            ready_path="/readyz",
+            check_path="/classify",
+            loads=(
+                classify,
+                Load("classify_batch", "/classify_batch", "batch", BATCH_SIZE, batch_concurrency),
+            ),
+            is_ours=True,
+        ),
+        Server(
+            key="ours-no-batching",
+            label="ours, batching off",
+            argv=(bentoml, "serve", *ours),
+            env={**quiet, **open_api, "CREDIT_RISK_BATCHING": "0"},
+            ready_path="/readyz",
+            check_path="/classify",
+            loads=(classify,),
+            is_ours=True,
+        ),
+        Server(
+            key="flask-gunicorn",
+            label="Flask + gunicorn, 2 sync workers",
+            argv=(
+                gunicorn,
+                "--no-control-socket",
+                "--workers",
+                "2",
+                "--bind",
+                "127.0.0.1:{port}",
+                "load_tests.baseline.app:app",
+            ),
+            env=quiet,
+            ready_path="/health",
+            check_path="/predict",
+            loads=(Load("classify", "/predict", "single", 1, concurrency),),
+            is_ours=False,
+        ),
+    ]
+
+
+def resolve_model_tag() -> str:
+    """The exact tag behind credit_risk:latest, so every configuration serves the same one."""
+    import bentoml  # noqa: PLC0415 (slow import, only needed here)
+
+    return str(bentoml.models.get("credit_risk:latest").tag)
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the figures depend on: CPU, memory, kernel, versions, commit."""
+    cpu_model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    wrk_version = subprocess.run(
+        ["wrk", "--version"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    ).stdout.strip()
+    versions = {}
+    for dist in ("bentoml", "scikit-learn", "pandas", "numpy", "flask", "gunicorn"):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version  # noqa: PLC0415
+
+            versions[dist] = version(dist)
+    return {
+        "cpu": cpu_model,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "wrk": wrk_version[0] if wrk_version else "unknown",
+        "versions": versions,
+        "commit": commit or "unknown",
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every round, every configuration, every load; returns the raw results."""
+    out: Path = args.out
+    tag = args.model or resolve_model_tag()
+    configs = servers(args.concurrency, args.batch_concurrency)
+    if args.only:
+        configs = [c for c in configs if c.key in args.only]
+    for c in configs:
+        c.env["CREDIT_RISK_MODEL"] = tag  # pin every configuration to the same model version
+    workdir = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
+    bodies = {
+        "single": write_bodies(workdir / "single.jsonl", sample_applicants(SINGLE_BODIES, seed=1)),
+        "batch": write_bodies(
+            workdir / "batch.jsonl",
+            [sample_applicants(BATCH_SIZE, seed=100 + i) for i in range(BATCH_BODIES)],
+        ),
+    }
+    check_set = sample_applicants(CHECK_APPLICANTS, seed=7)
+    starts: list[Start] = []
+    points: list[Point] = []
+    t_begin = time.perf_counter()
+    try:
+        for round_ in range(1, args.rounds + 1):
+            order = configs if round_ % 2 else list(reversed(configs))
+            for server in order:
+                _log(f"round {round_}: {server.label}")
+                busy_before = machine_busy_cores(BUSY_PROBE_S)
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                log = out / "bench-logs" / f"{server.key}-round{round_}.log"
+                with running(server, port, log) as (root, started):
+                    start = Start(round_, server.key, None, None, None, 0, None)
+                    start.busy_before_cores = busy_before
+                    starts.append(start)
+                    try:
+                        start.ready_s = wait_ready(base + server.ready_path, root, started)
+                        start.probabilities, start.model_version = check_answers(
+                            base, server, check_set
+                        )
+                        start.first_answer_s = time.perf_counter() - started
+                        if start.model_version != tag:
+                            msg = f"serves {start.model_version}, expected {tag}"
+                            raise RuntimeError(msg)
+                        time.sleep(1.0)  # let start-up work settle before reading memory
+                        start.pss_idle_mb = tree_pss_mb(root)
+                        start.processes = len(process_tree(root))
+                        _log(
+                            f"  ready in {start.ready_s:.1f} s, {start.processes} processes, "
+                            f"{start.pss_idle_mb:.0f} MB PSS idle"
+                        )
+                        for load in server.loads:
+                            for connections in load.concurrency:
+                                point = measure(
+                                    round_=round_,
+                                    server=server,
+                                    load=load,
+                                    connections=connections,
+                                    root=root,
+                                    url=base,
+                                    bodies=bodies[load.bodies],
+                                    warmup_s=args.warmup,
+                                    duration_s=args.duration,
+                                )
+                                points.append(point)
+                                _log(
+                                    f"  {load.name:>14} c={connections:<4} "
+                                    f"{point.requests_per_s:8.1f} req/s  "
+                                    f"p50 {point.p50_ms:7.1f} ms  p99 {point.p99_ms:7.1f} ms  "
+                                    f"errors {sum(point.errors.values())}  "
+                                    f"cpu {point.server_cpu_cores:.2f}+"
+                                    f"{point.generator_cpu_cores:.2f} cores"
+                                )
+                    except (RuntimeError, httpx.HTTPError) as exc:
+                        start.failure = str(exc)
+                        _log(f"  FAILED: {exc} (log: {log})")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "model": tag,
+        "machine": machine_facts(),
+        "settings": {
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "concurrency": list(args.concurrency),
+            "batch_concurrency": list(args.batch_concurrency),
+            "batch_size": BATCH_SIZE,
+            "generator": "wrk, 1 thread, keep-alive connections, closed loop",
+            "wall_s": time.perf_counter() - t_begin,
+        },
+        "servers": [
+            {"key": s.key, "label": s.label, "argv": list(s.argv), "env": s.env} for s in configs
+        ],
+        "starts": [asdict(s) for s in starts],
+        "points": [asdict(p) for p in points],
+    }
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (`make bench`)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
+    parser.add_argument("--concurrency", type=_ints, default=(1, 16, 64, 256))
+    parser.add_argument("--batch-concurrency", type=_ints, default=(1, 4, 16))
+    parser.add_argument("--only", nargs="*", help="server keys to run (default: all)")
+    parser.add_argument("--model", help="model tag to serve (default: credit_risk:latest)")
+    parser.add_argument("--out", type=Path, default=REPO / "reports")
+    parser.add_argument("--command", default=None, help="command line to print in the report")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print(WRK_INSTALL_HINT, file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = run(args)
+    given = list(argv if argv is not None else sys.argv[1:])
+    results["command"] = args.command or shlex.join(["python", "-m", "load_tests.bench", *given])
+    (args.out / "benchmark.json").write_text(json.dumps(results, indent=2))
+    from load_tests.report import write_report  # noqa: PLC0415 (matplotlib is slow to import)
+
+    write_report(results, args.out)
+    _log(f"wrote {args.out / 'benchmark.md'} and {args.out / 'benchmark.png'}")
+    failed = [s for s in results["starts"] if s["failure"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

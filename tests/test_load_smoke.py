@@ -1,0 +1,86 @@
+"""The load-test tooling: realistic bodies, the bad-input mix, and a short Locust run in CI.
+
+The smoke run is not a benchmark: it drives the real server for a few seconds through the same
+locustfile `make load-test` uses and requires zero failures, where a failure includes a 200 whose
+body is not a valid Decision and bad input not refused with the documented 4xx.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from credit_risk.schema import FEATURES, Applicant
+from load_tests.applicants import bad_requests, sample_applicants, training_applicants
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILE = ROOT / "load_tests" / "locustfile.py"
+SMOKE_SECONDS = 5
+SMOKE_USERS = 8
+
+
+def test_training_applicants_are_strict_api_bodies() -> None:
+    rows = training_applicants()
+    assert len(rows) == 1000
+    for row in rows:
+        assert list(row) == list(FEATURES)
+        # the wire form: parse the JSON text strictly, as the service does
+        Applicant.model_validate_json(json.dumps(row))
+        for name, field in Applicant.model_fields.items():
+            if field.annotation is int:
+                assert type(row[name]) is int, name
+
+
+def test_samples_vary_and_repeat_with_a_seed() -> None:
+    a = sample_applicants(500, seed=3)
+    assert a == sample_applicants(500, seed=3)
+    assert a != sample_applicants(500, seed=4)
+    distinct = {json.dumps(x, sort_keys=True) for x in a}
+    assert len(distinct) > 250  # resampled rows, not one fixed payload
+    assert {x["purpose"] for x in a} >= {"car_new", "radio_television", "furniture_equipment"}
+
+
+def test_every_bad_request_is_really_bad() -> None:
+    """Each payload in the bad-input mix fails the schema (or the size/batch bounds)."""
+    for bad in bad_requests():
+        if bad.path == "/classify":
+            with pytest.raises(ValueError, match=bad.field):
+                Applicant.model_validate_json(bad.body)
+        else:
+            assert bad.status == 413 or bad.body == b"[]" or len(json.loads(bad.body)) > 1000
+
+
+@pytest.mark.integration
+def test_locust_smoke(server, tmp_path: Path) -> None:
+    prefix = tmp_path / "smoke"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOCUST_BATCH_SIZE": "20"}
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"),
+            *("-u", str(SMOKE_USERS), "-r", str(SMOKE_USERS), "-t", f"{SMOKE_SECONDS}s"),
+            *("--host", server.url, "--csv", str(prefix), "--only-summary"),
+            *("--stop-timeout", "5"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    with Path(f"{prefix}_stats.csv").open() as fh:
+        stats = {row["Name"]: row for row in csv.DictReader(fh)}
+    failures = Path(f"{prefix}_failures.csv").read_text()
+    report = f"{run.stderr[-3000:]}\n{failures}\n{server.log()[-3000:]}"
+    assert run.returncode == 0, report
+    assert int(stats["Aggregated"]["Failure Count"]) == 0, report
+    assert int(stats["/classify"]["Request Count"]) > 20, report
+    assert int(stats["/classify_batch"]["Request Count"]) > 0, report
+    bad = [name for name in stats if name.startswith("bad input: ")]
+    assert bad, report
+    assert sum(int(stats[name]["Request Count"]) for name in bad) > 0
