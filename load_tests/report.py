@@ -24,6 +24,8 @@ NO_BATCHING: Final = "ours-no-batching"
 BASELINE: Final = "flask-gunicorn"
 HEADLINE_CONNECTIONS: Final = 64
 """The issue's headline load: 64 concurrent connections."""
+OTHER_LOAD_WARNING_CORES: Final = 0.25
+"""Background CPU beyond which the report warns: a tenth of a 2-core machine plus noise."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,19 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_fmt(statistics.median(other), 2)} "
             f"| {_fmt(s.median(key, 'pss_peak_mb'))} |"
         )
+    busiest = max(
+        (
+            p["machine_busy_cores"] - p["server_cpu_cores"] - p["generator_cpu_cores"]
+            for p in results["points"]
+        ),
+        default=0.0,
+    )
+    if busiest > OTHER_LOAD_WARNING_CORES:
+        lines += [
+            "",
+            f"**Warning:** other processes kept up to {busiest:.2f} CPUs busy during this run "
+            "(column 'other CPU'); the figures of those points are depressed by it.",
+        ]
     lines += [
         "",
         "## Start-up and memory at rest",
@@ -303,9 +318,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
             for c in conns:
                 values = [p[metric] for p in s.groups[(server, load, c)]]
                 ax.scatter([c] * len(values), values, s=10, color=line.get_color(), alpha=0.5)
+    ticks = sorted({c for _, _, c in s.groups})
+    plain = mpl.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}")
     for ax in (ax_tp, ax_p99):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
         ax.set_xlabel("concurrent connections")
         ax.grid(True, which="both", alpha=0.3)
     ax_tp.set_ylabel("applicants scored per second")
