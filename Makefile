@@ -44,3 +44,37 @@ format: setup  ## apply ruff's fixes and formatting
 
 test: lint  ## lint, then the whole test suite
 	$(BIN)/pytest
+
+# --- bento, OCI image, Kubernetes (bentofile.yaml, deploy/k8s) ------------------------------
+BENTO := credit_risk_service
+CONTAINER_ENV ?= ../shared/tools/container-env.sh
+# BentoML's usage tracking would call out to the internet; these targets never let it.
+BENTOML_ENV := BENTOML_DO_NOT_TRACK=True
+# Where the shared provisioning script exists, put its docker CLI (BuildKit built in) first.
+WITH_ENGINE := if [ -f $(CONTAINER_ENV) ]; then eval "$$(bash $(CONTAINER_ENV) env)"; fi;
+NEWEST_BENTO = $(BENTOML_ENV) $(BIN)/bentoml get $(BENTO):latest -o json \
+	| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["version"])'
+
+.PHONY: build containerize run-image container-test
+
+build: setup  ## bentoml build -> bento credit_risk_service:<version> (trains if the store has no model)
+	@$(BENTOML_ENV) $(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 || $(BIN)/python train.py
+	$(BENTOML_ENV) $(BIN)/bentoml build .
+
+containerize: setup  ## OCI image credit_risk_service:<version> (and :latest) from the newest bento
+	@$(BENTOML_ENV) $(BIN)/bentoml get $(BENTO):latest >/dev/null 2>&1 || $(MAKE) build
+	@$(WITH_ENGINE) version=$$($(NEWEST_BENTO)) && set -x && \
+	$(BENTOML_ENV) $(BIN)/bentoml containerize $(BENTO):$$version \
+		-t $(BENTO):$$version -t $(BENTO):latest
+
+run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-only, non-root)
+	@$(WITH_ENGINE) set -x && docker run --rm --name $(BENTO) -p 127.0.0.1:$(PORT):3000 \
+		--user 1034:1034 --read-only --cap-drop ALL --security-opt no-new-privileges \
+		--tmpfs /tmp:size=64m --tmpfs /var/lib/bentoml:size=256m,uid=1034,gid=1034 \
+		-v $(CURDIR)/deploy/k8s/base/bentoml_config.yaml:/etc/bentoml/bentoml_config.yaml:ro \
+		-e BENTOML_CONFIG=/etc/bentoml/bentoml_config.yaml -e BENTOML_HOME=/var/lib/bentoml \
+		-e PYTHONDONTWRITEBYTECODE=1 -e $(BENTOML_ENV) \
+		--cpus 2 --memory 1g $(BENTO):latest
+
+container-test: setup  ## the tests marked `container` (needs an engine: container-env.sh up)
+	@$(WITH_ENGINE) $(BIN)/pytest -m container
