@@ -62,8 +62,11 @@ CHECK_APPLICANTS: Final = 40
 """Applicants each server must score correctly before it is measured."""
 SAME_MODEL_TOLERANCE: Final = 1e-9
 """Largest |p_ours - p_baseline| accepted as 'the same model' (float64 round-off, not maths)."""
-READY_TIMEOUT_S: Final = 180.0
-"""Give up on a server that is not ready by then (cold imports on a slow disk take ~20 s)."""
+READY_TIMEOUT_S: Final = 120.0
+"""Give up on a server that is not ready by then (cold imports on a slow disk take ~30 s)."""
+STARTUP_FAILED: Final = ("Application startup failed", "Worker failed to boot")
+"""Log lines of BentoML and gunicorn when a worker cannot start: stop waiting at once, since
+both supervisors keep the parent process alive (and may restart the worker) after them."""
 READY_POLL_S: Final = 0.05
 """Readiness polling interval: the resolution of the time-to-ready figure."""
 STOP_GRACE_S: Final = 20.0
@@ -305,13 +308,17 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def wait_ready(url: str, root: psutil.Process, started: float) -> float:
+def wait_ready(url: str, root: psutil.Process, started: float, log: Path) -> float:
     """Seconds from spawn to the first 200 on the readiness endpoint."""
     deadline = started + READY_TIMEOUT_S
     with httpx.Client(timeout=2.0) as client:
         while time.perf_counter() < deadline:
             if not root.is_running() or root.status() == psutil.STATUS_ZOMBIE:
                 msg = "server exited before it was ready (see its log)"
+                raise RuntimeError(msg)
+            text = log.read_text(errors="replace")
+            if any(marker in text for marker in STARTUP_FAILED):
+                msg = "a worker failed to start (see its log)"
                 raise RuntimeError(msg)
             with contextlib.suppress(httpx.HTTPError):
                 if client.get(url).status_code == 200:
@@ -547,7 +554,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     start.busy_before_cores = busy_before
                     starts.append(start)
                     try:
-                        start.ready_s = wait_ready(base + server.ready_path, root, started)
+                        start.ready_s = wait_ready(base + server.ready_path, root, started, log)
                         start.probabilities, start.model_version = check_answers(
                             base, server, check_set
                         )
