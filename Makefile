@@ -78,3 +78,25 @@ run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-o
 
 container-test: setup  ## the tests marked `container` (needs an engine: container-env.sh up)
 	@$(WITH_ENGINE) $(BIN)/pytest -m container
+
+# --- load tests and benchmark (load_tests/) ---------------------------------------------------
+LOAD_HOST ?= http://127.0.0.1:$(PORT)
+LOAD_USERS ?= 32
+LOAD_TIME ?= 60s
+BENCH_ARGS ?=
+
+.PHONY: load-test bench
+
+load-test: setup  ## headless Locust against a running server (LOAD_HOST, LOAD_USERS, LOAD_TIME) -> reports/locust*
+	@mkdir -p reports
+	$(BIN)/locust -f load_tests/locustfile.py --headless --host $(LOAD_HOST) \
+		-u $(LOAD_USERS) -r $(LOAD_USERS) -t $(LOAD_TIME) --stop-timeout 10 \
+		--csv reports/locust --html reports/locust.html
+
+bench: setup  ## ours (batching on/off) vs Flask+gunicorn under wrk -> reports/benchmark.{md,png} (~12 min)
+	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk, the load generator:" \
+		"sudo apt-get install -y wrk (Debian/Ubuntu) or brew install wrk (macOS)." \
+		"Nothing is installed automatically." >&2; exit 2; }
+	@BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
+		|| $(BIN)/python train.py
+	$(BIN)/python -m load_tests.bench --command "make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
