@@ -237,15 +237,13 @@ class TreeSampler:
         self.machine_busy_s = (total1 - total0) - (idle1 - idle0)
 
 
-def run_wrk(
-    url: str, bodies: Path, path: str, connections: int, duration_s: float
-) -> dict[str, Any]:
+def run_wrk(url: str, bodies: Path, path: str, connections: int, duration_s: int) -> dict[str, Any]:
     """One bounded wrk run on one thread (a second thread would compete with the server)."""
     argv = [
         "wrk",
         "-t1",
         f"-c{connections}",
-        f"-d{duration_s:g}s",
+        f"-d{duration_s}s",  # wrk takes whole seconds only
         f"--timeout={WRK_TIMEOUT_S}s",
         "--latency",
         "-s",
@@ -385,8 +383,8 @@ def measure(
     root: psutil.Process,
     url: str,
     bodies: Path,
-    warmup_s: float,
-    duration_s: float,
+    warmup_s: int,
+    duration_s: int,
 ) -> Point:
     """Warm up, then one measured wrk run with the server tree sampled alongside."""
     if warmup_s > 0:
@@ -629,8 +627,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (`make bench`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="seconds of warm-up per run (0: none)"
+    )
     parser.add_argument("--concurrency", type=_ints, default=(1, 16, 64, 256))
     parser.add_argument("--batch-concurrency", type=_ints, default=(1, 4, 16))
     parser.add_argument("--only", nargs="*", help="server keys to run (default: all)")
