@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Final
+
+from pydantic import ValidationError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -101,3 +104,92 @@ class BodyLimitMiddleware:
                 "limit_bytes": self.max_bytes,
             },
         )
+
+
+MAX_ERRORS_IN_MESSAGE: Final = 5
+"""Errors spelled out in the one-line message; the full list stays in `detail`."""
+
+
+def validation_message(detail: list[dict[str, Any]]) -> str:
+    """One line naming each offending field: `invalid input: age_years: Field required`."""
+    parts = []
+    for err in detail[:MAX_ERRORS_IN_MESSAGE]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = len(detail) - MAX_ERRORS_IN_MESSAGE
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "invalid input: " + "; ".join(parts)
+
+
+class ErrorMessageMiddleware:
+    """Rewrite BentoML's generic 400 ("N validation error for ...IODescriptor") into a message
+    that names every offending field, keeping pydantic's `detail` list as it is."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Buffer only 400 JSON responses; everything else streams through untouched."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                start = message
+                return
+            if start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                await self._send_rewritten(send, start, b"".join(chunks))
+
+        await self.app(scope, receive, capture)
+
+    @staticmethod
+    async def _send_rewritten(send: Send, start: Message, body: bytes) -> None:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        detail = data.get("detail") if isinstance(data, dict) else None
+        if isinstance(data, dict) and isinstance(detail, list) and detail:
+            data["error"] = validation_message(detail)
+            body = json.dumps(data).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+BENTOML_REQUEST_ERROR_LOGGER: Final = "bentoml._internal.server.http_app"
+"""Where BentoML 1.4 logs every failed request, client errors included, with a traceback."""
+
+
+class ClientErrorLogFilter(logging.Filter):
+    """Log a rejected payload as one INFO line, not an ERROR with a traceback: bad input is the
+    client's mistake and must not page anyone or bury real server errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Demote records whose exception is a pydantic ValidationError; keep all others."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            args = record.args if isinstance(record.args, tuple) else ()
+            record.msg = "%s [%s]: rejected invalid input (%d errors)"
+            record.args = (*args[:2], exc.error_count())
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def install_client_error_log_filter() -> None:
+    """Attach the filter once per process."""
+    logger = logging.getLogger(BENTOML_REQUEST_ERROR_LOGGER)
+    if not any(isinstance(f, ClientErrorLogFilter) for f in logger.filters):
+        logger.addFilter(ClientErrorLogFilter())
