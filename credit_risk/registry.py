@@ -1,0 +1,141 @@
+"""The BentoML model store as training writes it and serving reads it.
+
+A model is a fitted scikit-learn pipeline (`model.joblib`) plus metadata. Loading refuses a
+model trained on another applicant schema: its scores would be for different inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import bentoml
+import joblib
+from bentoml._internal.configuration.containers import BentoMLContainer
+from bentoml.exceptions import NotFound
+from sklearn.pipeline import Pipeline
+
+from credit_risk.schema import FEATURES, schema_hash
+
+MODEL_NAME: Final = "credit_risk"
+DEFAULT_TAG: Final = f"{MODEL_NAME}:latest"
+MODEL_FILE: Final = "model.joblib"
+MODEL_ENV: Final = "CREDIT_RISK_MODEL"
+"""Environment variable that pins the served model tag (default: the latest)."""
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # read at the first save; no usage reports
+
+_HOW_TO_FIX: Final = f"train one with `make train` or set {MODEL_ENV} to an existing tag"
+
+
+class RegistryError(RuntimeError):
+    """A model cannot be served; the message says which and what to do."""
+
+
+class ModelNotFoundError(RegistryError, LookupError):
+    """No model under that tag in the store BENTOML_HOME points at."""
+
+
+class ModelLoadError(RegistryError):
+    """The model exists but its files are missing or unreadable."""
+
+
+class ModelMismatchError(RegistryError, ValueError):
+    """The model was trained for a different applicant schema."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A pipeline ready to score, with what training recorded about it."""
+
+    tag: str
+    pipeline: Pipeline
+    metadata: dict[str, Any]
+    creation_time: datetime
+
+
+def default_model_tag() -> str:
+    """The tag to serve: `$CREDIT_RISK_MODEL` or the latest `credit_risk` model."""
+    return os.environ.get(MODEL_ENV) or DEFAULT_TAG
+
+
+def store_home() -> Path:
+    """The BentoML home this process uses: `$BENTOML_HOME` as it was when first needed."""
+    return Path(BentoMLContainer.bentoml_home.get())
+
+
+def save_model(pipeline: Pipeline, metadata: dict[str, Any], labels: dict[str, str]) -> Any:
+    """Write the fitted pipeline and its metadata as a new `credit_risk` version.
+
+    Returns the new `bentoml.Tag`. Refuses metadata that would not load back.
+    """
+    check_compatible(metadata, "the metadata to save")
+    with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata) as model:
+        joblib.dump(pipeline, model.path_of(MODEL_FILE))
+    return model.tag
+
+
+def load_model(tag: str = DEFAULT_TAG) -> LoadedModel:
+    """Load a model for serving; refuse one that is missing, corrupt or for another schema."""
+    try:
+        model = bentoml.models.get(tag)
+    except NotFound:
+        msg = f"model {tag!r} not found in the BentoML store at {store_home()}: {_HOW_TO_FIX}"
+        raise ModelNotFoundError(msg) from None
+    except ValueError as exc:  # a malformed tag string
+        msg = f"model tag {tag!r} is not valid ({exc}): {_HOW_TO_FIX}"
+        raise ModelNotFoundError(msg) from None
+    resolved = str(model.tag)
+    metadata = dict(model.info.metadata)
+    check_compatible(metadata, f"model {resolved}")
+    path = Path(model.path_of(MODEL_FILE))
+    try:
+        pipeline = joblib.load(path)
+    except Exception as exc:  # any unpickling failure means the same thing: unusable
+        msg = (
+            f"model {resolved}: cannot read {path} ({type(exc).__name__}: {exc}); "
+            f"retrain with `make train` or set {MODEL_ENV} to another tag"
+        )
+        raise ModelLoadError(msg) from exc
+    if not isinstance(pipeline, Pipeline) or not hasattr(pipeline, "predict_proba"):
+        msg = (
+            f"model {resolved}: {path} holds a {type(pipeline).__name__}, not a fitted "
+            f"scikit-learn Pipeline; retrain with `make train`"
+        )
+        raise ModelLoadError(msg)
+    return LoadedModel(
+        tag=resolved,
+        pipeline=pipeline,
+        metadata=metadata,
+        creation_time=model.info.creation_time,
+    )
+
+
+def check_compatible(metadata: dict[str, Any], what: str) -> None:
+    """Raise ModelMismatchError unless `metadata` was made for this applicant schema."""
+    features = metadata.get("features")
+    if features is None or list(features) != list(FEATURES):
+        ours = set(FEATURES)
+        theirs = set(features or [])
+        parts = []
+        if theirs - ours:
+            parts.append(f"unknown feature(s) {sorted(theirs - ours)}")
+        if ours - theirs:
+            parts.append(f"missing feature(s) {sorted(ours - theirs)}")
+        if not parts:
+            parts.append("features in a different order")
+        msg = (
+            f"{what} does not match the applicant schema: {'; '.join(parts)}. "
+            "Retrain with `make train`."
+        )
+        raise ModelMismatchError(msg)
+    if metadata.get("schema_hash") != schema_hash():
+        msg = (
+            f"{what} was trained for applicant schema {metadata.get('schema_hash')!r}, "
+            f"this code has {schema_hash()!r} (field bounds or vocabularies changed). "
+            "Retrain with `make train`."
+        )
+        raise ModelMismatchError(msg)

@@ -1,0 +1,180 @@
+"""The training report: a table for the terminal, JSON for machines, a PNG for people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import matplotlib as mpl
+import numpy as np
+
+from credit_risk.scoring import ScoreScaling
+
+if TYPE_CHECKING:
+    from credit_risk.training import TrainingResult
+
+mpl.use("Agg")  # files only: no display on servers and CI
+
+import matplotlib.pyplot as plt
+from sklearn.metrics import roc_auc_score, roc_curve
+
+JSON_NAME: Final = "training.json"
+PNG_NAME: Final = "training.png"
+SCORE_BINS: Final = 30
+"""Histogram bins for ~200 held-out scores: about seven rows per bin on average."""
+
+
+def write_report(result: TrainingResult, report_dir: Path) -> list[Path]:
+    """Write `training.json` and `training.png` into `report_dir` (created if missing)."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    json_path = report_dir / JSON_NAME
+    json_path.write_text(json.dumps(result.report, indent=2, sort_keys=False) + "\n")
+    png_path = report_dir / PNG_NAME
+    plot(result, png_path)
+    return [json_path, png_path]
+
+
+def plot(result: TrainingResult, path: Path) -> None:
+    """ROC curves (held-out and out-of-fold) and the held-out score by outcome."""
+    meta = result.report
+    scaling = ScoreScaling.from_metadata(meta["score_scaling"])
+    threshold = float(meta["threshold"])
+    fig, (roc_ax, dist_ax) = plt.subplots(1, 2, figsize=(12, 5))
+
+    for y, p, label in (
+        (result.y_test, result.p_test, "held-out"),
+        (result.y_train, result.p_oof, "out-of-fold (training split)"),
+    ):
+        fpr, tpr, _ = roc_curve(y, p)
+        auc = float(roc_auc_score(y, p))
+        roc_ax.plot(fpr, tpr, label=f"{label}: AUC {auc:.3f}")
+    roc_ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    roc_ax.set(
+        xlabel="good applicants declined (false positive rate)",
+        ylabel="bad applicants declined (true positive rate)",
+        title=f"ROC: {meta['estimator']}",
+    )
+    roc_ax.legend(loc="lower right")
+
+    scores = scaling.score(result.p_test)
+    bins = np.linspace(scores.min(), scores.max(), SCORE_BINS + 1)
+    outcome = result.y_test.astype(bool)
+    dist_ax.hist(scores[~outcome], bins=bins, alpha=0.6, label=f"good ({(~outcome).sum()})")
+    dist_ax.hist(scores[outcome], bins=bins, alpha=0.6, label=f"bad ({outcome.sum()})")
+    cut = float(scaling.score(np.array([threshold]))[0])
+    dist_ax.axvline(cut, color="black", linestyle="--", label=f"decline below {cut:.0f} points")
+    dist_ax.set(
+        xlabel="score points (higher = lower risk)",
+        ylabel="held-out applicants",
+        title="Held-out score by outcome",
+    )
+    dist_ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """The report as aligned text: what was chosen and how it measures against the target."""
+    held = report["metrics"]["held_out"]
+    cv = report["metrics"]["cv"]
+    proto = report["cv"]
+    target = proto["target"]
+    conf = held["confusion"]
+    lines = [
+        "",
+        f"credit_risk model {report.get('tag', '(not saved)')}",
+        f"  estimator     {report['estimator']}  {_params(report['estimator_params']['searched'])}",
+        f"  threshold     decline when P(bad) > {report['threshold']:.4f} "
+        "(least expected cost on out-of-fold training predictions)",
+        f"  data          sha256 {report['data_sha256'][:16]}…  seed {report['seed']}"
+        f"  train {report['data_rows']['train']} / held-out {report['data_rows']['held_out']}",
+        "",
+        f"  {'figure':<34}{'held-out':>10}{'CV (train split)':>20}{'protocol':>20}",
+        f"  {'-' * 84}",
+        _row("ROC AUC", held["roc_auc"], cv["roc_auc"], proto["roc_auc"]),
+        _row("Gini", held["gini"], None, None),
+        _row("KS", held["ks"], None, None),
+        _row("Brier score", held["brier"], None, None),
+        _row("log loss", held["log_loss"], None, None),
+        _row(
+            "expected cost / applicant",
+            held["expected_cost"],
+            cv["expected_cost_at_threshold"],
+            proto.get("expected_cost_nested_threshold"),
+        ),
+        _row(
+            "expected cost at P(bad) > 1/6",
+            held["expected_cost_at_bayes_threshold"],
+            None,
+            proto["expected_cost_at_bayes_threshold"],
+        ),
+        _row("approval rate", held["approval_rate"], None, None),
+        "",
+        f"  held-out confusion at the threshold: bad declined {conf['bad_declined']}, "
+        f"bad approved {conf['bad_approved']}, good declined {conf['good_declined']}, "
+        f"good approved {conf['good_approved']}",
+        f"  protocol: {proto['description']}",
+        "  target (protocol): "
+        + _verdict("ROC AUC", proto["roc_auc"]["mean"], target["roc_auc_at_least"], higher=True)
+        + "; "
+        + _verdict(
+            "expected cost at P(bad) > 1/6",
+            proto["expected_cost_at_bayes_threshold"]["mean"],
+            target["expected_cost_at_most"],
+            higher=False,
+        ),
+    ]
+    sweep = proto.get("seed_sweep")
+    if sweep:
+        auc, cost = sweep["roc_auc"], sweep["expected_cost_at_bayes_threshold"]
+        lines.append(
+            f"  stability: {sweep['description']}: ROC AUC {auc['mean']:.4f} "
+            f"(runs {auc['min']:.4f}-{auc['max']:.4f}), cost at 1/6 {cost['mean']:.4f} "
+            f"(runs {cost['min']:.4f}-{cost['max']:.4f})"
+        )
+    if proto.get("baselines"):
+        lines += ["", "  baselines under the same protocol:"]
+        for b in proto["baselines"]:
+            lines.append(
+                f"    {b['estimator']:<8} {_params(b['params']):<58} ROC AUC "
+                f"{_spread(b['roc_auc'])}  "
+                f"cost@1/6 {_spread(b['expected_cost_at_bayes_threshold'])}"
+            )
+    search = report.get("model_search", [])
+    if search:
+        lines += ["", "  model search (CV ROC AUC on the training split, best first):"]
+        for s in search[:5]:
+            lines.append(
+                f"    {s['estimator']:<8} {_params(s['params']):<58} {_spread(s['roc_auc'])}"
+            )
+        if len(search) > 5:
+            lines.append(f"    … and {len(search) - 5} more in training.json")
+    lines.append("")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _row(
+    name: str, held: float, cv: dict[str, float] | None, proto: dict[str, float] | None
+) -> str:
+    return f"  {name:<34}{held:>10.4f}{_spread(cv):>20}{_spread(proto):>20}"
+
+
+def _spread(stat: dict[str, float] | None) -> str:
+    if stat is None:
+        return ""
+    return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+
+
+def _params(params: dict[str, Any]) -> str:
+    return " ".join(
+        f"{k}={v:g}" if isinstance(v, float | int) else f"{k}={v}" for k, v in params.items()
+    )
+
+
+def _verdict(name: str, value: float, target: float, *, higher: bool) -> str:
+    ok = value >= target if higher else value <= target
+    relation = (">=" if higher else "<=") if ok else ("<" if higher else ">")
+    outcome = "met" if ok else f"MISSED by {abs(value - target):.4f}"
+    return f"{name} {value:.4f} {relation} {target} {outcome}"

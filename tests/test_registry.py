@@ -1,0 +1,170 @@
+"""Model store round trip in a temporary BENTOML_HOME; mismatched or broken models refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import joblib
+import numpy as np
+import pytest
+import yaml
+
+from credit_risk import registry
+from credit_risk.data import load_dataset
+from credit_risk.features import encode_frame
+from credit_risk.registry import (
+    ModelLoadError,
+    ModelMismatchError,
+    ModelNotFoundError,
+    load_model,
+    save_model,
+)
+from credit_risk.schema import FEATURES, schema_hash
+from credit_risk.training import TrainingResult, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def isolated_home() -> Path:
+    """The temporary store tests/conftest.py points BENTOML_HOME at, never the user's."""
+    home = os.environ.get("BENTOML_HOME")
+    tmp = Path(tempfile.gettempdir()).resolve()
+    if not home or not Path(home).resolve().is_relative_to(tmp):
+        pytest.fail("BENTOML_HOME must point into a temporary directory before bentoml loads")
+    assert registry.store_home().resolve() == Path(home).resolve()
+    return Path(home)
+
+
+@pytest.fixture(scope="module")
+def trained() -> TrainingResult:
+    return train(quick=True, progress=lambda _msg: None)
+
+
+@pytest.fixture(scope="module")
+def saved_tag(isolated_home: Path, trained: TrainingResult) -> str:
+    return str(save_model(trained.pipeline, trained.metadata, trained.labels))
+
+
+def test_round_trip_gives_identical_probabilities(saved_tag: str, trained: TrainingResult) -> None:
+    loaded = load_model(saved_tag)
+    assert loaded.tag == saved_tag
+    frame = load_dataset().X
+    before = trained.pipeline.predict_proba(frame)[:, 1]
+    after = loaded.pipeline.predict_proba(frame)[:, 1]
+    np.testing.assert_array_equal(before, after)
+    np.testing.assert_array_equal(after, loaded.pipeline.predict_proba(encode_frame(frame))[:, 1])
+
+
+def test_metadata_survives_the_store(saved_tag: str, trained: TrainingResult) -> None:
+    meta = load_model(saved_tag).metadata
+    for key in (
+        "threshold",
+        "score_scaling",
+        "features",
+        "schema_hash",
+        "estimator",
+        "estimator_params",
+        "metrics",
+        "cv",
+        "data_sha256",
+        "library_versions",
+        "trained_at",
+        "seed",
+        "training_distribution",
+    ):
+        assert key in meta, key
+    assert meta["threshold"] == trained.metadata["threshold"]
+    assert meta["features"] == list(FEATURES)
+    assert meta["schema_hash"] == schema_hash()
+    assert (
+        meta["metrics"]["held_out"]["roc_auc"] == trained.metadata["metrics"]["held_out"]["roc_auc"]
+    )
+    json.dumps(meta)  # plain JSON all the way down
+
+
+def test_latest_resolves_to_the_newest(saved_tag: str, trained: TrainingResult) -> None:
+    newer = str(save_model(trained.pipeline, trained.metadata, trained.labels))
+    assert newer != saved_tag
+    assert load_model("credit_risk:latest").tag == newer
+    assert load_model(saved_tag).tag == saved_tag
+
+
+def test_missing_model_says_how_to_get_one(isolated_home: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"not found.*make train.*CREDIT_RISK_MODEL"):
+        load_model("credit_risk:doesnotexist")
+    with pytest.raises(ModelNotFoundError, match="make train"):
+        load_model("no such tag!")
+
+
+def _save_with(trained: TrainingResult, **changes: Any) -> str:
+    """Save bypassing save_model's own check, as an older or foreign trainer would have."""
+    metadata = {**trained.metadata, **changes}
+    with bentoml.models.create("credit_risk", labels=trained.labels, metadata=metadata) as m:
+        joblib.dump(trained.pipeline, m.path_of(registry.MODEL_FILE))
+    return str(m.tag)
+
+
+def test_model_for_other_features_is_refused(isolated_home: Path, trained: TrainingResult) -> None:
+    features = [*FEATURES[:-1], "foreign_worker"]
+    tag = _save_with(trained, features=features)
+    with pytest.raises(ModelMismatchError, match=r"unknown feature.*foreign_worker") as info:
+        load_model(tag)
+    assert "telephone" in str(info.value)
+    assert "Retrain" in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_model_for_other_schema_is_refused(isolated_home: Path, trained: TrainingResult) -> None:
+    tag = _save_with(trained, schema_hash="0" * 64)
+    with pytest.raises(ModelMismatchError, match=r"applicant schema '0000.*Retrain"):
+        load_model(tag)
+
+
+def test_reordered_features_are_refused(isolated_home: Path, trained: TrainingResult) -> None:
+    tag = _save_with(trained, features=list(reversed(FEATURES)))
+    with pytest.raises(ModelMismatchError, match="different order"):
+        load_model(tag)
+
+
+def test_save_refuses_incompatible_metadata(trained: TrainingResult) -> None:
+    with pytest.raises(ModelMismatchError):
+        save_model(trained.pipeline, {**trained.metadata, "features": ["x"]}, trained.labels)
+
+
+def test_corrupted_pickle_is_a_clear_error(isolated_home: Path, trained: TrainingResult) -> None:
+    tag = _save_with(trained)
+    path = Path(bentoml.models.get(tag).path_of(registry.MODEL_FILE))
+    path.write_bytes(b"not a pickle at all")
+    with pytest.raises(ModelLoadError, match=r"cannot read .*model\.joblib.*make train"):
+        load_model(tag)
+    path.unlink()
+    with pytest.raises(ModelLoadError, match="cannot read"):
+        load_model(tag)
+
+
+def test_bentoml_cli_shows_the_metadata(saved_tag: str, isolated_home: Path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(isolated_home), "BENTOML_DO_NOT_TRACK": "true"}
+    out = subprocess.run(
+        [sys.executable, "-m", "bentoml", "models", "get", saved_tag, "-o", "yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    ).stdout
+    info = yaml.safe_load(out)
+    assert info["labels"]["estimator"] in {"logreg", "hgb"}
+    meta = info["metadata"]
+    assert meta["schema_hash"] == schema_hash()
+    assert 0 < meta["threshold"] < 1
+    assert meta["score_scaling"]["pdo"] == 20.0
+    assert "roc_auc" in meta["metrics"]["held_out"]
