@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
+from credit_risk import registry
 from credit_risk.data import DEFAULT_DATA_PATH, load_dataset
 from credit_risk.evaluation import choose_threshold
 from credit_risk.features import SchemaEncoder, WoEEncoder, encode_frame
@@ -169,7 +171,18 @@ def test_out_of_fold_predictions_never_see_their_row() -> None:
     assert not np.allclose(oof, in_sample)
 
 
-def test_train_and_save_writes_the_report(tmp_path: Path) -> None:
+@pytest.fixture
+def isolated_home() -> Path:
+    """The temporary store tests/conftest.py points BENTOML_HOME at, never the user's."""
+    home = os.environ.get("BENTOML_HOME")
+    tmp = Path(tempfile.gettempdir()).resolve()
+    if not home or not Path(home).resolve().is_relative_to(tmp):
+        pytest.fail("BENTOML_HOME must point into a temporary directory before bentoml loads")
+    assert registry.store_home().resolve() == Path(home).resolve()
+    return Path(home)
+
+
+def test_train_and_save_writes_the_report(tmp_path: Path, isolated_home: Path) -> None:
     tag = train_and_save(quick=True, report_dir=tmp_path, quiet=True)
     report = json.loads((tmp_path / "training.json").read_text())
     assert report["tag"] == str(tag)
