@@ -75,8 +75,18 @@ PSS_SAMPLE_S: Final = 0.5
 """Interval of memory sampling during a measured run."""
 BUSY_PROBE_S: Final = 1.0
 """How long the machine's background load is sampled before each server start."""
-WRK_TIMEOUT_S: Final = 10
-"""wrk's per-request timeout; a response slower than this counts as an error, not a latency."""
+WRK_TIMEOUT_S: Final = 5
+"""wrk's per-request timeout, shorter than a run so a stuck server shows: a response slower
+than this is not a latency but a timeout error (wrk also counts each request still waiting
+longer than this at its 2 s checks)."""
+IDLE_CORES: Final = 0.2
+"""Server CPU below which it counts as idle (an idle BentoML tree uses ~0.02-0.05 cores)."""
+DRAIN_PROBE_S: Final = 0.5
+"""Window of each idleness probe."""
+DRAIN_MAX_S: Final = 30.0
+"""Upper bound on waiting for a server to go idle, so every run stays bounded."""
+DRAIN_REPORT_S: Final = 2.0
+"""Drains longer than this are logged: the previous run overloaded the server."""
 
 
 @dataclass(frozen=True)
@@ -116,14 +126,14 @@ class Point:
     requests: int
     requests_per_s: float
     applicants_per_s: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    p999_ms: float
-    max_ms: float
+    p50_ms: float | None  # None when nothing was answered in time
+    p90_ms: float | None
+    p99_ms: float | None
+    p999_ms: float | None
+    max_ms: float | None
     errors: dict[str, int]
     server_cpu_cores: float
-    server_cpu_ms_per_request: float
+    server_cpu_ms_per_request: float | None
     generator_cpu_cores: float
     machine_busy_cores: float
     pss_peak_mb: float
@@ -143,6 +153,27 @@ class Start:
     probabilities: list[float] = field(default_factory=list)
     failure: str | None = None
     busy_before_cores: float | None = None
+
+
+def drain(root: psutil.Process, ready_url: str) -> float:
+    """Wait until the server is idle (left-over requests done); returns the seconds waited.
+
+    Idle means both: its CPU use has dropped, and a readiness request sent now is answered (a
+    sync worker's accept queue is FIFO, so that answer comes after every queued request).
+    """
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < DRAIN_MAX_S:
+        before = sum(_cpu_seconds(process_tree(root)).values())
+        time.sleep(DRAIN_PROBE_S)
+        after = sum(_cpu_seconds(process_tree(root)).values())
+        if (after - before) / DRAIN_PROBE_S < IDLE_CORES:
+            break
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(ready_url, timeout=max(1.0, DRAIN_MAX_S - (time.perf_counter() - t0)))
+    waited = time.perf_counter() - t0
+    if waited > DRAIN_REPORT_S:
+        _log(f"  (waited {waited:.1f} s for the server to finish left-over requests)")
+    return waited
 
 
 def machine_busy_cores(seconds: float) -> float:
@@ -386,9 +417,15 @@ def measure(
     warmup_s: int,
     duration_s: int,
 ) -> Point:
-    """Warm up, then one measured wrk run with the server tree sampled alongside."""
+    """Warm up, let the server drain, then one measured wrk run with its tree sampled alongside.
+
+    Draining matters for an overloaded server: connections wrk abandons at the end of a run
+    stay queued in the server, and without a drain the next run would pay for them.
+    """
+    drain(root, url + server.ready_path)
     if warmup_s > 0:
         run_wrk(url, bodies, load.path, connections, warmup_s)
+        drain(root, url + server.ready_path)
     cpu_before = _children_cpu_s()
     with TreeSampler(root) as sampler:
         s = run_wrk(url, bodies, load.path, connections, duration_s)
@@ -396,6 +433,10 @@ def measure(
     wall = s["duration_us"] / 1e6
     requests = int(s["requests"])
     lat = s["latency_us"]
+
+    def ms(us: float) -> float | None:
+        return us / 1e3 if requests else None
+
     return Point(
         round=round_,
         server=server.key,
@@ -405,14 +446,14 @@ def measure(
         requests=requests,
         requests_per_s=requests / wall,
         applicants_per_s=requests * load.applicants_per_request / wall,
-        p50_ms=lat["p50"] / 1e3,
-        p90_ms=lat["p90"] / 1e3,
-        p99_ms=lat["p99"] / 1e3,
-        p999_ms=lat["p999"] / 1e3,
-        max_ms=lat["max"] / 1e3,
+        p50_ms=ms(lat["p50"]),
+        p90_ms=ms(lat["p90"]),
+        p99_ms=ms(lat["p99"]),
+        p999_ms=ms(lat["p999"]),
+        max_ms=ms(lat["max"]),
         errors={k: int(v) for k, v in s["errors"].items()},
         server_cpu_cores=sampler.cpu_s / sampler.wall_s,
-        server_cpu_ms_per_request=1e3 * sampler.cpu_s / max(requests, 1),
+        server_cpu_ms_per_request=1e3 * sampler.cpu_s / requests if requests else None,
         generator_cpu_cores=generator_cpu_s / sampler.wall_s,
         machine_busy_cores=sampler.machine_busy_s / sampler.wall_s,
         pss_peak_mb=sampler.peak_pss_mb,
@@ -584,7 +625,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 _log(
                                     f"  {load.name:>14} c={connections:<4} "
                                     f"{point.requests_per_s:8.1f} req/s  "
-                                    f"p50 {point.p50_ms:7.1f} ms  p99 {point.p99_ms:7.1f} ms  "
+                                    f"p50 {point.p50_ms or 0:7.1f} ms  "
+                                    f"p99 {point.p99_ms or 0:7.1f} ms  "
                                     f"errors {sum(point.errors.values())}  "
                                     f"cpu {point.server_cpu_cores:.2f}+"
                                     f"{point.generator_cpu_cores:.2f} cores"
@@ -604,6 +646,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency": list(args.concurrency),
             "batch_concurrency": list(args.batch_concurrency),
             "batch_size": BATCH_SIZE,
+            "wrk_timeout_s": WRK_TIMEOUT_S,
             "generator": "wrk, 1 thread, keep-alive connections, closed loop",
             "wall_s": time.perf_counter() - t_begin,
         },

@@ -53,7 +53,7 @@ class Summary:
 
     def median(self, key: Key, metric: str) -> float | None:
         """Median of one metric over the rounds, None if the point was never measured."""
-        values = [p[metric] for p in self.groups.get(key, [])]
+        values = [p[metric] for p in self.groups.get(key, []) if p[metric] is not None]
         return statistics.median(values) if values else None
 
     def errors(self, key: Key) -> tuple[int, int]:
@@ -173,6 +173,15 @@ def _spread(values: list[float], digits: int = 0) -> str:
     return f"{mid} ({_fmt(min(values), digits)} to {_fmt(max(values), digits)})"
 
 
+def _error_kinds(points: list[dict[str, Any]]) -> str:
+    kinds: dict[str, int] = defaultdict(int)
+    for p in points:
+        for kind, n in p["errors"].items():
+            kinds[kind] += n
+    named = ", ".join(f"{k} {n:,}" for k, n in sorted(kinds.items()) if n)
+    return f" ({named})" if named else ""
+
+
 def _latency_digits(value: float) -> int:
     return 1 if value < 100 else 0
 
@@ -198,8 +207,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{st['rounds']} interleaved rounds (the order of the configurations reverses each "
         f"round), fresh server processes per round. Bodies rotate through applicants resampled "
         f"from the training data; `/classify_batch` sends {st['batch_size']:,} per request. "
-        f"Figures are the median over rounds, (min to max) when rounds differ. Errors are non-2xx "
-        f"responses plus socket errors and timeouts. Server CPU is the CPU time of the server's "
+        f"Figures are the median over rounds, (min to max) when rounds differ. Errors are HTTP "
+        f"4xx/5xx answers ('status'), socket errors, and timeouts (no answer within "
+        f"{st.get('wrk_timeout_s', '?')} s, counted by wrk at each of its 2 s checks). "
+        f"Server CPU is the CPU time of the server's "
         f"whole process tree over the measured window, in cores; the load generator's own CPU "
         f"is shown beside it (both share the machine's {m['usable_cpus']} CPUs), and 'other' is "
         f"whatever else kept the machine busy meanwhile (near 0 for a clean run). PSS is the peak "
@@ -216,8 +227,8 @@ def markdown(results: dict[str, Any]) -> str:
         server, load, conns = key
         rps = [p["requests_per_s"] for p in pts]
         aps = [p["applicants_per_s"] for p in pts]
-        p50 = [p["p50_ms"] for p in pts]
-        p99 = [p["p99_ms"] for p in pts]
+        p50 = [p["p50_ms"] for p in pts if p["p50_ms"] is not None]
+        p99 = [p["p99_ms"] for p in pts if p["p99_ms"] is not None]
         other = [
             max(0.0, p["machine_busy_cores"] - p["server_cpu_cores"] - p["generator_cpu_cores"])
             for p in pts
@@ -226,9 +237,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {s.labels[server]} | `/{load}` | {conns} | {_spread(rps)} "
             f"| {_spread(aps) if load == 'classify_batch' else _fmt(statistics.median(aps))} "
-            f"| {_spread(p50, _latency_digits(max(p50)))} "
-            f"| {_spread(p99, _latency_digits(max(p99)))} "
-            f"| {failed:,} / {total:,} "
+            f"| {_spread(p50, _latency_digits(max(p50, default=0)))} "
+            f"| {_spread(p99, _latency_digits(max(p99, default=0)))} "
+            f"| {failed:,} / {total:,}{_error_kinds(pts)} "
             f"| {_fmt(s.median(key, 'server_cpu_cores'), 2)} "
             f"| {_fmt(s.median(key, 'server_cpu_ms_per_request'), 2)} "
             f"| {_fmt(s.median(key, 'generator_cpu_cores'), 2)} "
@@ -316,7 +327,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             medians = [s.median((server, load, c), metric) for c in conns]
             (line,) = ax.plot(conns, medians, marker="o", label=label)
             for c in conns:
-                values = [p[metric] for p in s.groups[(server, load, c)]]
+                values = [p[metric] for p in s.groups[(server, load, c)] if p[metric] is not None]
                 ax.scatter([c] * len(values), values, s=10, color=line.get_color(), alpha=0.5)
     ticks = sorted({c for _, _, c in s.groups})
     plain = mpl.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}")
