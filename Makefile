@@ -100,3 +100,14 @@ bench: setup  ## ours (batching on/off) vs Flask+gunicorn under wrk -> reports/b
 	@BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.bench --command "make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
+
+# --- loan-officer form (credit_risk/ui.py) ----------------------------------------------------
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: browser
+
+browser:  ## install Debian's chromium for the form's browser test (tests/test_ui_browser.py) if missing
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	@$(CHROMIUM) --version 2>/dev/null
