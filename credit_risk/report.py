@@ -44,7 +44,7 @@ def plot(result: TrainingResult, path: Path) -> None:
 
     for y, p, label in (
         (result.y_test, result.p_test, "held-out"),
-        (result.y_train, result.p_oof, "out-of-fold (training split)"),
+        (result.y_oof, result.p_oof, "out-of-fold (training split)"),
     ):
         fpr, tpr, _ = roc_curve(y, p)
         auc = float(roc_auc_score(y, p))

@@ -340,7 +340,7 @@ class TrainingResult:
     report: dict[str, Any]
     y_test: IntArray = field(repr=False)
     p_test: FloatArray = field(repr=False)
-    y_train: IntArray = field(repr=False)
+    y_oof: IntArray = field(repr=False)
     p_oof: FloatArray = field(repr=False)
 
 
@@ -481,7 +481,7 @@ def train(
         report={k: v for k, v in metadata.items() if k != "reference_codes"},
         y_test=y_test,
         p_test=p_test,
-        y_train=y_oof,
+        y_oof=y_oof,
         p_oof=p_oof,
     )
 

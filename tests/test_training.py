@@ -74,7 +74,7 @@ def test_another_seed_splits_differently(quick_result: TrainingResult) -> None:
 
 def test_threshold_minimises_out_of_fold_cost(quick_result: TrainingResult) -> None:
     meta = quick_result.metadata
-    assert meta["threshold"] == choose_threshold(quick_result.y_train, quick_result.p_oof)
+    assert meta["threshold"] == choose_threshold(quick_result.y_oof, quick_result.p_oof)
     assert 0.0 < meta["threshold"] < 0.5  # bad approved costs 5x good declined
 
 
