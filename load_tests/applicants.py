@@ -87,6 +87,21 @@ def bad_requests() -> list[BadRequest]:
     ]
 
 
+def refusal_problem(bad: BadRequest, status: int, body: bytes) -> str | None:
+    """What is wrong with the service's answer to a bad request, or None if it is right."""
+    if status != bad.status:
+        return f"{bad.name}: expected {bad.status}, got {status}: {body[:200]!r}"
+    try:
+        payload: Any = json.loads(body)
+    except ValueError:
+        return f"{bad.name}: {status} without a JSON body: {body[:200]!r}"
+    if not isinstance(payload, dict) or "error" not in payload:
+        return f"{bad.name}: {status} body has no 'error': {body[:200]!r}"
+    if bad.field is not None and bad.field not in str(payload["error"]):
+        return f"{bad.name}: the error does not name {bad.field!r}: {body[:300]!r}"
+    return None
+
+
 def write_bodies(path: Path, bodies: list[Any]) -> Path:
     """One compact JSON body per line: the file the wrk script rotates through."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,10 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from credit_risk.schema import FEATURES, Applicant
-from load_tests.applicants import bad_requests, sample_applicants, training_applicants
+from load_tests.applicants import (
+    bad_requests,
+    refusal_problem,
+    sample_applicants,
+    training_applicants,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "load_tests" / "locustfile.py"
@@ -54,6 +60,21 @@ def test_every_bad_request_is_really_bad() -> None:
                 Applicant.model_validate_json(bad.body)
         else:
             assert bad.status == 413 or bad.body == b"[]" or len(json.loads(bad.body)) > 1000
+
+
+@pytest.mark.integration
+def test_server_refuses_every_kind_of_bad_input(server) -> None:
+    """The whole mix once each (the Locust run below only samples it)."""
+    problems = []
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for bad in bad_requests():
+            r = client.post(
+                bad.path, content=bad.body, headers={"Content-Type": "application/json"}
+            )
+            problem = refusal_problem(bad, r.status_code, r.content)
+            if problem is not None:
+                problems.append(problem)
+    assert not problems, problems
 
 
 @pytest.mark.integration
