@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -16,7 +17,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def send_json(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     """Answer a request directly from middleware."""
     payload = json.dumps(body).encode()
     await send(
@@ -26,6 +32,7 @@ async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *(extra_headers or []),
             ],
         }
     )
@@ -39,15 +46,9 @@ class BodyLimitMiddleware:
     and replayed to the app, so an undeclared oversize body is refused too.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_bytes: int,
-        on_reject: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.on_reject = on_reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass through everything but HTTP requests with an oversize body."""
@@ -94,8 +95,6 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
-        if self.on_reject is not None:
-            self.on_reject()
         await send_json(
             send,
             413,
@@ -193,3 +192,112 @@ def install_client_error_log_filter() -> None:
     logger = logging.getLogger(BENTOML_REQUEST_ERROR_LOGGER)
     if not any(isinstance(f, ClientErrorLogFilter) for f in logger.filters):
         logger.addFilter(ClientErrorLogFilter())
+
+
+class RejectionCounterMiddleware:
+    """Count every refusal on the API routes by reason, whichever layer refused it."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str], count: Callable[[str], None]) -> None:
+        self.app = app
+        self.paths = paths
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Watch the status line of API responses."""
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+
+        async def observe(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                reason = REJECTION_REASONS.get(message["status"])
+                if reason is not None:
+                    self.count(reason)
+            await send(message)
+
+        await self.app(scope, receive, observe)
+
+
+REJECTION_REASONS: Final[dict[int, str]] = {
+    400: "validation",
+    413: "size",
+    401: "auth",
+    429: "overload",
+    503: "overload",
+    504: "overload",
+}
+"""HTTP status of a refusal -> the reason label it is counted under."""
+
+
+class BearerAuthMiddleware:
+    """Optional bearer-token auth on the API routes; probes, metrics and the form stay open.
+
+    Tokens are compared in constant time against every configured token, so timing reveals
+    neither a token nor which one nearly matched; a refusal says only that auth failed.
+    """
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str], tokens: frozenset[str]) -> None:
+        self.app = app
+        self.paths = paths
+        self.tokens = tuple(t.encode() for t in tokens)
+
+    def _authorised(self, scope: Scope) -> bool:
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, presented = header.partition(b" ")
+        ok = False
+        for token in self.tokens:  # no early exit: the time taken does not depend on a match
+            ok |= hmac.compare_digest(presented.strip(), token)
+        return ok and scheme.lower() == b"bearer"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass when auth is off, the path is open, or the token matches."""
+        if (
+            not self.tokens
+            or scope["type"] != "http"
+            or scope["path"] not in self.paths
+            or self._authorised(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        await send_json(
+            send,
+            401,
+            {"error": "missing or invalid bearer token"},
+            extra_headers=[(b"www-authenticate", b'Bearer realm="credit-risk"')],
+        )
+
+
+class InFlightLimitMiddleware:
+    """Shed load early: past `limit` requests in flight in this worker, answer 429 at once.
+
+    BentoML's own `traffic.max_concurrency` sheds too, but outside every middleware (so the
+    refusal cannot be counted) and without a Retry-After hint; this one does both.
+    """
+
+    def __init__(
+        self, app: ASGIApp, paths: frozenset[str], limit: int, retry_after_s: int = 1
+    ) -> None:
+        self.app = app
+        self.paths = paths
+        self.limit = limit
+        self.retry_after = str(retry_after_s).encode()
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Admit, or refuse with 429 and Retry-After."""
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await send_json(
+                send,
+                429,
+                {"error": f"server busy: more than {self.limit} requests in flight; retry later"},
+                extra_headers=[(b"retry-after", self.retry_after)],
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

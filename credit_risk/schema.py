@@ -269,6 +269,14 @@ class Decision(BaseModel):
         ),
     ]
     model_version: Annotated[str, Field(description="Tag of the model that decided.")]
+    decision_id: Annotated[
+        str,
+        Field(
+            description="Unique id of this decision in the decision log: keep it with the loan "
+            "to join the outcome later (retraining, audit).",
+            examples=["3f2b8c1e9a7d4e0f8b6a5c4d3e2f1a0b"],
+        ),
+    ]
 
 
 def example_applicant() -> dict[str, Any]:

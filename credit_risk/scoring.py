@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -153,6 +154,7 @@ class DecisionPolicy:
                     risk_band=bands[i],
                     reason_codes=reasons,
                     model_version=self.model_version,
+                    decision_id=uuid.uuid4().hex,
                 )
             )
         return decisions

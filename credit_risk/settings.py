@@ -23,6 +23,14 @@ RUNNER_MAX_BATCH_SIZE: Final = MAX_BATCH_APPLICANTS
 """Rows per adaptive batch. The compiled scorecard scores 1,000 rows in well under a
 millisecond, so the bound is there to keep one batch request a single runner call."""
 
+MAX_IN_FLIGHT_PER_WORKER: Final = 256
+"""Requests one API worker holds at once before it sheds with 429: four times the 64
+connections of the load benchmark, so normal load never meets it, yet a flood is refused in
+microseconds instead of queueing toward the timeout."""
+
+REQUEST_TIMEOUT_S: Final = 10
+"""BentoML `traffic.timeout`: a request still unanswered after this gets 504."""
+
 RUNNER_MAX_LATENCY_MS: Final = 1000
 """BentoML's admission bound for the runner queue: a row that cannot be scored within this is
 shed with 503 (it is not a flush timer). Sized from the load benchmark."""

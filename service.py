@@ -1,0 +1,191 @@
+"""BentoML services: the typed credit-risk API and the model runner it batches into.
+
+    bentoml serve service:CreditRiskService
+
+`CreditRiskService` validates applicants, turns model output into decisions and logs them;
+`CreditScorer` runs in its own worker process and scores adaptive micro-batches of the
+shared code array (see credit_risk/features.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from pydantic import Field
+
+from credit_risk import metrics
+from credit_risk.coalesce import Coalescer
+from credit_risk.decision_log import log_decisions
+from credit_risk.drift import DriftMonitor, signals_from_metadata
+from credit_risk.features import FloatArray, encode_applicants
+from credit_risk.http import (
+    BearerAuthMiddleware,
+    BodyLimitMiddleware,
+    ErrorMessageMiddleware,
+    InFlightLimitMiddleware,
+    RejectionCounterMiddleware,
+    install_client_error_log_filter,
+)
+from credit_risk.registry import load_model
+from credit_risk.schema import Applicant, Decision
+from credit_risk.scorer import Scorer, compile_pipeline
+from credit_risk.scoring import DecisionPolicy, ScoreScaling
+from credit_risk.settings import (
+    MAX_BATCH_APPLICANTS,
+    MAX_BODY_BYTES,
+    MAX_IN_FLIGHT_PER_WORKER,
+    REQUEST_TIMEOUT_S,
+    RUNNER_MAX_BATCH_SIZE,
+    RUNNER_MAX_LATENCY_MS,
+    Settings,
+)
+from credit_risk.ui import app as loan_officer_form
+
+SETTINGS = Settings.from_env()
+install_client_error_log_filter()
+
+
+def _freeze_startup_garbage() -> None:
+    # Everything allocated at start-up (modules, model, tables) lives as long as the process;
+    # moving it out of the cyclic GC's generations shortens the collector's pauses.
+    gc.collect()
+    gc.freeze()
+
+
+@bentoml.service(
+    name="credit_scorer",
+    workers=1,
+    runner_connection={"max_requests": 10_000},
+    logging={"access": {"enabled": False}},
+)
+class CreditScorer:
+    """Runner: loads the pipeline once, scores whole batches with the compiled scorer."""
+
+    model_ref = bentoml.models.BentoModel(SETTINGS.model_tag)
+
+    def __init__(self) -> None:
+        loaded = load_model(str(self.model_ref.tag))
+        meta = loaded.metadata
+        self.scorer: Scorer = compile_pipeline(loaded.pipeline, meta.get("reference_codes"))
+        self.scaling = ScoreScaling.from_metadata(meta["score_scaling"])
+        self.drift = DriftMonitor(signals_from_metadata(meta["training_distribution"]))
+        metrics.MODEL_INFO.labels(model_version=loaded.tag).set(1)
+        _freeze_startup_garbage()
+
+    @bentoml.api(
+        batchable=SETTINGS.batching,
+        max_batch_size=RUNNER_MAX_BATCH_SIZE,
+        max_latency_ms=RUNNER_MAX_LATENCY_MS,
+    )
+    async def score(self, codes: np.ndarray) -> np.ndarray:
+        """Rows of the code array -> [P(default), excess log-odds per feature] per row."""
+        start = time.perf_counter()
+        codes = np.asarray(codes, dtype=np.float64)
+        proba, excess = self.scorer.predict(codes)
+        out = np.column_stack([proba, excess])
+        assert len(out) == len(codes), "one result per input row"
+        metrics.INFERENCE_SECONDS.observe(time.perf_counter() - start)
+        metrics.BATCH_ROWS.observe(len(codes))
+        self._observe_drift(codes, proba)
+        return out
+
+    def _observe_drift(self, codes: FloatArray, proba: FloatArray) -> None:
+        self.drift.observe(codes, self.scaling.score(proba))
+        metrics.DRIFT_WINDOW.set(min(self.drift.seen, self.drift.window))
+        if self.drift.full:
+            for signal, value in self.drift.psi().items():
+                metrics.DRIFT_PSI.labels(signal=signal).set(value)
+
+
+ApplicantBatch = Annotated[
+    list[Applicant],
+    Field(min_length=1, max_length=MAX_BATCH_APPLICANTS),
+]
+
+
+@bentoml.asgi_app(loan_officer_form, path="/ui")
+@bentoml.service(
+    name="credit_risk_service",
+    workers=2,
+    traffic={"timeout": REQUEST_TIMEOUT_S},
+)
+class CreditRiskService:
+    """The credit-risk API: one applicant or a batch in, decisions with reasons out."""
+
+    scorer = bentoml.depends(CreditScorer)
+    model_ref = bentoml.models.BentoModel(SETTINGS.model_tag)
+
+    def __init__(self) -> None:
+        stored = self.model_ref
+        meta: dict[str, Any] = dict(stored.info.metadata)
+        self.model_info = stored.info
+        self.policy = DecisionPolicy(
+            threshold=float(meta["threshold"]),
+            scaling=ScoreScaling.from_metadata(meta["score_scaling"]),
+            model_version=str(stored.tag),
+        )
+        metrics.MODEL_INFO.labels(model_version=str(stored.tag)).set(1)
+        coalescer = Coalescer(self._runner_score)
+        self._score = coalescer.submit if SETTINGS.batching else self._runner_score
+        _freeze_startup_garbage()
+
+    async def _runner_score(self, codes: FloatArray) -> FloatArray:
+        # looked up per call: the remote client learns its endpoints only once connected
+        result: FloatArray = await self.scorer.to_async.score(codes)
+        return result
+
+    async def _decide(self, applicants: list[Applicant]) -> list[Decision]:
+        codes = encode_applicants(applicants)
+        out: FloatArray = await self._score(codes)
+        assert out.shape[0] == len(applicants), "runner returned one row per applicant"
+        decisions = self.policy.decide(out[:, 0], out[:, 1:])
+        log_decisions(applicants, decisions)
+        for d in decisions:
+            metrics.DECISIONS.labels(decision=d.decision, risk_band=d.risk_band).inc()
+            metrics.PROBABILITY.observe(d.probability_of_default)
+        return decisions
+
+    @bentoml.api
+    async def classify(self, applicant: Applicant, /) -> Decision:
+        """Score one applicant: decision, probability of default, score, band and reasons."""
+        return (await self._decide([applicant]))[0]
+
+    @bentoml.api
+    async def classify_batch(self, applicants: ApplicantBatch, /) -> list[Decision]:
+        """Score 1 to 1,000 applicants in one request; decisions come back in input order."""
+        return await self._decide(applicants)
+
+    @bentoml.api
+    def model_card(self) -> dict[str, Any]:
+        """What is being served: tag, creation time, metrics, threshold, scaling, features."""
+        info = self.model_info
+        meta = dict(info.metadata)
+        return {
+            "tag": str(info.tag),
+            "created_at": info.creation_time.isoformat(),
+            "labels": dict(info.labels),
+            **meta,
+        }
+
+
+API_PATHS = frozenset({"/classify", "/classify_batch", "/model_card"})
+"""The routes that auth, limits and rejection counting apply to (probes and /metrics stay open)."""
+
+# Starlette runs the first-added middleware outermost: count, then explain, then refuse.
+CreditRiskService.add_asgi_middleware(
+    RejectionCounterMiddleware,
+    paths=API_PATHS,
+    count=lambda reason: metrics.REJECTED.labels(reason=reason).inc(),
+)
+CreditRiskService.add_asgi_middleware(ErrorMessageMiddleware)
+CreditRiskService.add_asgi_middleware(
+    BearerAuthMiddleware, paths=API_PATHS, tokens=SETTINGS.api_tokens
+)
+CreditRiskService.add_asgi_middleware(
+    InFlightLimitMiddleware, paths=API_PATHS, limit=MAX_IN_FLIGHT_PER_WORKER
+)
+CreditRiskService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)

@@ -1,0 +1,137 @@
+"""Shared fixtures: an isolated model store, a quickly trained real model, a real server.
+
+The BentoML home is redirected before anything resolves it, so no test can touch the user's
+own model store; server subprocesses inherit it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from credit_risk.training import train_and_save
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_HOME = Path(tempfile.mkdtemp(prefix="credit-risk-test-home-"))
+os.environ["BENTOML_HOME"] = str(TEST_HOME)
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+SERVER_READY_TIMEOUT_S = 90.0
+"""Generous for a 2-core CI machine starting two Python worker processes."""
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the temporary store (a crashed run leaves only a tmp dir behind)."""
+    shutil.rmtree(TEST_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def model_tag() -> str:
+    """A real model trained quickly into the isolated store."""
+    tag = train_and_save(quick=True, report_dir=TEST_HOME / "reports")
+    return str(tag)
+
+
+def free_port() -> int:
+    """An unused loopback port for a server under test."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running `bentoml serve` subprocess."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll /readyz until 200; fail fast if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            msg = f"server exited with code {process.returncode} before becoming ready"
+            raise RuntimeError(msg)
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    msg = f"server not ready after {timeout} s"
+    raise TimeoutError(msg)
+
+
+def start_server(
+    target: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    working_dir: Path | None = ROOT,
+    wait: bool = True,
+) -> Server:
+    """Start `bentoml serve TARGET` on a free port (and by default wait until ready)."""
+    port = free_port()
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", target]
+            + ["--host", "127.0.0.1", "--port", str(port)]
+            + (["--working-dir", str(working_dir)] if working_dir else []),
+            cwd=cwd or log_path.parent,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    if wait:
+        try:
+            wait_ready(server.url, process, SERVER_READY_TIMEOUT_S)
+        except Exception:
+            stop_server(server)
+            print(server.log()[-5000:])
+            raise
+    return server
+
+
+def stop_server(server: Server) -> None:
+    """Stop the whole process group (API and runner workers)."""
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, 15)
+        try:
+            server.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, 9)
+            server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The real service from the source tree, serving the quickly trained model."""
+    workdir = tmp_path_factory.mktemp("server")
+    srv = start_server(
+        "service:CreditRiskService",
+        workdir / "server.log",
+        env={"CREDIT_RISK_MODEL": model_tag},
+    )
+    yield srv
+    stop_server(srv)

@@ -1,0 +1,212 @@
+"""The real server, called as users call it: BentoML's client and raw HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import bentoml
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from credit_risk.data import applicant_records, load_dataset
+from credit_risk.registry import load_model
+from credit_risk.schema import Decision, example_applicant
+from credit_risk.settings import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES
+from tests.conftest import Server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def applicants() -> list[dict[str, Any]]:
+    """200 real applicants from the data set."""
+    return applicant_records(load_dataset().X.iloc[:200])
+
+
+@pytest.fixture(scope="module")
+def expected(model_tag: str, applicants: list[dict[str, Any]]) -> np.ndarray:
+    """The in-process pipeline's probabilities for the same applicants."""
+    pipeline = load_model(model_tag).pipeline
+    frame = pd.DataFrame(applicants)
+    return np.asarray(pipeline.predict_proba(frame)[:, 1])
+
+
+@pytest.fixture(scope="module")
+def client(server: Server):
+    with bentoml.SyncHTTPClient(server.url, server_ready_timeout=30) as c:
+        yield c
+
+
+def test_single_matches_in_process_pipeline(client, applicants, expected) -> None:
+    got = [client.classify(a)["probability_of_default"] for a in applicants]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_batch_matches_in_process_pipeline(client, applicants, expected) -> None:
+    decisions = client.classify_batch(applicants)
+    assert len(decisions) == len(applicants)
+    got = [d["probability_of_default"] for d in decisions]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_decision_is_complete_and_consistent(client, model_tag: str) -> None:
+    risky = {
+        **example_applicant(),
+        "checking_account": "below_0",
+        "duration_months": 72,
+        "savings": "below_100",
+        "credit_history": "delayed_in_past",
+        "credit_amount": 15000.0,
+    }
+    d = Decision.model_validate(client.classify(risky))
+    assert d.model_version == model_tag
+    assert d.decision == ("decline" if d.probability_of_default > d.threshold else "approve")
+    assert d.decision == "decline"
+    assert 1 <= len(d.reason_codes) <= 4
+    assert all(r.points < 0 for r in d.reason_codes)
+    assert all(re.fullmatch(r"RC\d\d", r.code) for r in d.reason_codes)
+
+
+def _metric_sum(text: str, name: str, label_filter: str) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name) and label_filter in line:
+            key, value = line.rsplit(" ", 1)
+            values[key] = values.get(key, 0.0) + float(value)
+    return values
+
+
+def test_concurrent_single_calls_are_batched(server: Server, applicants) -> None:
+    def call(a: dict[str, Any]) -> int:
+        return httpx.post(f"{server.url}/classify", json=a, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        statuses = list(pool.map(call, applicants))
+    assert statuses == [200] * len(applicants)
+
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    # histogram of requests per runner batch: a batch of more than one means count > le=1 bucket
+    buckets = _metric_sum(
+        metrics, "bentoml_service_adaptive_batch_size_bucket", 'method_name="score"'
+    )
+    counts = _metric_sum(
+        metrics, "bentoml_service_adaptive_batch_size_count", 'method_name="score"'
+    )
+    at_most_one = sum(v for k, v in buckets.items() if 'le="1.0"' in k)
+    total = sum(counts.values())
+    assert total > 0
+    assert total > at_most_one, "no runner batch held more than one request"
+
+
+def test_batch_order_is_preserved_under_concurrency(server: Server, applicants, expected) -> None:
+    rng = np.random.default_rng(7)
+    orders = [rng.permutation(len(applicants))[: rng.integers(1, 60)] for _ in range(40)]
+
+    def call(order: np.ndarray) -> tuple[np.ndarray, list[float]]:
+        body = [applicants[i] for i in order]
+        r = httpx.post(f"{server.url}/classify_batch", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        return order, [d["probability_of_default"] for d in r.json()]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for order, got in pool.map(call, orders):
+            np.testing.assert_allclose(got, expected[order], rtol=0, atol=1e-9)
+
+
+def test_model_card(client, model_tag: str) -> None:
+    card = client.model_card()
+    assert card["tag"] == model_tag
+    assert 0 < card["threshold"] < 1
+    assert card["features"] == list(applicant_records(load_dataset().X.iloc[:1])[0])
+    assert card["score_scaling"]["pdo"] == 20
+    assert "metrics" in card
+    assert card["estimator"] in {"logreg", "hgb"}
+
+
+# --- bad input: every case a 4xx that names the field or limit, never a 5xx -------------------
+
+
+def _post(server: Server, path: str, content: bytes | str, ctype: str = "application/json"):
+    return httpx.post(
+        f"{server.url}{path}", content=content, headers={"content-type": ctype}, timeout=30
+    )
+
+
+def _with(**changes: Any) -> str:
+    body = {**example_applicant(), **changes}
+    return json.dumps({k: v for k, v in body.items() if v is not ...})
+
+
+BAD_SINGLE = [
+    ("missing field", _with(age_years=...), "age_years"),
+    ("wrong type", _with(duration_months="twelve"), "duration_months"),
+    ("numeric string", _with(duration_months="12"), "duration_months"),
+    ("unknown category", _with(purpose="spaceship"), "purpose"),
+    ("negative amount", _with(credit_amount=-5.0), "credit_amount"),
+    ("zero duration", _with(duration_months=0), "duration_months"),
+    ("under age", _with(age_years=17), "age_years"),
+    ("extra field", _with(foreign_worker="yes"), "foreign_worker"),
+    ("protected field", _with(personal_status_and_sex="male : single"), "personal_status_and_sex"),
+    ("null", _with(savings=None), "savings"),
+    ("not an object", "[1, 2]", "body: Input should be an object"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "field"), BAD_SINGLE, ids=[c[0] for c in BAD_SINGLE])
+def test_bad_single_input_is_400_naming_the_field(server: Server, case, body, field) -> None:
+    r = _post(server, "/classify", body)
+    assert r.status_code == 400, r.text
+    assert field in r.json()["error"], r.text
+
+
+def test_non_json_body_is_400(server: Server) -> None:
+    r = _post(server, "/classify", "this is not json")
+    assert 400 <= r.status_code < 500, r.text
+    assert "json" in r.text.lower(), r.text
+
+
+def test_empty_batch_is_400(server: Server) -> None:
+    r = _post(server, "/classify_batch", "[]")
+    assert r.status_code == 400, r.text
+    assert "at least 1" in r.text, r.text
+
+
+def test_oversize_batch_is_400_naming_the_limit(server: Server) -> None:
+    body = json.dumps([example_applicant()] * (MAX_BATCH_APPLICANTS + 1))
+    assert len(body) < MAX_BODY_BYTES
+    r = _post(server, "/classify_batch", body)
+    assert r.status_code == 400, r.text
+    assert str(MAX_BATCH_APPLICANTS) in r.text, r.text
+
+
+def test_bad_item_in_batch_names_its_index_and_field(server: Server) -> None:
+    items = [example_applicant(), {**example_applicant(), "housing": "castle"}]
+    r = _post(server, "/classify_batch", json.dumps(items))
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert any(1 in d["loc"] and "housing" in d["loc"] for d in detail), detail
+
+
+def test_body_over_limit_is_413(server: Server) -> None:
+    r = _post(server, "/classify_batch", b" " * (MAX_BODY_BYTES + 1))
+    assert r.status_code == 413
+    assert str(MAX_BODY_BYTES) in r.text
+
+
+def test_chunked_body_over_limit_is_413(server: Server) -> None:
+    def chunks():
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    r = httpx.post(
+        f"{server.url}/classify",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 413
