@@ -37,7 +37,6 @@ from credit_risk.scoring import DecisionPolicy, ScoreScaling
 from credit_risk.settings import (
     MAX_BATCH_APPLICANTS,
     MAX_BODY_BYTES,
-    MAX_IN_FLIGHT_PER_WORKER,
     REQUEST_TIMEOUT_S,
     RUNNER_MAX_BATCH_SIZE,
     RUNNER_MAX_LATENCY_MS,
@@ -72,7 +71,9 @@ class CreditScorer:
         meta = loaded.metadata
         self.scorer: Scorer = compile_pipeline(loaded.pipeline, meta.get("reference_codes"))
         self.scaling = ScoreScaling.from_metadata(meta["score_scaling"])
-        self.drift = DriftMonitor(signals_from_metadata(meta["training_distribution"]))
+        self.drift = DriftMonitor(
+            signals_from_metadata(meta["training_distribution"]), window=SETTINGS.drift_window
+        )
         metrics.MODEL_INFO.labels(model_version=loaded.tag).set(1)
         _freeze_startup_garbage()
 
@@ -186,6 +187,6 @@ CreditRiskService.add_asgi_middleware(
     BearerAuthMiddleware, paths=API_PATHS, tokens=SETTINGS.api_tokens
 )
 CreditRiskService.add_asgi_middleware(
-    InFlightLimitMiddleware, paths=API_PATHS, limit=MAX_IN_FLIGHT_PER_WORKER
+    InFlightLimitMiddleware, paths=API_PATHS, limit=SETTINGS.max_in_flight
 )
 CreditRiskService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)

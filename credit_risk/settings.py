@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from credit_risk.drift import DEFAULT_WINDOW as DEFAULT_DRIFT_WINDOW
+
 DEFAULT_MODEL_TAG: Final = "credit_risk:latest"
 
 MAX_BATCH_APPLICANTS: Final = 1000
@@ -23,7 +25,7 @@ RUNNER_MAX_BATCH_SIZE: Final = MAX_BATCH_APPLICANTS
 """Rows per adaptive batch. The compiled scorecard scores 1,000 rows in well under a
 millisecond, so the bound is there to keep one batch request a single runner call."""
 
-MAX_IN_FLIGHT_PER_WORKER: Final = 256
+DEFAULT_MAX_IN_FLIGHT: Final = 256
 """Requests one API worker holds at once before it sheds with 429: four times the 64
 connections of the load benchmark, so normal load never meets it, yet a flood is refused in
 microseconds instead of queueing toward the timeout."""
@@ -48,6 +50,19 @@ def _flag(value: str | None, *, default: bool) -> bool:
     raise ValueError(msg)
 
 
+def _positive_int(name: str, value: str | None, default: int) -> int:
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        msg = f"{name} must be a positive integer, got {value!r}"
+        raise ValueError(msg)
+    return number
+
+
 def _tokens(value: str | None) -> frozenset[str]:
     return frozenset(t.strip() for t in (value or "").split(",") if t.strip())
 
@@ -59,12 +74,24 @@ class Settings:
     model_tag: str = DEFAULT_MODEL_TAG
     batching: bool = True
     api_tokens: frozenset[str] = field(default_factory=frozenset)
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    drift_window: int = DEFAULT_DRIFT_WINDOW
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """CREDIT_RISK_MODEL, CREDIT_RISK_BATCHING, CREDIT_RISK_API_TOKENS."""
+        """CREDIT_RISK_MODEL, _BATCHING, _API_TOKENS, _MAX_IN_FLIGHT, _DRIFT_WINDOW."""
         return cls(
             model_tag=environ.get("CREDIT_RISK_MODEL", "").strip() or DEFAULT_MODEL_TAG,
             batching=_flag(environ.get("CREDIT_RISK_BATCHING"), default=True),
             api_tokens=_tokens(environ.get("CREDIT_RISK_API_TOKENS")),
+            max_in_flight=_positive_int(
+                "CREDIT_RISK_MAX_IN_FLIGHT",
+                environ.get("CREDIT_RISK_MAX_IN_FLIGHT"),
+                DEFAULT_MAX_IN_FLIGHT,
+            ),
+            drift_window=_positive_int(
+                "CREDIT_RISK_DRIFT_WINDOW",
+                environ.get("CREDIT_RISK_DRIFT_WINDOW"),
+                DEFAULT_DRIFT_WINDOW,
+            ),
         )
