@@ -14,6 +14,7 @@ import bentoml
 import httpx
 import pytest
 
+from client import classify_examples
 from credit_risk.data import applicant_records, load_dataset
 from credit_risk.decision_log import DECISION_LOG
 from credit_risk.schema import FEATURES, example_applicant
@@ -113,6 +114,12 @@ def test_client_with_token_is_served(secured: Server) -> None:
     with bentoml.SyncHTTPClient(secured.url, token=TOKENS[0], server_ready_timeout=30) as c:
         decision = c.classify(example_applicant())
     assert decision["decision"] in {"approve", "decline"}
+
+
+def test_example_client_retries_through_overload(secured: Server) -> None:
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        runs = list(pool.map(lambda _: classify_examples(secured.url, TOKENS[1]), range(24)))
+    assert all(len(decisions) == 3 for decisions in runs)
 
 
 # --- metrics -------------------------------------------------------------------------------------
