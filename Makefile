@@ -71,10 +71,11 @@ run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-o
 	@$(WITH_ENGINE) set -x && docker run --rm --name $(BENTO) -p 127.0.0.1:$(PORT):3000 \
 		--user 1034:1034 --read-only --cap-drop ALL --security-opt no-new-privileges \
 		--tmpfs /tmp:size=64m --tmpfs /var/lib/bentoml:size=256m,uid=1034,gid=1034 \
+		--tmpfs /var/log/credit-risk:size=1g,uid=1034,gid=1034 \
 		-v $(CURDIR)/deploy/k8s/base/bentoml_config.yaml:/etc/bentoml/bentoml_config.yaml:ro \
 		-e BENTOML_CONFIG=/etc/bentoml/bentoml_config.yaml -e BENTOML_HOME=/var/lib/bentoml \
 		-e PYTHONDONTWRITEBYTECODE=1 -e $(BENTOML_ENV) \
-		--cpus 2 --memory 1g $(BENTO):latest
+		--cpus 2 --memory 1536m $(BENTO):latest
 
 container-test: setup  ## the tests marked `container` (needs an engine: container-env.sh up)
 	@$(WITH_ENGINE) $(BIN)/pytest -m container

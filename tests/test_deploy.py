@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ import yaml
 from bentoml._internal.configuration.containers import BentoMLConfiguration
 from bentoml._internal.configuration.v2 import _SERVICE_CONFIG as SERVICE_CONFIG_SCHEMA
 from bentoml._internal.container.generate import BENTO_UID_GID
+from bentoml.exceptions import BentoMLConfigException
+
+from service import CreditRiskService
 
 K8S_DIR = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
 BASE = K8S_DIR / "base"
@@ -29,8 +33,8 @@ KUSTOMIZATIONS = [BASE, *OVERLAYS]
 K8S_VERSIONS = ("1.29.0", "1.32.0")
 CONTAINER_NAME = "credit-risk"
 IMAGE_NAME = "credit_risk_service"
-# The services in service.py; a per-service config key must name one of them.
-SERVICE_NAMES = {"CreditRiskService", "CreditScorer"}
+# The services of the bento by name (the keys of per-service config) and their decorator config.
+SERVICES = {name: svc.config for name, svc in CreditRiskService.all_services().items()}
 KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl not on PATH (kustomize)")
 
@@ -124,21 +128,60 @@ def _unknown_keys(given: dict[str, Any], known: dict[str, Any], prefix: str) -> 
     return unknown
 
 
+def _leaves(
+    tree: dict[str, Any], prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
+def _dig(tree: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
 def _check_bentoml_config(text: str, tmp_path: Path) -> dict[str, Any]:
-    """Load the config exactly as `BENTOML_CONFIG` does; return the merged result."""
+    """Load the config the two ways `bentoml serve` does; every setting must take effect.
+
+    Returns the per-service configuration the services end up with.
+    """
     given = yaml.safe_load(text)
-    assert given["version"] == 2
-    defaults = _schema_keys(SERVICE_CONFIG_SCHEMA)
+    known = _schema_keys(SERVICE_CONFIG_SCHEMA)
     unknown = []
     for key, value in given["services"].items():
-        if key in SERVICE_NAMES:
-            unknown += _unknown_keys(value, defaults, f"services.{key}.")
+        if key in SERVICES:
+            unknown += _unknown_keys(value, known, f"services.{key}.")
         else:
-            unknown += _unknown_keys({key: value}, defaults, "services.")
+            unknown += _unknown_keys({key: value}, known, "services.")
     assert not unknown, f"keys BentoML does not know: {unknown}"
+
     path = tmp_path / "bentoml_config.yaml"
     path.write_text(text, encoding="utf-8")
-    return BentoMLConfiguration(override_config_file=str(path), use_version=2).to_dict()
+    try:
+        # The CLI's import-time pass (containers.py: load_config() with the v1 schema).
+        BentoMLConfiguration(override_config_file=str(path), use_version=1)
+        # The service's pass (Service.inject_config): decorator values are the defaults.
+        defaults = {"services": {n: (c or {"workers": 1}) for n, c in SERVICES.items()}}
+        merged = BentoMLConfiguration(
+            override_config_file=str(path), override_defaults=defaults, use_version=2
+        ).to_dict()["services"]
+    except BentoMLConfigException as e:
+        pytest.fail(f"BentoML refuses the config: {e}")
+
+    for leaf, value in _leaves(given["services"]):
+        if leaf[0] in SERVICES:
+            assert _dig(merged[leaf[0]], leaf[1:]) == value, ".".join(leaf)
+        else:
+            for name in SERVICES:
+                assert _dig(merged[name], leaf) == value, (
+                    f"services.{'.'.join(leaf)} is overridden by {name}'s decorator; "
+                    f"set it under services.{name}"
+                )
+    return merged
 
 
 def _validate(doc: dict[str, Any], version: str) -> None:
@@ -196,13 +239,26 @@ def test_strict_validation_rejects_a_wrong_field() -> None:
 
 
 @pytest.mark.parametrize("path", _config_files(), ids=_ids(_config_files()))
-def test_bentoml_config_is_accepted_by_bentoml(path: Path, tmp_path: Path) -> None:
+def test_bentoml_config_takes_effect(path: Path, tmp_path: Path) -> None:
     merged = _check_bentoml_config(path.read_text(encoding="utf-8"), tmp_path)
-    assert merged["services"]["traffic"]["timeout"] > 0
+    assert set(merged) >= set(SERVICES)
+
+
+def test_config_check_catches_a_version_2_key(tmp_path: Path) -> None:
+    text = "version: 2\nservices:\n  logging:\n    access:\n      enabled: true\n"
+    with pytest.raises(pytest.fail.Exception, match="refuses"):
+        _check_bentoml_config(text, tmp_path)
+
+
+def test_config_check_catches_a_shadowed_key(tmp_path: Path) -> None:
+    service, config = next((n, c) for n, c in SERVICES.items() if c.get("workers"))
+    text = f"services:\n  workers: {config['workers'] + 1}\n"
+    with pytest.raises(AssertionError, match=f"set it under services.{service}"):
+        _check_bentoml_config(text, tmp_path)
 
 
 def test_config_check_catches_a_typo(tmp_path: Path) -> None:
-    text = "version: 2\nservices:\n  trafic:\n    timeout: 5\n"
+    text = "services:\n  trafic:\n    timeout: 5\n"
     with pytest.raises(AssertionError, match=r"services\.trafic"):
         _check_bentoml_config(text, tmp_path)
 

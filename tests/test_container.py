@@ -1,0 +1,259 @@
+"""The OCI image runs the way the Kubernetes Deployment runs it, and answers.
+
+Where a container engine answers `docker info`, the bento built from the working tree is
+containerized and started with the pod's settings taken from deploy/k8s/base/deployment.yaml
+(its user, read-only root filesystem with the same writable volumes, dropped capabilities, CPU
+and memory limits, environment and mounted BentoML config). Elsewhere the module is skipped.
+
+Image size, containerize time and docker-run-to-ready time go to reports/container-image.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import httpx
+import pytest
+import yaml
+from bentoml._internal.container.generate import BENTO_UID_GID
+
+from credit_risk.schema import Decision, example_applicant
+from tests.conftest import ROOT, free_port
+from tests.test_bento import BENTO_NAME, BuiltBento, bentoml_cli, build_bento
+
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(2400)]
+
+DEPLOYMENT = ROOT / "deploy" / "k8s" / "base" / "deployment.yaml"
+CONFIG = ROOT / "deploy" / "k8s" / "base" / "bentoml_config.yaml"
+# The shared provisioning script (see its header); `env` prints the PATH with its docker CLI.
+CONTAINER_ENV = Path(os.environ.get("CONTAINER_ENV", ROOT.parent / "shared/tools/container-env.sh"))
+READY_TIMEOUT_S = 180.0
+"""Import of the stack plus model load, two processes, under a 2-CPU limit on a busy CI host."""
+REPORT = ROOT / "reports" / "container-image.json"
+
+
+def _docker_env() -> dict[str, str]:
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
+    if CONTAINER_ENV.is_file():
+        out = subprocess.run(
+            ["bash", "-c", f'eval "$(bash {CONTAINER_ENV} env)" && printf %s "$PATH"'],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode == 0 and out.stdout:
+            env["PATH"] = out.stdout
+    return env
+
+
+DOCKER_ENV = _docker_env()
+DOCKER = shutil.which("docker", path=DOCKER_ENV["PATH"])
+
+
+def _engine_problem() -> str | None:
+    if DOCKER is None:
+        return "no docker CLI on PATH"
+    try:
+        out = subprocess.run(
+            [DOCKER, "info", "--format", "{{.ServerVersion}}"],
+            env=DOCKER_ENV,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "`docker info` did not answer in 30 s"
+    if out.returncode != 0:
+        first = (out.stderr.strip().splitlines() or ["no output"])[0]
+        return f"`docker info` failed: {first}"
+    return None
+
+
+_PROBLEM = _engine_problem()
+if _PROBLEM is not None:
+    pytest.skip(f"no container engine ({_PROBLEM})", allow_module_level=True)
+
+
+def docker(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI the engine was provisioned with."""
+    assert DOCKER is not None
+    out = subprocess.run(
+        [DOCKER, *args],
+        env=DOCKER_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check:
+        assert out.returncode == 0, f"docker {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
+    return out
+
+
+def _cpus(quantity: str) -> str:
+    return str(float(quantity[:-1]) / 1000) if quantity.endswith("m") else quantity
+
+
+def _bytes_flag(quantity: str) -> str:
+    """Kubernetes binary quantity (Mi, Gi) -> docker's suffix (m, g)."""
+    for k8s, docker_unit in (("Ki", "k"), ("Mi", "m"), ("Gi", "g")):
+        if quantity.endswith(k8s):
+            return quantity[: -len(k8s)] + docker_unit
+    return quantity
+
+
+def pod_like_run_args(deployment: dict[str, Any], config_file: Path) -> list[str]:
+    """`docker run` flags that reproduce the Deployment's pod for its one container."""
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pod_ctx, ctx = pod["securityContext"], container["securityContext"]
+    args = ["--user", f"{pod_ctx['runAsUser']}:{pod_ctx['runAsGroup']}"]
+    if ctx.get("readOnlyRootFilesystem"):
+        args.append("--read-only")
+    args += [f"--cap-drop={cap}" for cap in ctx["capabilities"]["drop"]]
+    if ctx.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    limits = container["resources"]["limits"]
+    args += ["--cpus", _cpus(limits["cpu"]), "--memory", _bytes_flag(limits["memory"])]
+    for env in container.get("env", []):
+        if "value" in env:
+            args += ["-e", f"{env['name']}={env['value']}"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    env_values = {e["name"]: e.get("value") for e in container.get("env", [])}
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            size = _bytes_flag(volume["emptyDir"]["sizeLimit"])
+            owner = f"uid={pod_ctx['runAsUser']},gid={pod_ctx['fsGroup']}"
+            args += ["--tmpfs", f"{mount['mountPath']}:rw,size={size},{owner},mode=0770"]
+        elif "configMap" in volume:
+            target = Path(env_values["BENTOML_CONFIG"] or "")
+            assert target.parent == Path(mount["mountPath"])
+            args += ["-v", f"{config_file}:{target}:ro"]
+        else:
+            pytest.fail(f"volume type of {mount['name']} not reproduced under docker")
+    return args
+
+
+@dataclass
+class Running:
+    """A running container of the image."""
+
+    image: str
+    container_id: str
+    url: str
+    seconds_to_ready: float
+
+
+def _wait_ready(url: str, container_id: str, started: float) -> float:
+    deadline = started + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass
+        state = docker("inspect", "-f", "{{.State.Running}}", container_id).stdout.strip()
+        if state != "true":
+            pytest.fail("container exited:\n" + docker("logs", container_id).stderr[-5000:])
+        time.sleep(0.1)
+    logs = docker("logs", container_id, check=False)
+    pytest.fail(f"not ready after {READY_TIMEOUT_S} s:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def container_bento(model_tag: str) -> BuiltBento:
+    """A bento built for this module (the container tests also run on their own in CI)."""
+    return build_bento(model_tag)
+
+
+@pytest.fixture(scope="module")
+def running(container_bento: BuiltBento) -> Iterator[Running]:
+    """Containerize the bento, start it like the pod, and remove both at the end."""
+    version = container_bento.tag.split(":")[1]
+    image = f"{BENTO_NAME}:test-{version}"
+    started = time.monotonic()
+    bentoml_cli("containerize", container_bento.tag, "-t", image, env=DOCKER_ENV)
+    containerize_s = time.monotonic() - started
+    deployment = yaml.safe_load(DEPLOYMENT.read_text(encoding="utf-8"))
+    port = free_port()
+    name = f"credit-risk-test-{uuid.uuid4().hex[:8]}"
+    container_id = ""
+    try:
+        started = time.monotonic()
+        container_id = docker(
+            "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:3000",
+            *pod_like_run_args(deployment, CONFIG), image,
+        ).stdout.strip()  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        seconds_to_ready = _wait_ready(url, container_id, started)
+        size = int(docker("image", "inspect", "-f", "{{.Size}}", image).stdout.strip())
+        REPORT.parent.mkdir(exist_ok=True)
+        REPORT.write_text(
+            json.dumps(
+                {
+                    "image": image,
+                    "image_size_bytes": size,
+                    "containerize_seconds": round(containerize_s, 1),
+                    "docker_run_to_ready_seconds": round(seconds_to_ready, 2),
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        yield Running(image, container_id, url, seconds_to_ready)
+    finally:
+        if container_id:
+            docker("rm", "-f", container_id, check=False)
+        docker("image", "rm", "-f", image, check=False)
+
+
+def test_image_classifies_an_applicant(running: Running, model_tag: str) -> None:
+    with bentoml.SyncHTTPClient(running.url, server_ready_timeout=30) as client:
+        decision = Decision.model_validate(client.classify(example_applicant()))
+    assert 0.0 <= decision.probability_of_default <= 1.0
+    assert decision.model_version == model_tag
+
+
+def test_every_process_runs_as_the_bento_user(running: Running) -> None:
+    out = docker("exec", running.container_id, "sh", "-c", "grep -h '^Uid:' /proc/[0-9]*/status")
+    uids = {int(field) for line in out.stdout.splitlines() for field in line.split()[1:]}
+    assert uids == {BENTO_UID_GID}, out.stdout
+
+
+def test_root_filesystem_is_read_only(running: Running) -> None:
+    out = docker("exec", running.container_id, "touch", "/home/bentoml/bento/probe", check=False)
+    assert out.returncode != 0
+    assert "Read-only file system" in out.stderr
+
+
+def test_decision_log_lands_on_its_volume(running: Running) -> None:
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    log_path = config["services"]["monitoring"]["options"]["log_path"]
+    with bentoml.SyncHTTPClient(running.url, server_ready_timeout=30) as client:
+        client.classify(example_applicant())
+    out = docker("exec", running.container_id, "find", log_path, "-type", "f", "-size", "+0")
+    assert "credit_risk_decisions" in out.stdout, out.stdout
+
+
+def test_metrics_are_exposed_for_scraping(running: Running) -> None:
+    with bentoml.SyncHTTPClient(running.url, server_ready_timeout=30) as client:
+        client.classify(example_applicant())
+    response = httpx.get(f"{running.url}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert "bentoml_service_request_duration_seconds" in response.text
+    assert 'endpoint="/classify"' in response.text
