@@ -1,0 +1,148 @@
+"""The Flask + gunicorn baseline serves the same model, and the benchmark harness measures it.
+
+Both start real processes: gunicorn with two sync workers on a free loopback port, and (when wrk
+is installed) one tiny `load_tests.bench` run against it, whose figures must be internally
+consistent rather than fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from credit_risk.registry import load_model
+from credit_risk.schema import FEATURES
+from credit_risk.scoring import ScoreScaling
+from load_tests import bench
+from load_tests.applicants import sample_applicants
+from load_tests.report import write_report
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def baseline(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("baseline") / "gunicorn.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CREDIT_RISK_MODEL": model_tag}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "--no-control-socket",
+                *("--workers", "2", "--bind", f"127.0.0.1:{port}"),
+                "load_tests.baseline.app:app",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.integration
+def test_baseline_serves_the_stored_model(baseline: str, model_tag: str) -> None:
+    loaded = load_model(model_tag)
+    threshold = float(loaded.metadata["threshold"])
+    scaling = ScoreScaling.from_metadata(loaded.metadata["score_scaling"])
+    applicants = sample_applicants(30, seed=11)
+    expected = loaded.pipeline.predict_proba(pd.DataFrame(applicants, columns=list(FEATURES)))[:, 1]
+    decisions = set()
+    with httpx.Client(base_url=baseline, timeout=30) as client:
+        for applicant, p in zip(applicants, expected, strict=True):
+            body = client.post("/predict", json=applicant).raise_for_status().json()
+            assert body["model_version"] == model_tag
+            assert math.isclose(body["probability_of_default"], p, rel_tol=0, abs_tol=1e-12)
+            assert body["decision"] == ("decline" if p > threshold else "approve")
+            assert body["score"] == round(float(scaling.score(np.array([p]))[0]))
+            decisions.add(body["decision"])
+    assert decisions == {"approve", "decline"}  # the sample exercises both sides
+
+
+@pytest.mark.integration
+def test_baseline_refuses_bad_input(baseline: str) -> None:
+    applicant = sample_applicants(1, seed=1)[0]
+    del applicant["age_years"]
+    r = httpx.post(f"{baseline}/predict", json=applicant, timeout=30)
+    assert r.status_code == 400
+    assert "age_years" in r.json()["error"]
+    r = httpx.post(f"{baseline}/predict", content=b"not json", timeout=30)
+    assert r.status_code == 400
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
+def test_bench_harness_measures_the_baseline(model_tag: str, tmp_path: Path) -> None:
+    """One bounded bench run: the harness's figures agree with each other and with wrk's."""
+    args = argparse.Namespace(
+        rounds=1,
+        duration=2,
+        warmup=1,
+        concurrency=(1, 4),
+        batch_concurrency=(1,),
+        only=["flask-gunicorn"],
+        out=tmp_path,
+        model=model_tag,
+    )
+    results = bench.run(args)
+    results["command"] = "test"
+    [start] = results["starts"]
+    logs = "\n".join(p.read_text() for p in (tmp_path / "bench-logs").iterdir())
+    assert start["failure"] is None, logs[-5000:]
+    assert start["model_version"] == model_tag
+    assert 0 < start["ready_s"] < READY_TIMEOUT_S
+    assert start["processes"] == 3  # gunicorn master and two workers
+    assert start["pss_idle_mb"] > 50  # pandas and scikit-learn are loaded in each worker
+    points = results["points"]
+    assert [p["concurrency"] for p in points] == [1, 4]
+    for p in points:
+        assert p["requests"] > 0
+        assert sum(p["errors"].values()) == 0
+        assert math.isclose(p["requests_per_s"], p["requests"] / p["duration_s"])
+        assert 0 < p["p50_ms"] <= p["p99_ms"] <= p["max_ms"]
+        # the server did the work: it burnt CPU, and no more than the machine has
+        assert 0 < p["server_cpu_cores"] <= os.cpu_count()
+        assert p["server_cpu_cores"] <= p["machine_busy_cores"] + 0.1
+        assert p["pss_peak_mb"] >= start["pss_idle_mb"] * 0.5
+    write_report(results, tmp_path)
+    text = (tmp_path / "benchmark.md").read_text()
+    assert "Flask + gunicorn" in text
+    assert (tmp_path / "benchmark.png").stat().st_size > 10_000
+    json.dumps(results)  # everything recorded is plain data
