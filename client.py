@@ -45,16 +45,16 @@ def with_retry(
 
 
 def classify_examples(url: str, token: str | None = None) -> list[Decision]:
-    """Score the documented example applicant alone, then with a riskier variant as a batch."""
+    """Score the documented example applicant alone, then with a stronger one as a batch."""
     applicant = Applicant.model_validate(example_applicant())
-    riskier = applicant.model_copy(
-        update={"checking_account": "below_0", "duration_months": 60, "savings": "below_100"}
+    stronger = applicant.model_copy(
+        update={"checking_account": "none", "duration_months": 12, "credit_amount": 2000.0}
     )
     with bentoml.SyncHTTPClient(url, token=token, server_ready_timeout=30) as client:
         single = Decision.model_validate(
             with_retry(lambda: client.classify(applicant.model_dump()))
         )
-        pair = [applicant.model_dump(), riskier.model_dump()]
+        pair = [applicant.model_dump(), stronger.model_dump()]
         batch = [
             Decision.model_validate(d) for d in with_retry(lambda: client.classify_batch(pair))
         ]

@@ -9,12 +9,15 @@ shared code array (see credit_risk/features.py).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from typing import Annotated, Any
 
+import aiohttp
 import bentoml
 import numpy as np
+from bentoml.exceptions import ServiceUnavailable
 from pydantic import Field
 
 from credit_risk import metrics
@@ -38,8 +41,10 @@ from credit_risk.settings import (
     MAX_BATCH_APPLICANTS,
     MAX_BODY_BYTES,
     REQUEST_TIMEOUT_S,
+    RUNNER_CALL_ATTEMPTS,
     RUNNER_MAX_BATCH_SIZE,
     RUNNER_MAX_LATENCY_MS,
+    RUNNER_RETRY_BACKOFF_S,
     Settings,
 )
 from credit_risk.ui import app as loan_officer_form
@@ -135,9 +140,19 @@ class CreditRiskService:
         _freeze_startup_garbage()
 
     async def _runner_score(self, codes: FloatArray) -> FloatArray:
-        # looked up per call: the remote client learns its endpoints only once connected
-        result: FloatArray = await self.scorer.to_async.score(codes)
-        return result
+        """Call the runner; scoring is pure, so a dropped connection is retried, and a runner
+        that stays unreachable is a 503 the client may retry, never a 500."""
+        failure: Exception | None = None
+        for attempt in range(RUNNER_CALL_ATTEMPTS):
+            try:
+                # looked up per call: the remote client learns its endpoints once connected
+                result: FloatArray = await self.scorer.to_async.score(codes)
+                return result
+            except (aiohttp.ClientConnectionError, ConnectionError) as exc:
+                failure = exc
+                await asyncio.sleep(RUNNER_RETRY_BACKOFF_S * attempt)
+        msg = "the model runner is unavailable; retry shortly"
+        raise ServiceUnavailable(msg) from failure
 
     async def _decide(self, applicants: list[Applicant]) -> list[Decision]:
         codes = encode_applicants(applicants)

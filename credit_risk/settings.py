@@ -33,6 +33,14 @@ microseconds instead of queueing toward the timeout."""
 REQUEST_TIMEOUT_S: Final = 10
 """BentoML `traffic.timeout`: a request still unanswered after this gets 504."""
 
+RUNNER_CALL_ATTEMPTS: Final = 3
+"""Tries of one API -> runner call. Under bursts the internal keep-alive connection is
+sometimes closed under a request (aiohttp `Cannot write to closing transport`); one retry on a
+fresh connection succeeds. A runner that is down fails all three within ~0.1 s -> 503."""
+
+RUNNER_RETRY_BACKOFF_S: Final = 0.05
+"""Pause before the second try (doubled before the third)."""
+
 RUNNER_MAX_LATENCY_MS: Final = 1000
 """BentoML's admission bound for the runner queue: a row that cannot be scored within this is
 shed with 503 (it is not a flush timer). Sized from the load benchmark."""

@@ -27,7 +27,7 @@ TEST_HOME = Path(tempfile.mkdtemp(prefix="credit-risk-test-home-"))
 os.environ["BENTOML_HOME"] = str(TEST_HOME)
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
-SERVER_READY_TIMEOUT_S = 90.0
+SERVER_READY_TIMEOUT_S = 180.0
 """Generous for a 2-core CI machine starting two Python worker processes."""
 
 
