@@ -685,6 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(WRK_INSTALL_HINT, file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    # servers run in their own sessions; turn SIGTERM into an exit so `running` still stops them
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     results = run(args)
     given = list(argv if argv is not None else sys.argv[1:])
     results["command"] = args.command or shlex.join(["python", "-m", "load_tests.bench", *given])
