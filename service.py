@@ -33,9 +33,9 @@ from credit_risk.http import (
     RejectionCounterMiddleware,
     install_client_error_log_filter,
 )
-from credit_risk.registry import load_model
+from credit_risk.registry import load_serving_model
 from credit_risk.schema import Applicant, Decision
-from credit_risk.scorer import Scorer, compile_pipeline
+from credit_risk.scorer import Scorer
 from credit_risk.scoring import DecisionPolicy, ScoreScaling
 from credit_risk.settings import (
     MAX_BATCH_APPLICANTS,
@@ -72,9 +72,9 @@ class CreditScorer:
     model_ref = bentoml.models.BentoModel(SETTINGS.model_tag)
 
     def __init__(self) -> None:
-        loaded = load_model(str(self.model_ref.tag))
+        loaded = load_serving_model(str(self.model_ref.tag))
         meta = loaded.metadata
-        self.scorer: Scorer = compile_pipeline(loaded.pipeline, meta.get("reference_codes"))
+        self.scorer: Scorer = loaded.scorer
         self.scaling = ScoreScaling.from_metadata(meta["score_scaling"])
         self.drift = DriftMonitor(
             signals_from_metadata(meta["training_distribution"]), window=SETTINGS.drift_window

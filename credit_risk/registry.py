@@ -1,7 +1,9 @@
 """The BentoML model store as training writes it and serving reads it.
 
-A model is a fitted scikit-learn pipeline (`model.joblib`) plus metadata. Loading refuses a
-model trained on another applicant schema: its scores would be for different inputs.
+A model is a fitted scikit-learn pipeline (`model.joblib`) plus metadata, and for a linear
+scorecard its compiled lookup tables (`scorecard.npz`), which serving loads without importing
+scikit-learn. Loading refuses a model trained on another applicant schema: its scores would be
+for different inputs.
 """
 
 from __future__ import annotations
@@ -10,19 +12,26 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import bentoml
 import joblib
+import numpy as np
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml.exceptions import NotFound
-from sklearn.pipeline import Pipeline
 
+from credit_risk.features import FloatArray
 from credit_risk.schema import FEATURES, schema_hash
+from credit_risk.scorer import LinearScorecard, Scorer, compile_pipeline
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 MODEL_NAME: Final = "credit_risk"
 DEFAULT_TAG: Final = f"{MODEL_NAME}:latest"
 MODEL_FILE: Final = "model.joblib"
+SCORECARD_FILE: Final = "scorecard.npz"
+"""The compiled scorecard, written beside the pipeline when it is linear."""
 MODEL_ENV: Final = "CREDIT_RISK_MODEL"
 """Environment variable that pins the served model tag (default: the latest)."""
 
@@ -67,27 +76,84 @@ def store_home() -> Path:
     return Path(BentoMLContainer.bentoml_home.get())
 
 
-def save_model(pipeline: Pipeline, metadata: dict[str, Any], labels: dict[str, str]) -> Any:
+def save_model(
+    pipeline: Pipeline,
+    metadata: dict[str, Any],
+    labels: dict[str, str],
+    check_codes: FloatArray | None = None,
+) -> Any:
     """Write the fitted pipeline and its metadata as a new `credit_risk` version.
 
+    A linear scorecard is also compiled; `check_codes` (a few training rows) and the
+    pipeline's probabilities for them go with it, so a load can prove the tables still agree.
     Returns the new `bentoml.Tag`. Refuses metadata that would not load back.
     """
     check_compatible(metadata, "the metadata to save")
+    try:
+        scorecard: LinearScorecard | None = LinearScorecard.from_pipeline(pipeline)
+    except TypeError:
+        scorecard = None
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata) as model:
         joblib.dump(pipeline, model.path_of(MODEL_FILE))
+        if scorecard is not None:
+            if check_codes is None:
+                msg = "a linear scorecard needs check_codes to prove its compiled tables"
+                raise ValueError(msg)
+            expected = np.asarray(pipeline.predict_proba(check_codes)[:, 1], dtype=np.float64)
+            got, _ = scorecard.predict(check_codes)
+            if not np.allclose(got, expected, rtol=0, atol=1e-12):
+                msg = "the compiled scorecard does not reproduce the pipeline; not saved"
+                raise ValueError(msg)
+            scorecard.save(Path(model.path_of(SCORECARD_FILE)), check_codes, expected)
     return model.tag
 
 
-def load_model(tag: str = DEFAULT_TAG) -> LoadedModel:
-    """Load a model for serving; refuse one that is missing, corrupt or for another schema."""
+@dataclass(frozen=True)
+class ServingModel:
+    """What the runner scores with: the fastest exact scorer, and the model's metadata."""
+
+    tag: str
+    scorer: Scorer
+    metadata: dict[str, Any]
+
+
+def load_serving_model(tag: str = DEFAULT_TAG) -> ServingModel:
+    """The compiled scorecard when there is one (numpy only), else the compiled pipeline."""
+    model = _get(tag)
+    resolved = str(model.tag)
+    metadata = dict(model.info.metadata)
+    check_compatible(metadata, f"model {resolved}")
+    tables = Path(model.path_of(SCORECARD_FILE))
+    if tables.exists():
+        try:
+            return ServingModel(resolved, LinearScorecard.load(tables), metadata)
+        except Exception as exc:  # unreadable or disagreeing tables: the model is unusable
+            msg = (
+                f"model {resolved}: cannot use {tables} ({type(exc).__name__}: {exc}); "
+                f"retrain with `make train` or set {MODEL_ENV} to another tag"
+            )
+            raise ModelLoadError(msg) from exc
+    loaded = load_model(resolved)
+    scorer = compile_pipeline(loaded.pipeline, metadata.get("reference_codes"))
+    return ServingModel(resolved, scorer, metadata)
+
+
+def _get(tag: str) -> Any:
     try:
-        model = bentoml.models.get(tag)
+        return bentoml.models.get(tag)
     except NotFound:
         msg = f"model {tag!r} not found in the BentoML store at {store_home()}: {_HOW_TO_FIX}"
         raise ModelNotFoundError(msg) from None
     except ValueError as exc:  # a malformed tag string
         msg = f"model tag {tag!r} is not valid ({exc}): {_HOW_TO_FIX}"
         raise ModelNotFoundError(msg) from None
+
+
+def load_model(tag: str = DEFAULT_TAG) -> LoadedModel:
+    """Load the fitted pipeline; refuse one that is missing, corrupt or for another schema."""
+    from sklearn.pipeline import Pipeline  # noqa: PLC0415 (serving a scorecard never needs it)
+
+    model = _get(tag)
     resolved = str(model.tag)
     metadata = dict(model.info.metadata)
     check_compatible(metadata, f"model {resolved}")

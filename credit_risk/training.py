@@ -48,7 +48,8 @@ from credit_risk.evaluation import (
     expected_cost,
     mean_and_spread,
 )
-from credit_risk.features import CATEGORICAL_MASK, SchemaEncoder, WoEEncoder, encode_frame
+from credit_risk.features import CATEGORICAL_MASK
+from credit_risk.preprocessing import SchemaEncoder, WoEEncoder, encode_frame
 from credit_risk.schema import CATEGORIES, FEATURES, schema_hash
 from credit_risk.scoring import ScoreScaling
 
@@ -342,6 +343,8 @@ class TrainingResult:
     p_test: FloatArray = field(repr=False)
     y_oof: IntArray = field(repr=False)
     p_oof: FloatArray = field(repr=False)
+    check_codes: FloatArray = field(repr=False)
+    """Held-out rows saved with a compiled scorecard to prove it equal to the pipeline."""
 
 
 def train(
@@ -483,6 +486,7 @@ def train(
         p_test=p_test,
         y_oof=y_oof,
         p_oof=p_oof,
+        check_codes=X_test,
     )
 
 
@@ -502,7 +506,9 @@ def train_and_save(
     """
     say: Progress = (lambda _msg: None) if quiet else _stderr
     result = train(data_path, model, seed, quick=quick, progress=say)
-    tag = registry.save_model(result.pipeline, result.metadata, result.labels)
+    tag = registry.save_model(
+        result.pipeline, result.metadata, result.labels, check_codes=result.check_codes
+    )
     say(f"saved: {tag}")
     result.report["tag"] = str(tag)
     if report_dir is not None:

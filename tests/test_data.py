@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from credit_risk.data import DEFAULT_DATA_PATH, DataError, load_dataset
-from credit_risk.features import decode_codes, encode_frame
+from credit_risk.preprocessing import decode_codes, encode_frame
 from credit_risk.schema import CATEGORIES, FEATURES
 
 

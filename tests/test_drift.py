@@ -6,7 +6,7 @@ import pytest
 from credit_risk.data import load_dataset
 from credit_risk.drift import PSI_ALERT, PSI_WATCH, DriftMonitor, Signal, psi, signals_from_metadata
 from credit_risk.evaluation import category_shares, distribution_summary
-from credit_risk.features import encode_frame
+from credit_risk.preprocessing import encode_frame
 from credit_risk.schema import CATEGORIES, FEATURES
 
 

@@ -2,7 +2,8 @@
 
 The strategy is built from `Applicant` itself (categories and numeric bounds), so a field added
 to the schema is generated without touching this file. The models are real: a WoE scorecard
-and a gradient-boosted pipeline fitted on the shipped data once per module.
+and a gradient-boosted pipeline, built as training builds them and fitted on the shipped data
+once per module.
 """
 
 from __future__ import annotations
@@ -17,21 +18,13 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from credit_risk.data import load_dataset
-from credit_risk.features import (
-    CATEGORICAL_MASK,
-    SchemaEncoder,
-    WoEEncoder,
-    encode_applicants,
-    encode_frame,
-)
+from credit_risk.features import encode_applicants
+from credit_risk.preprocessing import encode_frame
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant, Decision
-from credit_risk.scorer import Scorer, compile_pipeline, reference_codes
+from credit_risk.scorer import Scorer, compile_pipeline
 from credit_risk.scoring import (
     MAX_REASON_CODES,
     RISK_BANDS,
@@ -39,6 +32,7 @@ from credit_risk.scoring import (
     ScoreScaling,
     risk_bands,
 )
+from credit_risk.training import build_pipeline, reference_codes
 
 PROPERTY_SETTINGS = settings(
     max_examples=100,
@@ -92,25 +86,24 @@ def one_thread() -> Iterator[None]:
         yield
 
 
+SCORECARD_PARAMS = {"max_bins": 8, "smoothing": 8.0, "C": 0.3}
+BOOSTED_PARAMS = {
+    "learning_rate": 0.1,
+    "max_leaf_nodes": 4,
+    "max_iter": 20,
+    "l2_regularization": 1.0,
+}
+"""Small real configurations of the two served families (the quick training search's)."""
+
+
 @pytest.fixture(scope="module")
 def scorers() -> dict[str, Scorer]:
-    """Both scorer kinds the runner can serve, compiled from pipelines fitted on the real data."""
+    """Both scorer kinds the runner can serve, compiled from the production pipeline builder
+    fitted on the real data."""
     ds = load_dataset()
     codes = encode_frame(ds.X)
-    scorecard = Pipeline(
-        [("encode", SchemaEncoder()), ("woe", WoEEncoder()), ("clf", LogisticRegression())]
-    ).fit(ds.X, ds.y)
-    boosted = Pipeline(
-        [
-            ("encode", SchemaEncoder()),
-            (
-                "clf",
-                HistGradientBoostingClassifier(
-                    categorical_features=CATEGORICAL_MASK, max_iter=20, random_state=0
-                ),
-            ),
-        ]
-    ).fit(ds.X, ds.y)
+    scorecard = build_pipeline("logreg", SCORECARD_PARAMS).fit(ds.X, ds.y)
+    boosted = build_pipeline("hgb", BOOSTED_PARAMS).fit(ds.X, ds.y)
     return {
         "scorecard": compile_pipeline(scorecard),
         "boosted": compile_pipeline(boosted, reference_codes(codes)),

@@ -18,7 +18,7 @@ import yaml
 
 from credit_risk import registry
 from credit_risk.data import load_dataset
-from credit_risk.features import encode_frame
+from credit_risk.preprocessing import encode_frame
 from credit_risk.registry import (
     ModelLoadError,
     ModelMismatchError,
@@ -27,6 +27,7 @@ from credit_risk.registry import (
     save_model,
 )
 from credit_risk.schema import FEATURES, schema_hash
+from credit_risk.scorer import LinearScorecard
 from credit_risk.training import TrainingResult, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,11 @@ def trained() -> TrainingResult:
 
 @pytest.fixture(scope="module")
 def saved_tag(isolated_home: Path, trained: TrainingResult) -> str:
-    return str(save_model(trained.pipeline, trained.metadata, trained.labels))
+    return str(
+        save_model(
+            trained.pipeline, trained.metadata, trained.labels, check_codes=trained.check_codes
+        )
+    )
 
 
 def test_round_trip_gives_identical_probabilities(saved_tag: str, trained: TrainingResult) -> None:
@@ -91,7 +96,11 @@ def test_metadata_survives_the_store(saved_tag: str, trained: TrainingResult) ->
 
 
 def test_latest_resolves_to_the_newest(saved_tag: str, trained: TrainingResult) -> None:
-    newer = str(save_model(trained.pipeline, trained.metadata, trained.labels))
+    newer = str(
+        save_model(
+            trained.pipeline, trained.metadata, trained.labels, check_codes=trained.check_codes
+        )
+    )
     assert newer != saved_tag
     assert load_model("credit_risk:latest").tag == newer
     assert load_model(saved_tag).tag == saved_tag
@@ -168,3 +177,55 @@ def test_bentoml_cli_shows_the_metadata(saved_tag: str, isolated_home: Path) -> 
     assert 0 < meta["threshold"] < 1
     assert meta["score_scaling"]["pdo"] == 20.0
     assert "roc_auc" in meta["metrics"]["held_out"]
+
+
+def test_serving_model_is_the_compiled_scorecard(saved_tag: str, trained: TrainingResult) -> None:
+    served = registry.load_serving_model(saved_tag)
+    assert isinstance(served.scorer, LinearScorecard)
+    codes = encode_frame(load_dataset().X)
+    got, _ = served.scorer.predict(codes)
+    expected = trained.pipeline.predict_proba(codes)[:, 1]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_serving_a_scorecard_imports_neither_sklearn_nor_pandas(saved_tag: str) -> None:
+    code = (
+        "import sys; from credit_risk.registry import load_serving_model; "
+        f"m = load_serving_model({saved_tag!r}); "
+        "heavy = sorted({'sklearn', 'pandas', 'scipy'} & set(sys.modules)); "
+        "print(type(m.scorer).__name__, heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == "LinearScorecard []"
+
+
+def test_tampered_scorecard_is_refused(isolated_home: Path, trained: TrainingResult) -> None:
+    tag = str(
+        save_model(
+            trained.pipeline, trained.metadata, trained.labels, check_codes=trained.check_codes
+        )
+    )
+    path = Path(bentoml.models.get(tag).path_of(registry.SCORECARD_FILE))
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["flat_table"] = arrays["flat_table"] * 1.01
+    np.savez(path, **arrays)
+    try:
+        with pytest.raises(ModelLoadError, match="does not reproduce"):
+            registry.load_serving_model(tag)
+    finally:
+        bentoml.models.delete(tag)  # never leave a broken model as the store's latest
+
+
+def test_a_scorecard_is_not_saved_without_its_check_rows(
+    isolated_home: Path, trained: TrainingResult
+) -> None:
+    with pytest.raises(ValueError, match="check_codes"):
+        save_model(trained.pipeline, trained.metadata, trained.labels)

@@ -7,13 +7,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from credit_risk.data import load_dataset
-from credit_risk.features import CATEGORICAL_MASK, SchemaEncoder, WoEEncoder, encode_frame
+from credit_risk.features import CATEGORICAL_MASK
+from credit_risk.preprocessing import SchemaEncoder, WoEEncoder, encode_frame
 from credit_risk.scorer import (
     LinearScorecard,
     PipelineScorer,
     compile_pipeline,
-    reference_codes,
 )
+from credit_risk.training import reference_codes
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_tree_pipeline_scores_on_codes_with_counterfactual_reasons(data: tuple) 
             ),
         ]
     ).fit(X, y)
-    ref = reference_codes(codes)
+    ref = np.asarray(reference_codes(codes))
     scorer = compile_pipeline(pipe, ref)
     assert isinstance(scorer, PipelineScorer)
     proba, excess = scorer.predict(codes[:40])

@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from credit_risk import registry
 from credit_risk.data import DEFAULT_DATA_PATH, load_dataset
 from credit_risk.evaluation import choose_threshold
-from credit_risk.features import SchemaEncoder, WoEEncoder, encode_frame
+from credit_risk.preprocessing import SchemaEncoder, WoEEncoder, encode_frame
 from credit_risk.schema import FEATURES, NUMERIC_FEATURES
 from credit_risk.scoring import ScoreScaling
 from credit_risk.training import (
