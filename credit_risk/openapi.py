@@ -1,0 +1,238 @@
+"""The API as documented: an OpenAPI document that matches what the server answers, and the
+one request media type it documents, enforced.
+
+BentoML 1.4 generates `/docs.json` itself and gets three things wrong for this service: it
+labels pydantic's JSON Schema 2020-12 output as OpenAPI 3.0.2 (so `exclusiveMinimum: 0` on
+`credit_amount` is invalid 3.0 and strict tools refuse the document), it documents the 400 body
+as `{"error": str, "detail": str}` while `detail` is pydantic's list of field errors, and it
+knows nothing of the refusals the service adds (401, 413, 415, 429, 503). Schemathesis, run
+against the served document in tests/test_fuzz_api.py, found each of these.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from credit_risk.http import ASGIApp, Message, Receive, Scope, Send, send_json
+
+OPENAPI_DOCUMENT_PATH: Final = "/docs.json"
+"""Where BentoML 1.4 serves the generated document (`_bentoml_impl/server/app.py`)."""
+
+OPENAPI_VERSION: Final = "3.1.0"
+"""The OpenAPI version whose schema dialect (JSON Schema 2020-12) pydantic 2 emits."""
+
+JSON_MEDIA_TYPE: Final = "application/json"
+
+FIELD_ERROR_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "title": "FieldError",
+    "description": "One pydantic validation error: where (`loc`), what (`type`) and why (`msg`).",
+    "required": ["type", "loc", "msg"],
+    "properties": {
+        "type": {"type": "string", "title": "Error type", "examples": ["missing"]},
+        "loc": {
+            "type": "array",
+            "title": "Location",
+            "description": "Path to the offending value: field name, or list index then field.",
+            "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "examples": [["age_years"], ["root", 3, "housing"]],
+        },
+        "msg": {"type": "string", "title": "Message", "examples": ["Field required"]},
+        "url": {"type": "string", "title": "Documentation URL"},
+    },
+}
+
+VALIDATION_ERROR_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "title": "InvalidArgument",
+    "description": "Bad Request: the body is not valid JSON or not a valid applicant.",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "string",
+            "title": "Message",
+            "description": "One line naming each offending field (the first few), e.g. "
+            "'invalid input: age_years: Field required'.",
+        },
+        "detail": {
+            "type": "array",
+            "title": "Field errors",
+            "description": "Every validation error, in full.",
+            "items": {"$ref": "#/components/schemas/FieldError"},
+        },
+    },
+}
+
+REFUSAL_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "title": "Refusal",
+    "description": "A request refused before it reached the model; `error` says why.",
+    "required": ["error"],
+    "properties": {"error": {"type": "string", "title": "Message"}},
+}
+
+REFUSALS: Final[Mapping[int, str]] = {
+    401: "Unauthorized: bearer token missing or invalid (only when the server requires one).",
+    413: "Payload Too Large: the body exceeds the request-size limit named in the message.",
+    415: "Unsupported Media Type: the body must be sent as application/json.",
+    429: "Too Many Requests: the worker is at its in-flight limit; retry after Retry-After.",
+    503: "Service Unavailable: the scoring runner is down or cannot keep up; retry shortly.",
+}
+"""Refusals on the API routes beyond BentoML's own list: our middleware's (credit_risk/http.py,
+JsonBodyMiddleware) and the runner-down 503 (service.py); each body is `{"error": ...}`."""
+
+
+def truthful_openapi(document: dict[str, Any], api_paths: Iterable[str]) -> dict[str, Any]:
+    """BentoML's generated document, corrected to describe what the server really answers."""
+    doc: dict[str, Any] = json.loads(json.dumps(document))  # deep copy; the input stays as is
+    doc["openapi"] = OPENAPI_VERSION
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas["FieldError"] = FIELD_ERROR_SCHEMA
+    schemas["InvalidArgument"] = VALIDATION_ERROR_SCHEMA
+    schemas["Refusal"] = REFUSAL_SCHEMA
+    refusal = {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}}}
+    for path in api_paths:
+        for operation in doc.get("paths", {}).get(path, {}).values():
+            responses = operation.setdefault("responses", {})
+            for status, description in REFUSALS.items():
+                responses[str(status)] = {"description": description, "content": refusal}
+            body = operation.get("requestBody")
+            if body is not None and _requires_content(body, schemas):
+                # an empty body is read as `{}` and refused for its missing fields
+                body["required"] = True
+    return doc
+
+
+def _requires_content(request_body: dict[str, Any], schemas: dict[str, Any]) -> bool:
+    """Whether an empty body would fail validation: required fields, or a non-empty list."""
+    for media in request_body.get("content", {}).values():
+        schema = media.get("schema", {})
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            schema = schemas.get(ref.rsplit("/", 1)[-1], {})
+        if schema.get("required") or schema.get("minItems", 0) > 0:
+            return True
+    return False
+
+
+class OpenAPIDocumentMiddleware:
+    """Serve `truthful_openapi(...)` of BentoML's document at /docs.json; touch nothing else."""
+
+    def __init__(self, app: ASGIApp, api_paths: Iterable[str]) -> None:
+        self.app = app
+        self.api_paths = tuple(sorted(api_paths))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Buffer the one small document response and rewrite it; stream everything else."""
+        if scope["type"] != "http" or scope.get("path") != OPENAPI_DOCUMENT_PATH:
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                await self._send_rewritten(send, start, b"".join(chunks))
+
+        await self.app(scope, receive, capture)
+
+    async def _send_rewritten(self, send: Send, start: Message, body: bytes) -> None:
+        if start["status"] == 200:
+            body = json.dumps(truthful_openapi(json.loads(body), self.api_paths)).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class JsonBodyMiddleware:
+    """Make every API body JSON before BentoML reads it: 415 for another media type, 400 naming
+    the position for malformed JSON.
+
+    BentoML picks its parser by Content-Type and, for form types, falls into Starlette's
+    multipart parser, which answers malformed form data with a 500. For a list parameter
+    (/classify_batch) it parses with `json.loads` and lets the JSONDecodeError (or the
+    RecursionError of a deeply nested body, or the ValueError of a 5,000-digit number) escape
+    as a 500. Checking with the same `json.loads` first refuses exactly what it would choke on.
+    An empty body passes: BentoML reads it as `{}` and validation names the missing fields.
+    """
+
+    def __init__(self, app: ASGIApp, api_paths: Iterable[str]) -> None:
+        self.app = app
+        self.api_paths = frozenset(api_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check API request bodies; pass other paths and bodiless methods straight through."""
+        if (
+            scope["type"] != "http"
+            or scope["path"] not in self.api_paths
+            or scope.get("method") in {"GET", "HEAD", "OPTIONS"}
+        ):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-type", b"")
+        media_type = declared.split(b";")[0].strip().lower().decode("latin-1")
+        if media_type and media_type != JSON_MEDIA_TYPE:
+            await send_json(
+                send,
+                415,
+                {
+                    "error": f"unsupported Content-Type {media_type!r}: "
+                    f"send the body as {JSON_MEDIA_TYPE}",
+                    "accepted": [JSON_MEDIA_TYPE],
+                },
+            )
+            return
+
+        chunks: list[bytes] = []
+        while True:  # BodyLimitMiddleware, further out, has already bounded the size
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = json_problem(body) if body else None
+        if problem is not None:
+            detail = {"type": "json_invalid", "loc": [], "msg": f"Invalid JSON: {problem}"}
+            await send_json(
+                send, 400, {"error": f"invalid input: body: {detail['msg']}", "detail": [detail]}
+            )
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def json_problem(body: bytes) -> str | None:
+    """Why `json.loads` (BentoML's parser for list bodies) would refuse `body`, or None."""
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as exc:
+        return str(exc)
+    except UnicodeDecodeError:
+        return "the body is not UTF-8 text"
+    except RecursionError:
+        return "nested too deeply"
+    except ValueError:  # the only other refusal: Python's cap on digits in an integer
+        return f"a number longer than {sys.get_int_max_str_digits()} digits"
+    return None
