@@ -24,6 +24,8 @@ NO_BATCHING: Final = "ours-no-batching"
 BASELINE: Final = "flask-gunicorn"
 HEADLINE_CONNECTIONS: Final = 64
 """The issue's headline load: 64 concurrent connections."""
+LEGEND_BAND: Final = 0.07
+"""Fraction of the figure's height kept free below the panels for the shared legend."""
 OTHER_LOAD_WARNING_CORES: Final = 0.25
 """Background CPU beyond which the report warns: a tenth of a 2-core machine plus noise."""
 
@@ -343,13 +345,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax_tp.set_title("Throughput (median line, dots = rounds)")
     ax_p99.set_ylabel("p99 latency, ms")
     ax_p99.set_title("p99 latency")
-    ax_tp.legend(fontsize=8, loc="best")
+    handles, labels = ax_tp.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     m = results["machine"]
     fig.suptitle(
         f"credit-risk-bento — {m['usable_cpus']} CPUs, wrk on the same machine, {m['date']}",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, LEGEND_BAND, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
