@@ -112,3 +112,14 @@ browser:  ## install Debian's chromium for the form's browser test (tests/test_u
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 	@$(CHROMIUM) --version 2>/dev/null
+
+# --- reliability: generated bad input, supply chain (tests/test_fuzz_api.py, test_supply_chain.py)
+FUZZ_EXAMPLES ?= 2000
+
+.PHONY: fuzz audit
+
+fuzz: setup  ## schemathesis from /docs.json against a real server, FUZZ_EXAMPLES (2000) per operation; FUZZ_URL=... to target a running one
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -rs -s -p no:cacheprovider tests/test_fuzz_api.py
+
+audit: setup  ## pip-audit of requirements.lock against PyPI's advisories (exceptions: audit-allowlist.txt)
+	$(BIN)/pytest -q -rs -p no:cacheprovider tests/test_supply_chain.py -k "vulnerabilities or allowlist"

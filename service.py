@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections import Counter
 from typing import Annotated, Any
 
 import aiohttp
@@ -19,10 +20,12 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import ServiceUnavailable
 from pydantic import Field
+from pydantic_core import to_json
+from starlette.responses import Response
 
 from credit_risk import metrics
 from credit_risk.coalesce import Coalescer
-from credit_risk.decision_log import log_decisions
+from credit_risk.decision_log import MONITOR_TYPE, log_decisions
 from credit_risk.drift import DriftMonitor, signals_from_metadata
 from credit_risk.features import FloatArray, encode_applicants
 from credit_risk.http import (
@@ -33,6 +36,7 @@ from credit_risk.http import (
     RejectionCounterMiddleware,
     install_client_error_log_filter,
 )
+from credit_risk.openapi import JsonBodyMiddleware, OpenAPIDocumentMiddleware
 from credit_risk.registry import load_serving_model
 from credit_risk.schema import Applicant, Decision
 from credit_risk.scorer import Scorer
@@ -118,6 +122,7 @@ ApplicantBatch = Annotated[
     name="credit_risk_service",
     workers=2,
     traffic={"timeout": REQUEST_TIMEOUT_S},
+    monitoring={"enabled": True, "type": MONITOR_TYPE},
 )
 class CreditRiskService:
     """The credit-risk API: one applicant or a batch in, decisions with reasons out."""
@@ -154,26 +159,33 @@ class CreditRiskService:
         msg = "the model runner is unavailable; retry shortly"
         raise ServiceUnavailable(msg) from failure
 
-    async def _decide(self, applicants: list[Applicant]) -> list[Decision]:
+    async def _decide(self, applicants: list[Applicant]) -> list[dict[str, Any]]:
         codes = encode_applicants(applicants)
         out: FloatArray = await self._score(codes)
         assert out.shape[0] == len(applicants), "runner returned one row per applicant"
-        decisions = self.policy.decide(out[:, 0], out[:, 1:])
+        decisions = self.policy.records(out[:, 0], out[:, 1:])
         log_decisions(applicants, decisions)
+        outcomes = Counter((d["decision"], d["risk_band"]) for d in decisions)
+        for (decision, band), count in outcomes.items():
+            metrics.DECISIONS.labels(decision=decision, risk_band=band).inc(count)
         for d in decisions:
-            metrics.DECISIONS.labels(decision=d.decision, risk_band=d.risk_band).inc()
-            metrics.PROBABILITY.observe(d.probability_of_default)
+            metrics.PROBABILITY.observe(d["probability_of_default"])
         return decisions
+
+    # The endpoints declare the pydantic types (request validation, OpenAPI, typed clients) but
+    # answer with JSON serialised once from plain dicts in the same layout: building pydantic
+    # objects and BentoML's per-response schema work cost more than scoring a decision.
 
     @bentoml.api
     async def classify(self, applicant: Applicant, /) -> Decision:
         """Score one applicant: decision, probability of default, score, band and reasons."""
-        return (await self._decide([applicant]))[0]
+        decisions = await self._decide([applicant])
+        return _json_response(decisions[0])  # type: ignore[return-value]
 
     @bentoml.api
     async def classify_batch(self, applicants: ApplicantBatch, /) -> list[Decision]:
         """Score 1 to 1,000 applicants in one request; decisions come back in input order."""
-        return await self._decide(applicants)
+        return _json_response(await self._decide(applicants))  # type: ignore[return-value]
 
     @bentoml.api
     def model_card(self) -> dict[str, Any]:
@@ -186,6 +198,10 @@ class CreditRiskService:
             "labels": dict(info.labels),
             **meta,
         }
+
+
+def _json_response(content: Any) -> Response:
+    return Response(to_json(content), media_type="application/json")
 
 
 API_PATHS = frozenset({"/classify", "/classify_batch", "/model_card"})
@@ -205,3 +221,6 @@ CreditRiskService.add_asgi_middleware(
     InFlightLimitMiddleware, paths=API_PATHS, limit=SETTINGS.max_in_flight
 )
 CreditRiskService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+# after the size limit: checking that the body is JSON buffers it
+CreditRiskService.add_asgi_middleware(JsonBodyMiddleware, api_paths=API_PATHS)
+CreditRiskService.add_asgi_middleware(OpenAPIDocumentMiddleware, api_paths=API_PATHS)

@@ -29,13 +29,10 @@ CODE_OF: Final[dict[str, dict[str, int]]] = {
 
 
 def encode_applicants(applicants: Sequence[Applicant]) -> FloatArray:
-    """Code array for validated applicants: the serving path's only per-row loop."""
-    codes = CODE_OF
-    rows = [
-        [
-            codes[name][value] if name in codes else value
-            for name, value in ((f, getattr(a, f)) for f in FEATURES)
-        ]
-        for a in applicants
-    ]
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+    """Code array for validated applicants: the serving path's only per-applicant loop."""
+    out = np.empty((len(applicants), len(FEATURES)), dtype=np.float64)
+    for j, name in enumerate(FEATURES):
+        values = [getattr(a, name) for a in applicants]
+        codes = CODE_OF.get(name)
+        out[:, j] = values if codes is None else [codes[v] for v in values]
+    return out

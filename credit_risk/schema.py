@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CheckingAccount = Literal["below_0", "0_to_200", "200_or_more", "none"]
 CreditHistory = Literal[
@@ -188,6 +188,22 @@ class Applicant(BaseModel):
         Telephone,
         Field(description="Telephone registered in the applicant's name.", examples=["none"]),
     ]
+
+    @field_validator(
+        "duration_months",
+        "installment_rate",
+        "residence_since",
+        "age_years",
+        "existing_credits",
+        "dependents",
+        mode="before",
+    )
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        """JSON has one number type: 35.0 is the integer 35 (35.5, "35" and true stay refused)."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
 
 FEATURES: Final[tuple[str, ...]] = tuple(Applicant.model_fields)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-import uuid
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from credit_risk.schema import FEATURES, Decision, ReasonCode
+from credit_risk.schema import FEATURES, Decision
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -71,6 +71,9 @@ RISK_BANDS: Final[tuple[tuple[str, float], ...]] = (
 default of 4 %, 8 %, 18 % and 39 %: A and B are clear approvals, C straddles the cost-optimal
 threshold (~1/6), D and E are clear declines."""
 
+DECISION_ID_BYTES: Final = 16
+"""Random bytes per decision id (128 bits, as a UUID4 has): collisions are not a concern."""
+
 MAX_REASON_CODES: Final = 4
 """Principal reasons disclosed per decline (US Reg B practice: no more than four)."""
 
@@ -119,42 +122,55 @@ class DecisionPolicy:
     scaling: ScoreScaling
     model_version: str
 
-    def decide(self, probability: FloatArray, excess_logit: FloatArray) -> list[Decision]:
-        """Vectorised scoring of a batch; only building the response objects loops."""
+    def records(self, probability: FloatArray, excess_logit: FloatArray) -> list[dict[str, Any]]:
+        """Decisions as plain dicts in the `Decision` layout: the serving hot path.
+
+        Everything numeric is vectorised over the batch; the loop only assembles the answer.
+        Building pydantic objects here cost ~20 us per applicant, more than the model.
+        """
         n = len(probability)
         assert excess_logit.shape == (n, len(FEATURES)), excess_logit.shape
-        scores = self.scaling.score(probability)
-        bands = risk_bands(scores)
-        declined = probability > self.threshold
-        excess_points = excess_logit * self.scaling.factor
-        top = top_reasons(excess_points)
-        decisions = []
+        exact_scores = self.scaling.score(probability)
+        scores = np.rint(exact_scores).astype(int).tolist()
+        bands = risk_bands(exact_scores)
+        declined = (probability > self.threshold).tolist()
+        excess_points = np.round(excess_logit * self.scaling.factor, 2)
+        top = top_reasons(excess_points).tolist()
+        lost = np.take_along_axis(excess_points, np.asarray(top, dtype=np.intp), axis=1).tolist()
+        probabilities = probability.tolist()
+        ids = os.urandom(DECISION_ID_BYTES * n).hex()  # one syscall for the whole batch
+        width = 2 * DECISION_ID_BYTES
+        out = []
         for i in range(n):
-            reasons: list[ReasonCode] = []
-            if declined[i]:
-                for j in top[i]:
-                    lost = float(excess_points[i, j])
-                    if lost <= 0:
-                        break
-                    code, text = REASONS[FEATURES[j]]
-                    reasons.append(
-                        ReasonCode.model_construct(
-                            code=code,
-                            feature=FEATURES[j],
-                            description=text,
-                            points=-round(lost, 2),
-                        )
-                    )
-            decisions.append(
-                Decision.model_construct(
-                    probability_of_default=float(probability[i]),
-                    decision="decline" if declined[i] else "approve",
-                    threshold=self.threshold,
-                    score=round(float(scores[i])),
-                    risk_band=bands[i],
-                    reason_codes=reasons,
-                    model_version=self.model_version,
-                    decision_id=uuid.uuid4().hex,
-                )
+            reasons = (
+                [
+                    _REASON_RECORDS[j] | {"points": -p}
+                    for j, p in zip(top[i], lost[i], strict=True)
+                    if p > 0
+                ]
+                if declined[i]
+                else []
             )
-        return decisions
+            out.append(
+                {
+                    "probability_of_default": probabilities[i],
+                    "decision": "decline" if declined[i] else "approve",
+                    "threshold": self.threshold,
+                    "score": scores[i],
+                    "risk_band": bands[i],
+                    "reason_codes": reasons,
+                    "model_version": self.model_version,
+                    "decision_id": ids[i * width : (i + 1) * width],
+                }
+            )
+        return out
+
+    def decide(self, probability: FloatArray, excess_logit: FloatArray) -> list[Decision]:
+        """The same decisions as validated `Decision` objects (for library use and tests)."""
+        return [Decision.model_validate(r) for r in self.records(probability, excess_logit)]
+
+
+_REASON_RECORDS: Final = tuple(
+    {"code": REASONS[f][0], "feature": f, "description": REASONS[f][1]} for f in FEATURES
+)
+"""Per feature index, the fixed part of its reason-code record."""
