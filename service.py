@@ -42,6 +42,7 @@ from credit_risk.schema import Applicant, Decision
 from credit_risk.scorer import Scorer
 from credit_risk.scoring import DecisionPolicy, ScoreScaling
 from credit_risk.settings import (
+    DRIFT_PUBLISH_INTERVAL_S,
     MAX_BATCH_APPLICANTS,
     MAX_BODY_BYTES,
     REQUEST_TIMEOUT_S,
@@ -51,6 +52,7 @@ from credit_risk.settings import (
     RUNNER_RETRY_BACKOFF_S,
     Settings,
 )
+from credit_risk.startup import refuse_unservable_model, served_model
 from credit_risk.ui import app as loan_officer_form
 
 SETTINGS = Settings.from_env()
@@ -73,16 +75,18 @@ def _freeze_startup_garbage() -> None:
 class CreditScorer:
     """Runner: loads the pipeline once, scores whole batches with the compiled scorer."""
 
-    model_ref = bentoml.models.BentoModel(SETTINGS.model_tag)
+    model_ref = served_model(SETTINGS.model_tag)
 
     def __init__(self) -> None:
-        loaded = load_serving_model(str(self.model_ref.tag))
+        with refuse_unservable_model():
+            loaded = load_serving_model(str(self.model_ref.tag))
         meta = loaded.metadata
         self.scorer: Scorer = loaded.scorer
         self.scaling = ScoreScaling.from_metadata(meta["score_scaling"])
         self.drift = DriftMonitor(
             signals_from_metadata(meta["training_distribution"]), window=SETTINGS.drift_window
         )
+        self._drift_publish_scheduled = False
         metrics.MODEL_INFO.labels(model_version=loaded.tag).set(1)
         _freeze_startup_garbage()
 
@@ -105,6 +109,12 @@ class CreditScorer:
 
     def _observe_drift(self, codes: FloatArray, proba: FloatArray) -> None:
         self.drift.observe(codes, self.scaling.score(proba))
+        if not self._drift_publish_scheduled:  # PSI over ~20 signals: at most once per interval
+            self._drift_publish_scheduled = True
+            asyncio.get_running_loop().call_later(DRIFT_PUBLISH_INTERVAL_S, self._publish_drift)
+
+    def _publish_drift(self) -> None:
+        self._drift_publish_scheduled = False
         metrics.DRIFT_WINDOW.set(min(self.drift.seen, self.drift.window))
         if self.drift.full:
             for signal, value in self.drift.psi().items():
@@ -123,15 +133,20 @@ ApplicantBatch = Annotated[
     workers=2,
     traffic={"timeout": REQUEST_TIMEOUT_S},
     monitoring={"enabled": True, "type": MONITOR_TYPE},
+    # Every decision is in the decision log and every request in the metrics; BentoML's access
+    # log line cost ~8 % of an API worker's CPU under load (py-spy). Turn it back on with
+    # BENTOML_CONFIG: services.credit_risk_service.logging.access.enabled: true
+    logging={"access": {"enabled": False}},
 )
 class CreditRiskService:
     """The credit-risk API: one applicant or a batch in, decisions with reasons out."""
 
     scorer = bentoml.depends(CreditScorer)
-    model_ref = bentoml.models.BentoModel(SETTINGS.model_tag)
+    model_ref = served_model(SETTINGS.model_tag)
 
     def __init__(self) -> None:
-        stored = self.model_ref
+        with refuse_unservable_model():
+            stored = self.model_ref
         meta: dict[str, Any] = dict(stored.info.metadata)
         self.model_info = stored.info
         self.policy = DecisionPolicy(

@@ -351,7 +351,7 @@ def test_every_write_path_is_a_volume(path: Path) -> None:
     needs_writing = [
         Path("/tmp"),  # sockets and temporary files of the server processes
         Path(_env(container)["BENTOML_HOME"]),  # temporary store, Prometheus multiprocess dir
-        Path(config["services"]["monitoring"]["options"]["log_path"]),  # data logs
+        Path(config["services"]["credit_risk_service"]["monitoring"]["options"]["log_path"]),
     ]
     for needed in needs_writing:
         assert needed.is_absolute(), f"{needed} would resolve inside the read-only bento"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -185,6 +186,11 @@ def test_every_metric_moves_by_the_expected_amount(secured: Server) -> None:
 
     model_version = decisions[0]["model_version"]
     assert _sample(after, "credit_risk_model_info", model_version=model_version) >= 1
+    for _ in range(50):  # the drift gauges are published shortly after traffic, not inline
+        if _sample(after, "credit_risk_drift_window_size") == DRIFT_WINDOW:
+            break
+        time.sleep(0.1)
+        after = _metrics(secured)
     assert _sample(after, "credit_risk_drift_window_size") == DRIFT_WINDOW
     for signal in ("score", *FEATURES):
         assert f'credit_risk_drift_psi{{signal="{signal}"}}' in after, signal
