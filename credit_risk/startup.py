@@ -1,0 +1,114 @@
+"""Refuse to serve a model that cannot be served: one clear line, then stop, never a loop.
+
+What BentoML 1.4.39 does on its own (checked): `bentoml serve` resolves every model a service
+references in its supervisor process before it starts a worker, and for a tag missing from the
+local store it asks BentoCloud (a network call wherever a cloud context is configured) and then
+fails with a message that says nothing of how to get a model. A model that is present but
+unreadable or trained for another schema passes that step; the runner's `__init__` then raises,
+BentoML logs a traceback per attempt and its supervisor (circus) restarts the worker every ~10 s
+for ever, while the API workers come up and `/readyz` hangs.
+
+Here the reference resolves from the local store only and, in the supervisor, proves the model
+loads (`credit_risk.registry.load_serving_model`) before any worker starts: `bentoml serve`
+exits with status 1 and one line, the registry's message, which says what is missing and how to
+fix it. Should a worker still meet an unservable model later (a runner restarted after its files
+were damaged), it logs that one line, stops the whole server and exits with status 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import bentoml
+from bentoml._internal.context import server_context
+from bentoml.exceptions import BentoMLException
+
+from credit_risk.registry import MODEL_ENV, RegistryError, load_serving_model, store_home
+
+logger = logging.getLogger(__name__)
+
+WORKER_BOOT_ERROR: Final = 3
+"""Exit status of a worker that cannot load its model (gunicorn's and uvicorn's value for a
+worker that failed to boot)."""
+
+_HOW_TO_FIX: Final = f"train one with `make train` or set {MODEL_ENV} to an existing tag"
+
+
+class ModelNotServableError(BentoMLException):
+    """The served model is missing, unreadable or for another schema.
+
+    A BentoML exception, so the `bentoml` CLI prints its message as one line and exits 1
+    instead of printing a traceback.
+    """
+
+
+class LocalModel(bentoml.models.BentoModel):  # type: ignore[misc]
+    """A model reference that resolves from the local store only and refuses unservable models.
+
+    `bentoml build` still records it like any `BentoModel`.
+    """
+
+    def resolve(self, base_path: Any = None) -> Any:
+        """The stored model; in the supervisor (no worker index yet) also proven loadable."""
+        if base_path is None and server_context.worker_index is None:
+            try:
+                load_serving_model(str(self.tag))
+            except RegistryError as exc:
+                raise ModelNotServableError(str(exc)) from None
+        if self.stored is None:
+            raise ModelNotServableError(_not_found(str(self.tag)))
+        return super().resolve(base_path)
+
+    def to_info(self, alias: str | None = None) -> Any:
+        """What `bentoml build` records; a tag missing locally is an error, not a cloud query."""
+        if self.stored is None:
+            raise ModelNotServableError(_not_found(str(self.tag)))
+        return super().to_info(alias)
+
+
+def _not_found(tag: str) -> str:
+    return f"model {tag!r} not found in the BentoML store at {store_home()}: {_HOW_TO_FIX}"
+
+
+def served_model(tag: str) -> LocalModel:
+    """The service's model reference; a malformed tag fails here with the same kind of line."""
+    try:
+        return LocalModel(tag)
+    except ValueError as exc:
+        msg = f"model tag {tag!r} is not valid ({exc}): {_HOW_TO_FIX}"
+        raise ModelNotServableError(msg) from None
+
+
+@contextmanager
+def refuse_unservable_model() -> Iterator[None]:
+    """Around a service's model loading: in a server worker, an unservable model ends the
+    server with one ERROR line; anywhere else (tests, scripts) the error propagates."""
+    try:
+        yield
+    except (RegistryError, ModelNotServableError) as exc:
+        if server_context.worker_index is None:
+            raise
+        logger.error("cannot serve: %s", exc)
+        _stop_supervisor()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(WORKER_BOOT_ERROR)
+
+
+def _stop_supervisor() -> None:
+    """Ask the `bentoml serve` supervisor to shut every worker down: without it, it would
+    restart this worker every ~10 s and fail the same way each time."""
+    parent = os.getppid()
+    try:  # Linux, where servers run; elsewhere the supervisor keeps restarting the worker
+        argv = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    if any(a.endswith(b"bentoml") for a in argv) and b"serve" in argv:  # never anything else
+        os.kill(parent, signal.SIGTERM)
