@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: our service with and without adaptive batching, and the Flask baseline.
+"""Side-by-side benchmark: our service with and without batching, the Flask baseline, a ceiling.
 
     python -m load_tests.bench [--rounds 2] [--duration 10] [--out reports]
 
@@ -6,7 +6,9 @@ Each round starts every configuration in turn (fresh processes, a fresh free por
 times it to ready, checks that its answers are valid and come from the same model, then drives it
 with wrk at each concurrency: a short warm-up, then a bounded measured run while the server's
 process tree is sampled for CPU time and proportional set size (PSS). Rounds alternate the order
-of the configurations so drift and noise show up as spread rather than as a bias. The results go
+of the configurations so drift and noise show up as spread rather than as a bias. A no-op BentoML
+service of the same topology (load_tests/ceiling/) is measured alongside as the ceiling: what
+BentoML alone reaches on this machine in this run. The results go
 to `<out>/benchmark.json` (every measurement), `benchmark.md` (the table) and `benchmark.png`.
 
 wrk is the load generator because it costs a few microseconds of CPU per request; Locust costs
@@ -112,6 +114,9 @@ class Server:
     check_path: str
     loads: tuple[Load, ...]
     is_ours: bool
+    scores_model: bool = True
+    """False for the no-op ceiling: its constant answers are checked against the schema, but
+    kept out of the same-model comparison and the model-version check."""
 
 
 @dataclass
@@ -359,13 +364,15 @@ def wait_ready(url: str, root: psutil.Process, started: float, log: Path) -> flo
 
 def check_answers(
     base: str, server: Server, applicants: list[dict[str, Any]]
-) -> tuple[list[float], str]:
+) -> tuple[list[float], str | None]:
     """Score known applicants one by one (and as one batch for ours); every answer must validate.
 
-    Returns the probabilities and the model version, to compare configurations with each other.
+    Returns the probabilities and the model version, to compare configurations with each other
+    (none for a server that scores no model).
     """
     probabilities: list[float] = []
     versions: set[str] = set()
+    answers_decisions = server.is_ours or not server.scores_model
     with httpx.Client(base_url=base, timeout=30.0) as client:
         for applicant in applicants:
             r = client.post(server.check_path, json=applicant)
@@ -373,7 +380,7 @@ def check_answers(
                 msg = f"{server.check_path} answered {r.status_code}: {r.text[:300]}"
                 raise RuntimeError(msg)
             body = r.json()
-            if server.is_ours:
+            if answers_decisions:
                 try:
                     decision = Decision.model_validate(body)
                 except ValidationError as exc:
@@ -402,6 +409,8 @@ def check_answers(
     if len(versions) != 1:
         msg = f"answers came from several models: {sorted(versions)}"
         raise RuntimeError(msg)
+    if not server.scores_model:
+        return [], None
     return probabilities, versions.pop()
 
 
@@ -510,6 +519,25 @@ def servers(concurrency: tuple[int, ...], batch_concurrency: tuple[int, ...]) ->
             loads=(Load("classify", "/predict", "single", 1, concurrency),),
             is_ours=False,
         ),
+        Server(
+            key="bentoml-noop",
+            label="BentoML, no-op model (ceiling)",
+            argv=(
+                bentoml,
+                "serve",
+                "load_tests.ceiling.service:CeilingService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+            ),
+            env={**quiet},
+            ready_path="/readyz",
+            check_path="/classify",
+            loads=(classify,),  # one applicant per request only: the ceiling of /classify
+            is_ours=False,
+            scores_model=False,
+        ),
     ]
 
 
@@ -598,7 +626,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             base, server, check_set
                         )
                         start.first_answer_s = time.perf_counter() - started
-                        if start.model_version != tag:
+                        if server.scores_model and start.model_version != tag:
                             msg = f"serves {start.model_version}, expected {tag}"
                             raise RuntimeError(msg)
                         time.sleep(1.0)  # let start-up work settle before reading memory

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 OURS: Final = "ours-batching"
 NO_BATCHING: Final = "ours-no-batching"
 BASELINE: Final = "flask-gunicorn"
+CEILING: Final = "bentoml-noop"
 HEADLINE_CONNECTIONS: Final = 64
 """The issue's headline load: 64 concurrent connections."""
 LEGEND_BAND: Final = 0.07
@@ -284,8 +285,31 @@ def markdown(results: dict[str, Any]) -> str:
         met = "-" if value is None else ("yes" if t.ok(value) else "**no**")
         digits = 2 if t.unit == "x" else (1 if t.unit in {"ms", "s"} else 0)
         lines.append(f"| {t.text} | {_fmt(value, digits)} {t.unit} | {met} |")
-    lines.append("")
+    lines += ["", ceiling(s), ""]
     return "\n".join(lines)
+
+
+def ceiling(s: Summary) -> str:
+    """Ours against BentoML's no-op ceiling at the headline load: how much is left to gain."""
+    ours = s.median((OURS, "classify", HEADLINE_CONNECTIONS), "requests_per_s")
+    noop = s.median((CEILING, "classify", HEADLINE_CONNECTIONS), "requests_per_s")
+    share = _ratio(ours, noop)
+    if share is None or ours is None or noop is None:
+        return (
+            f"Ceiling: needs `{OURS}` and `{CEILING}` at {HEADLINE_CONNECTIONS} connections in "
+            "the same run; not both measured here."
+        )
+    text = (
+        f"Ceiling: at {HEADLINE_CONNECTIONS} connections `/classify` reaches {share:.0%} of the "
+        f"no-op BentoML service measured in this run ({_fmt(ours)} against {_fmt(noop)} "
+        f"requests/s; same topology, constant answer, one runner call per request)."
+    )
+    if share > 1:
+        text += (
+            " Ours is above it because it coalesces concurrent requests into one runner call:"
+            " the no-op bounds BentoML's one-call-per-request path, not ours."
+        )
+    return text
 
 
 def same_model(results: dict[str, Any]) -> str:
@@ -304,13 +328,19 @@ def same_model(results: dict[str, Any]) -> str:
             )
             pairs += 1
     versions = sorted({s["model_version"] for s in results["starts"] if s["model_version"]})
+    noop = (
+        " The no-op ceiling scores no model: its constant answers were checked against the "
+        "schema only."
+        if any(srv["key"] == CEILING for srv in results["servers"])
+        else ""
+    )
     if not pairs:
-        return "Only one configuration answered; nothing to compare."
+        return "Only one configuration answered; nothing to compare." + noop
     n = len(next(iter(by_round.values()))[0]["probabilities"])
     return (
         f"Before each measurement every configuration scored the same {n} applicants; all "
         f"answers validated and came from {', '.join(f'`{v}`' for v in versions)}. Largest "
-        f"difference in probability of default between configurations: {worst:.2g}."
+        f"difference in probability of default between configurations: {worst:.2g}." + noop
     )
 
 
@@ -327,7 +357,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         label = s.labels[server] + (" — /classify_batch x 1000" if load == "classify_batch" else "")
         for ax, metric in ((ax_tp, "applicants_per_s"), (ax_p99, "p99_ms")):
             medians = [s.median((server, load, c), metric) for c in conns]
-            (line,) = ax.plot(conns, medians, marker="o", label=label)
+            style = "--" if server == CEILING else "-"  # a reference, not a contender
+            (line,) = ax.plot(conns, medians, marker="o", linestyle=style, label=label)
             for c in conns:
                 values = [p[metric] for p in s.groups[(server, load, c)] if p[metric] is not None]
                 ax.scatter([c] * len(values), values, s=10, color=line.get_color(), alpha=0.5)
