@@ -156,7 +156,8 @@ class CreditRiskService:
         )
         metrics.MODEL_INFO.labels(model_version=str(stored.tag)).set(1)
         coalescer = Coalescer(self._runner_score)
-        self._score = coalescer.submit if SETTINGS.batching else self._runner_score
+        coalesce = SETTINGS.batching and SETTINGS.coalescing
+        self._score = coalescer.submit if coalesce else self._runner_score
         _freeze_startup_garbage()
 
     async def _runner_score(self, codes: FloatArray) -> FloatArray:

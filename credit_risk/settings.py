@@ -85,16 +85,18 @@ class Settings:
 
     model_tag: str = DEFAULT_MODEL_TAG
     batching: bool = True
+    coalescing: bool = True
     api_tokens: frozenset[str] = field(default_factory=frozenset)
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     drift_window: int = DEFAULT_DRIFT_WINDOW
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """CREDIT_RISK_MODEL, _BATCHING, _API_TOKENS, _MAX_IN_FLIGHT, _DRIFT_WINDOW."""
+        """CREDIT_RISK_MODEL, _BATCHING, _COALESCING, _API_TOKENS, _MAX_IN_FLIGHT, _DRIFT_WINDOW."""
         return cls(
             model_tag=environ.get("CREDIT_RISK_MODEL", "").strip() or DEFAULT_MODEL_TAG,
             batching=_flag(environ.get("CREDIT_RISK_BATCHING"), default=True),
+            coalescing=_flag(environ.get("CREDIT_RISK_COALESCING"), default=True),
             api_tokens=_tokens(environ.get("CREDIT_RISK_API_TOKENS")),
             max_in_flight=_positive_int(
                 "CREDIT_RISK_MAX_IN_FLIGHT",

@@ -33,7 +33,7 @@ def training_applicants(path: Path = DEFAULT_DATA_PATH) -> tuple[dict[str, Any],
 def sample_applicants(n: int, *, seed: int | None = None) -> list[dict[str, Any]]:
     """`n` applicants resampled with replacement from the training rows."""
     rng = random.Random(seed)
-    return rng.choices(training_applicants(), k=n)
+    return [dict(row) for row in rng.choices(training_applicants(), k=n)]  # callers may edit
 
 
 @dataclass(frozen=True)

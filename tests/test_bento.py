@@ -153,7 +153,9 @@ def bento_server(bento: BuiltBento, tmp_path_factory: pytest.TempPathFactory) ->
         (ROOT / "deploy" / "k8s" / "base" / "bentoml_config.yaml").read_text(encoding="utf-8")
     )
     # The pod's config, except that data logs go to a temporary directory instead of a volume.
-    config["services"]["monitoring"]["options"]["log_path"] = str(outside / "monitoring")
+    config["services"]["credit_risk_service"]["monitoring"]["options"]["log_path"] = str(
+        outside / "monitoring"
+    )
     config_path = outside / "bentoml_config.yaml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     # No PYTHONPATH, no model override, no auth: the bundle's defaults and nothing else.

@@ -17,7 +17,7 @@ from credit_risk.data import applicant_records, load_dataset
 from credit_risk.registry import load_model
 from credit_risk.schema import Decision, example_applicant
 from credit_risk.settings import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES
-from tests.conftest import Server
+from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -81,26 +81,54 @@ def _metric_sum(text: str, name: str, label_filter: str) -> dict[str, float]:
     return values
 
 
-def test_concurrent_single_calls_are_batched(server: Server, applicants) -> None:
+def _hammer(server: Server, applicants: list[dict[str, Any]]) -> str:
+    """200 concurrent /classify calls, all answered; returns /metrics afterwards."""
+
     def call(a: dict[str, Any]) -> int:
         return httpx.post(f"{server.url}/classify", json=a, timeout=30).status_code
 
     with ThreadPoolExecutor(max_workers=64) as pool:
         statuses = list(pool.map(call, applicants))
     assert statuses == [200] * len(applicants)
+    return httpx.get(f"{server.url}/metrics", timeout=10).text
 
-    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
-    # histogram of requests per runner batch: a batch of more than one means count > le=1 bucket
-    buckets = _metric_sum(
-        metrics, "bentoml_service_adaptive_batch_size_bucket", 'method_name="score"'
-    )
-    counts = _metric_sum(
-        metrics, "bentoml_service_adaptive_batch_size_count", 'method_name="score"'
-    )
-    at_most_one = sum(v for k, v in buckets.items() if 'le="1.0"' in k)
-    total = sum(counts.values())
+
+def _batches_above(metrics: str, name: str, label_filter: str, le: str) -> tuple[float, float]:
+    """(observations, observations above the `le` bucket) of a histogram."""
+    buckets = _metric_sum(metrics, f"{name}_bucket", label_filter)
+    total = sum(_metric_sum(metrics, f"{name}_count", label_filter).values())
+    at_most = sum(v for k, v in buckets.items() if f'le="{le}"' in k)
+    return total, total - at_most
+
+
+def test_concurrent_single_calls_are_scored_in_batches(server: Server, applicants) -> None:
+    # default: each API worker coalesces the calls of one event-loop turn into one runner call
+    # (so BentoML sees few, large calls); rows per runner batch is the proof
+    metrics = _hammer(server, applicants)
+    total, larger = _batches_above(metrics, "credit_risk_batch_rows", "", "1.0")
     assert total > 0
-    assert total > at_most_one, "no runner batch held more than one request"
+    assert larger > 0, "no runner batch held more than one applicant"
+
+
+@pytest.fixture(scope="module")
+def uncoalesced_server(model_tag: str, tmp_path_factory: pytest.TempPathFactory):
+    """BentoML's adaptive batching alone: one runner call per request."""
+    srv = start_server(
+        "service:CreditRiskService",
+        tmp_path_factory.mktemp("uncoalesced") / "server.log",
+        env={"CREDIT_RISK_MODEL": model_tag, "CREDIT_RISK_COALESCING": "0"},
+    )
+    yield srv
+    stop_server(srv)
+
+
+def test_adaptive_batching_merges_concurrent_requests(uncoalesced_server: Server, applicants):
+    metrics = _hammer(uncoalesced_server, applicants)
+    total, larger = _batches_above(
+        metrics, "bentoml_service_adaptive_batch_size", 'method_name="score"', "1.0"
+    )
+    assert total > 0
+    assert larger > 0, "no runner batch held more than one request"
 
 
 def test_batch_order_is_preserved_under_concurrency(server: Server, applicants, expected) -> None:

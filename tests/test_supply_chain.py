@@ -198,7 +198,9 @@ def _local_paths() -> dict[str, bytes]:
 def test_bento_and_its_models_hold_no_secrets_or_local_paths(canary_bento: CanaryBento) -> None:
     files = _shipped_files(canary_bento)
     assert any(p.name == "bento.yaml" for p in files)
-    assert any(p.suffix == ".joblib" for p in files), "the served model is part of the image"
+    assert any(p.suffix == ".joblib" for p in files), (
+        f"the served model is part of the image: models {canary_bento.model_paths}"
+    )
     token = canary_bento.token.encode()
     local = _local_paths()
     problems = []
