@@ -174,8 +174,11 @@ def canary_bento(model_tag: str) -> CanaryBento:
     path = Path(_bentoml("get", match.group(1), "-o", "path").strip())
     info = yaml.safe_load((path / "bento.yaml").read_text(encoding="utf-8"))
     # the model files are not in the bento but `containerize` copies them into the image
+    tags = {m["tag"] for m in info["models"]} | {
+        m["tag"] for service in info["services"] for m in service.get("models", [])
+    }  # BentoML's `all_models`: what containerize copies
     models = tuple(
-        Path(_bentoml("models", "get", m["tag"], "-o", "path").strip()) for m in info["models"]
+        Path(_bentoml("models", "get", tag, "-o", "path").strip()) for tag in sorted(tags)
     )
     return CanaryBento(path=path, token=token, model_paths=models)
 
