@@ -63,6 +63,21 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
+def server_home(path: Path) -> Path:
+    """A BentoML home of the server's own that shares the test store's models and bentos.
+
+    `bentoml serve` empties `$BENTOML_HOME/prometheus_multiproc_dir` when it starts, which
+    would wipe the metrics of any other server running from the same home.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    for shared in ("models", "bentos"):
+        (TEST_HOME / shared).mkdir(parents=True, exist_ok=True)
+        link = path / shared
+        if not link.exists():
+            link.symlink_to(TEST_HOME / shared, target_is_directory=True)
+    return path
+
+
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
     """Poll /readyz until 200; fail fast if the process dies."""
     deadline = time.monotonic() + timeout
@@ -91,6 +106,8 @@ def start_server(
     """Start `bentoml serve TARGET` on a free port (and by default wait until ready)."""
     port = free_port()
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    if "BENTOML_HOME" not in (env or {}):
+        full_env["BENTOML_HOME"] = str(server_home(log_path.with_name(f"{log_path.stem}-home")))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", target]
