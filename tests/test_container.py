@@ -243,7 +243,7 @@ def test_root_filesystem_is_read_only(running: Running) -> None:
 
 def test_decision_log_lands_on_its_volume(running: Running) -> None:
     config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
-    log_path = config["services"]["monitoring"]["options"]["log_path"]
+    log_path = config["services"]["credit_risk_service"]["monitoring"]["options"]["log_path"]
     with bentoml.SyncHTTPClient(running.url, server_ready_timeout=30) as client:
         client.classify(example_applicant())
     out = docker("exec", running.container_id, "find", log_path, "-type", "f", "-size", "+0")
