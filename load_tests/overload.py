@@ -1,0 +1,753 @@
+"""Overload: drive several times the measured capacity, then normal load again, and account for
+every request.
+
+    python -m load_tests.overload [--capacity RPS] [--factor 4] [--flood 30] [--out reports]
+
+1. Capacity: wrk with 64 keep-alive connections (as `make bench`), unless `--capacity` is given.
+2. One open-loop run of `--before` s at half the capacity (normal load), `--flood` s at
+   `--factor` x the capacity, then `--after` s at half again. Requests are sent on schedule
+   whether or not earlier ones came back (an open loop, as real clients arrive; wrk and Locust
+   are closed loops, which slow down with the server and so cannot overload it), and latency
+   counts from the scheduled send time, so a stalled server cannot hide its queue.
+3. Capacity again with wrk: is the throughput back to normal once the load drops?
+
+Recorded: every response's status and latency (per phase and per second), the refusals (429 from
+the in-flight limit, 503 from the runner's admission bound) and how fast they come back, p99 of
+the accepted requests against `ACCEPTED_P99_BOUND_MS`, the server's PSS once a second, the
+process tree's PIDs before and after (a crashed and restarted worker has a new PID), and the
+decision log: every 200's decision_id must be in it exactly once. Results go to
+`<out>/overload.json` and `<out>/overload.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import re
+import resource
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import psutil
+import uvloop
+
+from credit_risk.decision_log import DECISION_LOG
+from credit_risk.settings import DEFAULT_MAX_IN_FLIGHT, RUNNER_MAX_LATENCY_MS
+from load_tests import bench
+from load_tests.applicants import sample_applicants, write_bodies
+
+CAPACITY_CONNECTIONS: Final = 64
+"""Connections of the capacity measurement: the benchmark's reference point."""
+CAPACITY_S: Final = 10
+WARMUP_S: Final = 3
+NORMAL_FRACTION: Final = 0.5
+"""Normal load, as a share of capacity: a service runs with headroom."""
+BODIES: Final = 2000
+"""Distinct one-applicant bodies, as the benchmark."""
+MAX_CONNECTIONS: Final = 4000
+"""The open-loop generator's connection cap; a request due when every connection is busy and
+the cap is reached is counted as `not_sent` (the generator, not the server, ran out)."""
+CONNECT_TIMEOUT_S: Final = 5.0
+REQUEST_TIMEOUT_S: Final = 15.0
+"""Client-side limit, above the service's 10 s timeout: the server, not the client, ends a slow
+request."""
+ACCEPTED_P99_BOUND_MS: Final = RUNNER_MAX_LATENCY_MS
+"""The documented bound for accepted requests under overload: the runner's admission bound
+(1 s). Each API worker admits at most CREDIT_RISK_MAX_IN_FLIGHT requests (256), so an admitted
+request waits behind at most that many; the runner sheds any row it cannot score within 1 s."""
+RECOVERED_P99_FACTOR: Final = 2.0
+"""After the flood, a second counts as normal when everything offered was answered 200 and its
+p99 is within this factor of the p99 before the flood."""
+PSS_EVERY_S: Final = 1.0
+DRAIN_S: Final = 30.0
+"""Upper bound on waiting for the server to finish left-over requests before the log is read."""
+DECISION_ID = re.compile(rb'"decision_id":"([0-9a-f]+)"')
+
+
+@dataclass
+class Shot:
+    """One request of the open loop."""
+
+    phase: str
+    due: float  # scheduled send time, seconds from the start of the run
+    done: float
+    status: int | str  # HTTP status, or the client-side failure
+    decision_id: str | None = None
+
+
+@dataclass
+class Phase:
+    """One segment of the open-loop run."""
+
+    name: str
+    rate: float
+    seconds: float
+
+
+class OpenLoop:
+    """A minimal HTTP/1.1 keep-alive client that sends on a fixed schedule.
+
+    Hand-written on asyncio streams because it must cost the 2-core machine little: a request is
+    one pre-encoded write and a read of status line, headers and a Content-Length body.
+    """
+
+    def __init__(self, host: str, port: int, requests: list[bytes]) -> None:
+        self.host, self.port = host, port
+        self.requests = requests
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.open = 0
+        self.shots: list[Shot] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.t0 = 0.0
+
+    async def _connection(
+        self, *, fresh: bool = False
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool] | None:
+        """An idle keep-alive connection (reused=True) or a new one; None at the cap."""
+        if self.idle and not fresh:
+            return (*self.idle.pop(), True)
+        if self.open >= MAX_CONNECTIONS:
+            return None
+        self.open += 1
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT_S
+            )
+        except (OSError, TimeoutError):
+            self.open -= 1
+            raise
+        return reader, writer, False
+
+    async def _one(self, phase: str, due: float, request: bytes) -> None:
+        fresh = False
+        while True:
+            try:
+                conn = await self._connection(fresh=fresh)
+            except (OSError, TimeoutError) as exc:
+                self.shots.append(Shot(phase, due, self._now(), f"connect:{type(exc).__name__}"))
+                return
+            if conn is None:
+                self.shots.append(Shot(phase, due, self._now(), "not_sent"))
+                return
+            reader, writer, reused = conn
+            try:
+                writer.write(request)
+                status, body, keep = await asyncio.wait_for(_response(reader), REQUEST_TIMEOUT_S)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+                self.open -= 1
+                writer.close()
+                stale = isinstance(exc, asyncio.IncompleteReadError) and not exc.partial
+                if reused and stale and not fresh:
+                    # the server had closed this idle keep-alive connection before our request
+                    # reached it; like any HTTP client, send it once more on a new connection
+                    fresh = True
+                    continue
+                self.shots.append(Shot(phase, due, self._now(), type(exc).__name__))
+                return
+            break
+        found = DECISION_ID.search(body) if status == 200 else None
+        self.shots.append(
+            Shot(phase, due, self._now(), status, found.group(1).decode() if found else None)
+        )
+        if keep:
+            self.idle.append((reader, writer))
+        else:
+            self.open -= 1
+            writer.close()
+
+    def _now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    async def run(self, phases: Sequence[Phase]) -> list[Shot]:
+        """Send every phase's requests on schedule; wait for the stragglers (bounded)."""
+        self.t0 = time.perf_counter()
+        start = 0.0
+        k = 0
+        for phase in phases:
+            n = int(phase.rate * phase.seconds)
+            for i in range(n):
+                due = start + i / phase.rate
+                delay = due - self._now()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(
+                    self._one(phase.name, due, self.requests[k % len(self.requests)])
+                )
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+                k += 1
+            start += phase.seconds
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=REQUEST_TIMEOUT_S + CONNECT_TIMEOUT_S)
+        for _, writer in self.idle:
+            writer.close()
+        return self.shots
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length = 0
+    keep = True
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        lowered = name.strip().lower()
+        if lowered == b"content-length":
+            length = int(value)
+        elif lowered == b"connection" and value.strip().lower() == b"close":
+            keep = False
+    body = await reader.readexactly(length) if length else b""
+    return status, body, keep
+
+
+def encode_requests(host: str, port: int, bodies: list[dict[str, Any]]) -> list[bytes]:
+    """Pre-encoded POST /classify requests, one per body."""
+    out = []
+    for body in bodies:
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        out.append(
+            b"POST /classify HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (host.encode(), port, len(payload), payload)
+        )
+    return out
+
+
+# --- what the server did -----------------------------------------------------------------------
+
+
+class PssSampler:
+    """The server tree's PSS once a second, for the whole run."""
+
+    def __init__(self, root: psutil.Process) -> None:
+        self.root = root
+        self.t0 = time.perf_counter()
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter() - self.t0, bench.tree_pss_mb(self.root)))
+            self._stop.wait(PSS_EVERY_S)
+
+    def mark(self) -> float:
+        """Seconds since sampling started (to line phases up with samples)."""
+        return time.perf_counter() - self.t0
+
+    def __enter__(self) -> PssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def tree_pids(root: psutil.Process) -> dict[int, str]:
+    """PID -> role of every server process (a restarted worker shows up as a new PID)."""
+    out = {}
+    for proc in bench.process_tree(root):
+        with contextlib.suppress(psutil.Error):
+            argv = proc.cmdline()
+            role = "supervisor"
+            if "--service-name" in argv:
+                role = argv[argv.index("--service-name") + 1]
+            if "--worker-id" in argv:
+                role += ":" + argv[argv.index("--worker-id") + 1]
+            out[proc.pid] = role
+    return out
+
+
+def read_decision_ids(log_dir: Path) -> Counter[str]:
+    """decision_id -> number of records, over every decision-log file under `log_dir`."""
+    ids: Counter[str] = Counter()
+    for path in sorted((log_dir / DECISION_LOG / "data").glob("data.*.log*")):
+        for line in path.read_text().splitlines():
+            ids[json.loads(line)["decision_id"]] += 1
+    return ids
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def pct(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def latency_ms(shots: Sequence[Shot]) -> dict[str, float | None]:
+    """p50/p99/max latency in ms from the scheduled send time."""
+    values = [1e3 * (s.done - s.due) for s in shots]
+    return {
+        "p50": _r(pct(values, 50)),
+        "p99": _r(pct(values, 99)),
+        "max": _r(max(values) if values else None),
+    }
+
+
+def _r(x: float | None, digits: int = 1) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def phase_figures(shots: Sequence[Shot], phase: Phase) -> dict[str, Any]:
+    """Offered and answered rates, statuses and latencies of one phase."""
+    mine = [s for s in shots if s.phase == phase.name]
+    statuses = Counter(str(s.status) for s in mine)
+    ok = [s for s in mine if s.status == 200]
+    shed = [s for s in mine if s.status in {429, 503}]
+    return {
+        "phase": phase.name,
+        "offered_per_s": round(phase.rate, 1),
+        "seconds": phase.seconds,
+        "requests": len(mine),
+        "statuses": dict(sorted(statuses.items())),
+        "accepted_per_s": round(len(ok) / phase.seconds, 1),
+        "accepted_latency_ms": latency_ms(ok),
+        "shed_latency_ms": latency_ms(shed),
+        "shed_share": round(len(shed) / len(mine), 4) if mine else None,
+    }
+
+
+def per_second(shots: Sequence[Shot]) -> list[dict[str, Any]]:
+    """Statuses and the accepted p99 for each second of the run (by scheduled send time)."""
+    buckets: dict[int, list[Shot]] = {}
+    for s in shots:
+        buckets.setdefault(int(s.due), []).append(s)
+    out = []
+    for second in sorted(buckets):
+        mine = buckets[second]
+        ok = [1e3 * (s.done - s.due) for s in mine if s.status == 200]
+        out.append(
+            {
+                "second": second,
+                "offered": len(mine),
+                "statuses": dict(Counter(str(s.status) for s in mine)),
+                "accepted_p99_ms": _r(pct(ok, 99)),
+            }
+        )
+    return out
+
+
+def recovery_s(seconds: list[dict[str, Any]], flood_end: float, normal_p99: float) -> float | None:
+    """Seconds from the end of the flood until every later second is served like before it:
+    everything offered answered 200, p99 within `RECOVERED_P99_FACTOR` x the pre-flood p99."""
+    recovered: float | None = None
+    for row in seconds:
+        if row["second"] < flood_end:
+            continue
+        p99 = row["accepted_p99_ms"]
+        ok = row["statuses"].get("200", 0) == row["offered"] and p99 is not None
+        if ok and p99 <= RECOVERED_P99_FACTOR * normal_p99:
+            recovered = row["second"] - flood_end if recovered is None else recovered
+        else:
+            recovered = None
+    return recovered
+
+
+def wrk_point(url: str, bodies: Path, seconds: int) -> dict[str, Any]:
+    """One closed-loop wrk run at the capacity connections."""
+    s = bench.run_wrk(url, bodies, "/classify", CAPACITY_CONNECTIONS, seconds)
+    wall = s["duration_us"] / 1e6
+    return {
+        "connections": CAPACITY_CONNECTIONS,
+        "seconds": round(wall, 2),
+        "requests": s["requests"],
+        "ok": s["requests"] - s["errors"]["status"],  # wrk counts a status >= 400 as an error
+        "requests_per_s": round(s["requests"] / wall, 1),
+        "p50_ms": round(s["latency_us"]["p50"] / 1e3, 1),
+        "p99_ms": round(s["latency_us"]["p99"] / 1e3, 1),
+        "errors": s["errors"],
+    }
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def server_config(tag: str, log_dir: Path, extra_env: Sequence[str]) -> bench.Server:
+    """Our service as `bentoml serve` starts it, with its decision log under `log_dir`."""
+    overrides = {
+        "services": {"credit_risk_service": {"monitoring": {"options": {"log_path": str(log_dir)}}}}
+    }
+    return bench.Server(
+        key="overload",
+        label="ours, default settings",
+        argv=(
+            str(bench.BIN / "bentoml"),
+            "serve",
+            "service:CreditRiskService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+        ),
+        env={
+            "BENTOML_DO_NOT_TRACK": "true",
+            "PYTHONPATH": str(bench.REPO),
+            "CREDIT_RISK_MODEL": tag,
+            "CREDIT_RISK_API_TOKENS": "",
+            "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides),
+            **dict(kv.split("=", 1) for kv in extra_env),
+        },
+        ready_path="/readyz",
+        check_path="/classify",
+        loads=(),
+        is_ours=True,
+    )
+
+
+@dataclass
+class Measured:
+    """Everything one run observed, before it is reduced to figures."""
+
+    ready_s: float
+    busy_before_cores: float
+    warmup: dict[str, Any]
+    before: dict[str, Any]
+    after: dict[str, Any]
+    phases: list[Phase]
+    shots: list[Shot]
+    cpu: dict[str, float]
+    pss: list[tuple[float, float]]
+    marks: dict[str, float]
+    pids_before: dict[int, str]
+    pids_after: dict[int, str]
+    logged: Counter[str]
+
+
+def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
+    """Start the server, measure, overload, measure again, read the decision log."""
+    log_dir = workdir / "monitoring"
+    server = server_config(tag, log_dir, args.server_env)
+    applicants = sample_applicants(BODIES, seed=11)
+    bodies = write_bodies(workdir / "single.jsonl", applicants)
+    port = bench.free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = args.out / "bench-logs" / "overload-server.log"
+    busy = bench.machine_busy_cores(bench.BUSY_PROBE_S)
+    with bench.running(server, port, log) as (root, started):
+        ready_s = bench.wait_ready(url + "/readyz", root, started, log)
+        pids_before = tree_pids(root)
+        with PssSampler(root) as pss:
+            marks: dict[str, float] = {}
+            warmup = wrk_point(url, bodies, args.warmup)
+            bench.drain(root, url + "/readyz")
+            marks["capacity_before"] = pss.mark()
+            before = wrk_point(url, bodies, args.capacity_seconds)
+            capacity = args.capacity or before["requests_per_s"]
+            _log(f"capacity: {capacity:.0f} requests/s at {CAPACITY_CONNECTIONS} connections")
+            bench.drain(root, url + "/readyz")
+            phases = [
+                Phase("before", NORMAL_FRACTION * capacity, args.before),
+                Phase("flood", args.factor * capacity, args.flood),
+                Phase("after", NORMAL_FRACTION * capacity, args.after),
+            ]
+            marks["open_loop"] = pss.mark()
+            loop = OpenLoop("127.0.0.1", port, encode_requests("127.0.0.1", port, applicants))
+            server_cpu0, own_cpu0 = _tree_cpu_s(root), _own_cpu_s()
+            shots = uvloop.run(loop.run(phases))
+            open_loop_s = pss.mark() - marks["open_loop"]
+            cpu = {
+                "open_loop_s": round(open_loop_s, 1),
+                "server_cores": round((_tree_cpu_s(root) - server_cpu0) / open_loop_s, 2),
+                "generator_cores": round((_own_cpu_s() - own_cpu0) / open_loop_s, 2),
+            }
+            marks["capacity_after"] = pss.mark()
+            after = wrk_point(url, bodies, args.capacity_seconds)
+            bench.drain(root, url + "/readyz")
+            marks["end"] = pss.mark()
+        pids_after = tree_pids(root)
+        time.sleep(1.0)  # the monitor's file handler flushes per record; let the last land
+        logged = read_decision_ids(log_dir)
+    return Measured(
+        ready_s=ready_s,
+        busy_before_cores=busy,
+        warmup=warmup,
+        before=before,
+        after=after,
+        phases=phases,
+        shots=shots,
+        cpu=cpu,
+        pss=pss.samples,
+        marks=marks,
+        pids_before=pids_before,
+        pids_after=pids_after,
+        logged=logged,
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """One overload run, reduced to the figures the report shows."""
+    tag = args.model or bench.resolve_model_tag()
+    workdir = Path(tempfile.mkdtemp(prefix="overload-"))
+    try:
+        m = measure(args, tag, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return figures(m, args, tag)
+
+
+def figures(m: Measured, args: argparse.Namespace, tag: str) -> dict[str, Any]:
+    """What the report and the test read from one run."""
+    shots, phases, logged = m.shots, m.phases, m.logged
+    before, after, warmup = m.before, m.after, m.warmup
+    result: dict[str, Any] = {
+        "model": tag,
+        "machine": {**bench.machine_facts(), "busy_before_cores": round(m.busy_before_cores, 2)},
+        "ready_s": round(m.ready_s, 2),
+    }
+    pids_before, pids_after, marks, cpu = m.pids_before, m.pids_after, m.marks, m.cpu
+    ok_ids = [s.decision_id for s in shots if s.status == 200]
+    answered = Counter(ok_ids)
+    missing = [i for i in answered if logged.get(i, 0) == 0]
+    twice = [i for i, n in logged.items() if n > 1]
+    # wrk keeps no bodies: its 200s are counted, not matched; a request still in flight when a
+    # wrk run ends is decided and logged but never counted, at most one per connection
+    wrk_ok = sum(p["ok"] for p in (warmup, before, after))
+    unmatched = sum(logged.values()) - sum(logged[i] for i in answered)
+    # an open-loop request the client gave up on after sending may still have been decided
+    gave_up = sum(
+        1
+        for s in shots
+        if isinstance(s.status, str) and s.status != "not_sent" and not s.status.startswith("c")
+    )
+    flood = phase_figures(shots, phases[1])
+    before_phase = phase_figures(shots, phases[0])
+    seconds = per_second(shots)
+    flood_end = args.before + args.flood
+    pss_values = [mb for _, mb in m.pss]
+    result.update(
+        {
+            "settings": {
+                "capacity_connections": CAPACITY_CONNECTIONS,
+                "capacity_given": args.capacity,
+                "factor": args.factor,
+                "normal_fraction": NORMAL_FRACTION,
+                "phases": [asdict(p) for p in phases],
+                "max_in_flight_per_worker": int(
+                    dict(kv.split("=", 1) for kv in args.server_env).get(
+                        "CREDIT_RISK_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT
+                    )
+                ),
+                "accepted_p99_bound_ms": ACCEPTED_P99_BOUND_MS,
+                "generator": "open loop, keep-alive, latency from the scheduled send time",
+            },
+            "cpu_during_open_loop": cpu,
+            "server_env": args.server_env,
+            "capacity_before": before,
+            "capacity_after": after,
+            "throughput_after_vs_before": round(
+                after["requests_per_s"] / before["requests_per_s"], 3
+            ),
+            "phases": [phase_figures(shots, p) for p in phases],
+            "per_second": seconds,
+            "recovered_after_s": recovery_s(
+                seconds, flood_end, before_phase["accepted_latency_ms"]["p99"] or 0.0
+            ),
+            "accepted_p99_within_bound": (flood["accepted_latency_ms"]["p99"] or 0)
+            <= ACCEPTED_P99_BOUND_MS,
+            "server_errors": sum(
+                1
+                for s in shots
+                if isinstance(s.status, int) and s.status >= 500 and s.status != 503
+            ),
+            "client_failures": dict(
+                Counter(str(s.status) for s in shots if not isinstance(s.status, int))
+            ),
+            "pss_mb": {
+                "samples": [(round(t, 1), round(mb, 1)) for t, mb in m.pss],
+                "marks_s": {k: round(v, 1) for k, v in marks.items()},
+                "first": round(pss_values[0], 1) if pss_values else None,
+                "peak": round(max(pss_values), 1) if pss_values else None,
+                "last": round(pss_values[-1], 1) if pss_values else None,
+            },
+            "processes": {
+                "before": {str(k): v for k, v in sorted(pids_before.items())},
+                "after": {str(k): v for k, v in sorted(pids_after.items())},
+                "unchanged": pids_before == pids_after,
+            },
+            "decision_log": {
+                "open_loop_200s": len(ok_ids),
+                "open_loop_200s_without_id": sum(1 for i in ok_ids if i is None),
+                "wrk_200s_counted": wrk_ok,
+                "records_not_from_the_open_loop": unmatched,
+                "open_loop_given_up": gave_up,
+                "in_flight_at_end_at_most": 3 * CAPACITY_CONNECTIONS + gave_up,
+                "other_records_accounted": 0
+                <= unmatched - wrk_ok
+                <= 3 * CAPACITY_CONNECTIONS + gave_up,
+                "records": sum(logged.values()),
+                "distinct_ids": len(logged),
+                "answered_ids_missing_from_log": len(missing),
+                "ids_logged_more_than_once": len(twice),
+                "answered_ids_logged_exactly_once": all(logged.get(i) == 1 for i in answered)
+                and None not in answered,
+            },
+        }
+    )
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    """reports/overload.md"""
+    s = result["settings"]
+    lines = [
+        "# Overload",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"Model `{result['model']}`; {result['machine']['cpu']}, "
+        f"{result['machine']['usable_cpus']} CPUs, commit {result['machine']['commit']}, "
+        f"{result['machine']['date']}; {result['machine']['busy_before_cores']} cores busy "
+        "with other work just before the start. Server: `bentoml serve "
+        f"service:CreditRiskService` ({s['max_in_flight_per_worker']} requests in flight per API "
+        "worker, 2 API workers, 1 runner), ready in "
+        f"{result['ready_s']} s. The load generators share the 2 cores with the server: during "
+        f"the open loop the server used {result['cpu_during_open_loop']['server_cores']} cores "
+        f"and the generator {result['cpu_during_open_loop']['generator_cores']}."
+        + (
+            f" Server environment: `{' '.join(result['server_env'])}`."
+            if result["server_env"]
+            else ""
+        ),
+        "",
+        "## Capacity (wrk, 64 connections, closed loop)",
+        "",
+        "| when | requests/s | p50 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for when in ("capacity_before", "capacity_after"):
+        p = result[when]
+        errors = {k: v for k, v in p["errors"].items() if v}
+        lines.append(
+            f"| {when.removeprefix('capacity_')} the flood | {p['requests_per_s']:.0f} | "
+            f"{p['p50_ms']} | {p['p99_ms']} | {errors or 'none'} |"
+        )
+    lines += [
+        "",
+        f"Throughput after / before: **{result['throughput_after_vs_before']:.2f}**.",
+        "",
+        f"## Open loop: {s['normal_fraction']:g}x, {s['factor']:g}x, {s['normal_fraction']:g}x "
+        "the capacity",
+        "",
+        "Latency counts from each request's scheduled send time.",
+        "",
+        "| phase | offered/s | s | requests | statuses | accepted/s | accepted p50 / p99 / max ms "
+        "| shed share | shed p50 / p99 / max ms |",
+        "| --- | ---: | ---: | ---: | --- | ---: | --- | ---: | --- |",
+    ]
+    for p in result["phases"]:
+        a, r = p["accepted_latency_ms"], p["shed_latency_ms"]
+        statuses = ", ".join(f"{k}: {v}" for k, v in p["statuses"].items())
+        lines.append(
+            f"| {p['phase']} | {p['offered_per_s']:.0f} | {p['seconds']:g} | {p['requests']} | "
+            f"{statuses} | {p['accepted_per_s']:.0f} | {a['p50']} / {a['p99']} / {a['max']} | "
+            f"{p['shed_share']:.1%} | {r['p50']} / {r['p99']} / {r['max']} |"
+        )
+    d = result["decision_log"]
+    pss = result["pss_mb"]
+    lines += [
+        "",
+        "## Checks",
+        "",
+        f"- p99 of accepted requests during the flood within {s['accepted_p99_bound_ms']} ms "
+        f"(the runner's admission bound): **{result['accepted_p99_within_bound']}**",
+        f"- served like before the flood again after: **{result['recovered_after_s']} s** "
+        "(from then on every second had every request 200 and p99 within 2x the pre-flood p99;"
+        " None: not within the run)",
+        f"- 5xx other than 503: **{result['server_errors']}**; client-side failures: "
+        f"{result['client_failures'] or 'none'}",
+        f"- server processes unchanged (no worker crashed or restarted): "
+        f"**{result['processes']['unchanged']}**",
+        f"- PSS of the server tree: {pss['first']} MB at the start, {pss['peak']} MB peak, "
+        f"{pss['last']} MB at the end ({len(pss['samples'])} samples, one a second)",
+        f"- decision log: {d['open_loop_200s']} open-loop 200s, each decision_id logged exactly "
+        f"once: **{d['answered_ids_logged_exactly_once']}** ({d['answered_ids_missing_from_log']}"
+        f" missing, {d['ids_logged_more_than_once']} logged twice); the other "
+        f"{d['records_not_from_the_open_loop']} records are wrk's {d['wrk_200s_counted']} counted "
+        f"200s plus requests decided after their client stopped waiting (in flight when a wrk "
+        f"run ended, or open-loop requests given up after {REQUEST_TIMEOUT_S:g} s; at most "
+        f"{d['in_flight_at_end_at_most']}): **{d['other_records_accounted']}**",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _tree_cpu_s(root: psutil.Process) -> float:
+    total = 0.0
+    for proc in bench.process_tree(root):
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (also how the short test configures a run)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--capacity", type=float, help="requests/s (default: measure it)")
+    parser.add_argument("--factor", type=float, default=4.0, help="flood rate / capacity")
+    parser.add_argument("--warmup", type=int, default=WARMUP_S, help="wrk warm-up seconds")
+    parser.add_argument(
+        "--capacity-seconds", type=int, default=CAPACITY_S, help="seconds per wrk capacity run"
+    )
+    parser.add_argument("--before", type=float, default=10.0, help="seconds of normal load")
+    parser.add_argument("--flood", type=float, default=30.0, help="seconds of overload")
+    parser.add_argument("--after", type=float, default=20.0, help="seconds of normal load")
+    parser.add_argument("--model", help="model tag (default: credit_risk:latest)")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the server, e.g. CREDIT_RISK_MAX_IN_FLIGHT=64 (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, default=bench.REPO / "reports")
+    parser.add_argument("--command", default=None, help="command line to print in the report")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (`make overload`)."""
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print(bench.WRK_INSTALL_HINT, file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    result = run(args)
+    given = list(argv if argv is not None else sys.argv[1:])
+    result["command"] = args.command or shlex.join(["python", "-m", "load_tests.overload", *given])
+    (args.out / "overload.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "overload.md").write_text(render(result))
+    print(render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""A short overload run against the real server: load_tests/overload.py with bounded phases.
+
+The full run (`make overload`, ~2 min) writes reports/overload.md; this one checks what must
+hold whatever the machine's speed: nothing decided is lost or logged twice, refusals are 429 or
+503 and never another 5xx, no worker crashes. Latency and throughput are measured, not asserted.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from load_tests import overload
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt install wrk)"),
+]
+
+
+def test_a_short_overload_loses_no_decision(model_tag: str, tmp_path: Path) -> None:
+    args = overload.parse_args(
+        [
+            *("--model", model_tag, "--out", str(tmp_path)),
+            *("--warmup", "1", "--capacity-seconds", "3"),
+            *("--before", "2", "--flood", "5", "--after", "3"),
+        ]
+    )
+    result = overload.run(args)
+    report = overload.render({**result, "command": "test"})
+    flood = result["phases"][1]
+    assert flood["offered_per_s"] >= 4 * 0.99 * result["capacity_before"]["requests_per_s"]
+    assert result["server_errors"] == 0, report
+    statuses = {int(k) for r in result["phases"] for k in r["statuses"] if k.isdigit()}
+    assert statuses <= {200, 429, 503}, report
+    log = result["decision_log"]
+    assert log["open_loop_200s"] > 0, report
+    assert log["open_loop_200s_without_id"] == 0, report
+    assert log["answered_ids_missing_from_log"] == 0, report
+    assert log["ids_logged_more_than_once"] == 0, report
+    assert log["answered_ids_logged_exactly_once"], report
+    assert log["other_records_accounted"], report
+    assert result["processes"]["unchanged"], report
