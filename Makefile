@@ -123,3 +123,17 @@ fuzz: setup  ## schemathesis from /docs.json against a real server, FUZZ_EXAMPLE
 
 audit: setup  ## pip-audit of requirements.lock against PyPI's advisories (exceptions: audit-allowlist.txt)
 	$(BIN)/pytest -q -rs -p no:cacheprovider tests/test_supply_chain.py -k "vulnerabilities or allowlist"
+
+# --- reliability: faults and overload (tests/test_faults.py, load_tests/overload.py) ----------
+OVERLOAD_ARGS ?=
+
+.PHONY: faults overload
+
+faults: setup  ## the fault tests alone: runner SIGKILLed under load, unservable models refused (~2 min)
+	$(BIN)/pytest -q -rxs -p no:cacheprovider tests/test_faults.py
+
+overload: setup  ## open-loop 4x capacity for 30 s between normal load -> reports/overload.{md,json} (~3 min, needs wrk)
+	@command -v wrk >/dev/null 2>&1 || { echo "make overload needs wrk: sudo apt-get install -y wrk" >&2; exit 2; }
+	@BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
+		|| $(BIN)/python train.py
+	$(BIN)/python -m load_tests.overload --command "make overload$(if $(OVERLOAD_ARGS), OVERLOAD_ARGS='$(OVERLOAD_ARGS)')" $(OVERLOAD_ARGS)
