@@ -18,7 +18,6 @@ from typing import Annotated, Any
 import aiohttp
 import bentoml
 import numpy as np
-from bentoml.exceptions import ServiceUnavailable
 from pydantic import Field
 from pydantic_core import to_json
 from starlette.responses import Response
@@ -47,6 +46,7 @@ from credit_risk.settings import (
     MAX_BODY_BYTES,
     REQUEST_TIMEOUT_S,
     RUNNER_CALL_ATTEMPTS,
+    RUNNER_DEADLINE_S,
     RUNNER_MAX_BATCH_SIZE,
     RUNNER_MAX_LATENCY_MS,
     RUNNER_RETRY_BACKOFF_S,
@@ -162,18 +162,25 @@ class CreditRiskService:
 
     async def _runner_score(self, codes: FloatArray) -> FloatArray:
         """Call the runner; scoring is pure, so a dropped connection is retried, and a runner
-        that stays unreachable is a 503 the client may retry, never a 500."""
+        that stays unreachable past the deadline is a clear 503, never a 500 or a long hold."""
         failure: Exception | None = None
-        for attempt in range(RUNNER_CALL_ATTEMPTS):
-            try:
-                # looked up per call: the remote client learns its endpoints once connected
-                result: FloatArray = await self.scorer.to_async.score(codes)
-                return result
-            except (aiohttp.ClientConnectionError, ConnectionError) as exc:
-                failure = exc
-                await asyncio.sleep(RUNNER_RETRY_BACKOFF_S * attempt)
-        msg = "the model runner is unavailable; retry shortly"
-        raise ServiceUnavailable(msg) from failure
+        try:
+            async with asyncio.timeout(RUNNER_DEADLINE_S):
+                for attempt in range(RUNNER_CALL_ATTEMPTS):
+                    try:
+                        # looked up per call: the remote client learns its endpoints once connected
+                        result: FloatArray = await self.scorer.to_async.score(codes)
+                        return result
+                    except (
+                        aiohttp.ClientConnectionError,  # dropped or refused connection
+                        aiohttp.ClientPayloadError,  # runner died mid-answer
+                        ConnectionError,
+                    ) as exc:
+                        failure = exc
+                        await asyncio.sleep(RUNNER_RETRY_BACKOFF_S * attempt)
+        except TimeoutError as exc:
+            failure = exc
+        raise RunnerUnavailableError from failure
 
     async def _decide(self, applicants: list[Applicant]) -> list[dict[str, Any]]:
         codes = encode_applicants(applicants)
@@ -195,13 +202,20 @@ class CreditRiskService:
     @bentoml.api
     async def classify(self, applicant: Applicant, /) -> Decision:
         """Score one applicant: decision, probability of default, score, band and reasons."""
-        decisions = await self._decide([applicant])
+        try:
+            decisions = await self._decide([applicant])
+        except RunnerUnavailableError:
+            return _runner_unavailable()  # type: ignore[return-value]
         return _json_response(decisions[0])  # type: ignore[return-value]
 
     @bentoml.api
     async def classify_batch(self, applicants: ApplicantBatch, /) -> list[Decision]:
         """Score 1 to 1,000 applicants in one request; decisions come back in input order."""
-        return _json_response(await self._decide(applicants))  # type: ignore[return-value]
+        try:
+            decisions = await self._decide(applicants)
+        except RunnerUnavailableError:
+            return _runner_unavailable()  # type: ignore[return-value]
+        return _json_response(decisions)  # type: ignore[return-value]
 
     @bentoml.api
     def model_card(self) -> dict[str, Any]:
@@ -214,6 +228,25 @@ class CreditRiskService:
             "labels": dict(info.labels),
             **meta,
         }
+
+
+class RunnerUnavailableError(Exception):
+    """The model runner could not be reached within the deadline; nothing was scored."""
+
+
+def _runner_unavailable() -> Response:
+    # our own 503: BentoML would replace the message of any 5xx it renders with a generic one
+    return Response(
+        to_json(
+            {
+                "error": "the model runner is unavailable (restarting?); nothing was scored, "
+                "retry shortly"
+            }
+        ),
+        status_code=503,
+        media_type="application/json",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _json_response(content: Any) -> Response:

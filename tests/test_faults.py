@@ -376,13 +376,6 @@ def test_every_answer_is_the_models_decision(kill_run: KillRun, model_tag: str) 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="service.py's runner call has no deadline (a request held by a dead runner ends in "
-    "BentoML's 504 after 10 s, or waits for the new runner), a runner dying mid-response is "
-    "an uncaught aiohttp.ClientPayloadError (500), and BentoML replaces a 503's message with "
-    "a generic one; see README 'Faults'",
-)
 def test_requests_caught_by_the_outage_fail_with_a_clear_503(kill_run: KillRun) -> None:
     # The outage lasts longer than a runner call may wait (the supervisor's check alone can
     # take 10 s), so requests that meet it are refused promptly rather than held.
