@@ -39,6 +39,20 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app a body middleware has already read, then passes through."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyLimitMiddleware:
     """Reject bodies over `max_bytes` with 413 before anything parses them.
 
@@ -82,17 +96,7 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     async def _reject(self, send: Send) -> None:
         await send_json(

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from credit_risk.http import ASGIApp, Message, Receive, Scope, Send, send_json
+from credit_risk.http import ASGIApp, Message, Receive, Scope, Send, replay_body, send_json
 
 OPENAPI_DOCUMENT_PATH: Final = "/docs.json"
 """Where BentoML 1.4 serves the generated document (`_bentoml_impl/server/app.py`)."""
@@ -211,16 +211,7 @@ class JsonBodyMiddleware:
                 send, 400, {"error": f"invalid input: body: {detail['msg']}", "detail": [detail]}
             )
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(body, receive), send)
 
 
 def json_problem(body: bytes) -> str | None:
