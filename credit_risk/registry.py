@@ -119,10 +119,7 @@ class ServingModel:
 
 def load_serving_model(tag: str = DEFAULT_TAG) -> ServingModel:
     """The compiled scorecard when there is one (numpy only), else the compiled pipeline."""
-    model = _get(tag)
-    resolved = str(model.tag)
-    metadata = dict(model.info.metadata)
-    check_compatible(metadata, f"model {resolved}")
+    model, resolved, metadata = _get_compatible(tag)
     tables = Path(model.path_of(SCORECARD_FILE))
     if tables.exists():
         try:
@@ -133,9 +130,18 @@ def load_serving_model(tag: str = DEFAULT_TAG) -> ServingModel:
                 f"retrain with `make train` or set {MODEL_ENV} to another tag"
             )
             raise ModelLoadError(msg) from exc
-    loaded = load_model(resolved)
-    scorer = compile_pipeline(loaded.pipeline, metadata.get("reference_codes"))
+    pipeline = _read_pipeline(model, resolved)
+    scorer = compile_pipeline(pipeline, metadata.get("reference_codes"))
     return ServingModel(resolved, scorer, metadata)
+
+
+def _get_compatible(tag: str) -> tuple[Any, str, dict[str, Any]]:
+    """The stored model, its resolved tag and metadata; refused if made for another schema."""
+    model = _get(tag)
+    resolved = str(model.tag)
+    metadata = dict(model.info.metadata)
+    check_compatible(metadata, f"model {resolved}")
+    return model, resolved, metadata
 
 
 def _get(tag: str) -> Any:
@@ -151,12 +157,19 @@ def _get(tag: str) -> Any:
 
 def load_model(tag: str = DEFAULT_TAG) -> LoadedModel:
     """Load the fitted pipeline; refuse one that is missing, corrupt or for another schema."""
+    model, resolved, metadata = _get_compatible(tag)
+    pipeline = _read_pipeline(model, resolved)
+    return LoadedModel(
+        tag=resolved,
+        pipeline=pipeline,
+        metadata=metadata,
+        creation_time=model.info.creation_time,
+    )
+
+
+def _read_pipeline(model: Any, resolved: str) -> Pipeline:
     from sklearn.pipeline import Pipeline  # noqa: PLC0415 (serving a scorecard never needs it)
 
-    model = _get(tag)
-    resolved = str(model.tag)
-    metadata = dict(model.info.metadata)
-    check_compatible(metadata, f"model {resolved}")
     path = Path(model.path_of(MODEL_FILE))
     try:
         pipeline = joblib.load(path)
@@ -172,12 +185,7 @@ def load_model(tag: str = DEFAULT_TAG) -> LoadedModel:
             f"scikit-learn Pipeline; retrain with `make train`"
         )
         raise ModelLoadError(msg)
-    return LoadedModel(
-        tag=resolved,
-        pipeline=pipeline,
-        metadata=metadata,
-        creation_time=model.info.creation_time,
-    )
+    return pipeline
 
 
 def check_compatible(metadata: dict[str, Any], what: str) -> None:
