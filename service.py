@@ -23,6 +23,7 @@ from pydantic_core import to_json
 from starlette.responses import Response
 
 from credit_risk import metrics
+from credit_risk.admission import Admission, service_class
 from credit_risk.coalesce import Coalescer
 from credit_risk.decision_log import MONITOR_TYPE, log_decisions
 from credit_risk.drift import DriftMonitor, signals_from_metadata
@@ -31,7 +32,6 @@ from credit_risk.http import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
     ErrorMessageMiddleware,
-    InFlightLimitMiddleware,
     RejectionCounterMiddleware,
     install_client_error_log_filter,
 )
@@ -71,6 +71,7 @@ def _freeze_startup_garbage() -> None:
     workers=1,
     runner_connection={"max_requests": 10_000},
     logging={"access": {"enabled": False}},
+    service_class=service_class(),  # BentoML's timeout, without its leak
 )
 class CreditScorer:
     """Runner: loads the pipeline once, scores whole batches with the compiled scorer."""
@@ -127,6 +128,10 @@ ApplicantBatch = Annotated[
 ]
 
 
+API_PATHS = frozenset({"/classify", "/classify_batch", "/model_card"})
+"""The routes that auth, limits and rejection counting apply to (probes and /metrics stay open)."""
+
+
 @bentoml.asgi_app(loan_officer_form, path="/ui")
 @bentoml.service(
     name="credit_risk_service",
@@ -137,6 +142,10 @@ ApplicantBatch = Annotated[
     # log line cost ~8 % of an API worker's CPU under load (py-spy). Turn it back on with
     # BENTOML_CONFIG: services.credit_risk_service.logging.access.enabled: true
     logging={"access": {"enabled": False}},
+    # past CREDIT_RISK_MAX_IN_FLIGHT requests a worker answers 429 before BentoML's stack runs
+    service_class=service_class(
+        Admission(API_PATHS, SETTINGS.max_in_flight, metrics.REJECTED.labels(reason="overload").inc)
+    ),
 )
 class CreditRiskService:
     """The credit-risk API: one applicant or a batch in, decisions with reasons out."""
@@ -253,10 +262,8 @@ def _json_response(content: Any) -> Response:
     return Response(to_json(content), media_type="application/json")
 
 
-API_PATHS = frozenset({"/classify", "/classify_batch", "/model_card"})
-"""The routes that auth, limits and rejection counting apply to (probes and /metrics stay open)."""
-
-# Starlette runs the first-added middleware outermost: count, then explain, then refuse.
+# Inside the admission gate and BentoML's own middleware; Starlette runs the first-added
+# outermost: count, then explain, then refuse.
 CreditRiskService.add_asgi_middleware(
     RejectionCounterMiddleware,
     paths=API_PATHS,
@@ -265,9 +272,6 @@ CreditRiskService.add_asgi_middleware(
 CreditRiskService.add_asgi_middleware(ErrorMessageMiddleware)
 CreditRiskService.add_asgi_middleware(
     BearerAuthMiddleware, paths=API_PATHS, tokens=SETTINGS.api_tokens
-)
-CreditRiskService.add_asgi_middleware(
-    InFlightLimitMiddleware, paths=API_PATHS, limit=SETTINGS.max_in_flight
 )
 CreditRiskService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 # after the size limit: checking that the body is JSON buffers it

@@ -199,7 +199,8 @@ def install_client_error_log_filter() -> None:
 
 
 class RejectionCounterMiddleware:
-    """Count every refusal on the API routes by reason, whichever layer refused it."""
+    """Count every refusal on the API routes by reason, whichever middleware refused it (the
+    admission gate, outside them all, counts its own)."""
 
     def __init__(self, app: ASGIApp, paths: frozenset[str], count: Callable[[str], None]) -> None:
         self.app = app
@@ -269,39 +270,3 @@ class BearerAuthMiddleware:
             {"error": "missing or invalid bearer token"},
             extra_headers=[(b"www-authenticate", b'Bearer realm="credit-risk"')],
         )
-
-
-class InFlightLimitMiddleware:
-    """Shed load early: past `limit` requests in flight in this worker, answer 429 at once.
-
-    BentoML's own `traffic.max_concurrency` sheds too, but outside every middleware (so the
-    refusal cannot be counted) and without a Retry-After hint; this one does both.
-    """
-
-    def __init__(
-        self, app: ASGIApp, paths: frozenset[str], limit: int, retry_after_s: int = 1
-    ) -> None:
-        self.app = app
-        self.paths = paths
-        self.limit = limit
-        self.retry_after = str(retry_after_s).encode()
-        self.in_flight = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Admit, or refuse with 429 and Retry-After."""
-        if scope["type"] != "http" or scope["path"] not in self.paths:
-            await self.app(scope, receive, send)
-            return
-        if self.in_flight >= self.limit:
-            await send_json(
-                send,
-                429,
-                {"error": f"server busy: more than {self.limit} requests in flight; retry later"},
-                extra_headers=[(b"retry-after", self.retry_after)],
-            )
-            return
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1

@@ -66,7 +66,7 @@ REQUEST_TIMEOUT_S: Final = 15.0
 request."""
 ACCEPTED_P99_BOUND_MS: Final = RUNNER_MAX_LATENCY_MS
 """The documented bound for accepted requests under overload: the runner's admission bound
-(1 s). Each API worker admits at most CREDIT_RISK_MAX_IN_FLIGHT requests (256), so an admitted
+(1 s). Each API worker admits at most CREDIT_RISK_MAX_IN_FLIGHT requests (64), so an admitted
 request waits behind at most that many; the runner sheds any row it cannot score within 1 s."""
 RECOVERED_P99_FACTOR: Final = 2.0
 """After the flood, a second counts as normal when everything offered was answered 200 and its
