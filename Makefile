@@ -106,12 +106,17 @@ bench: setup  ## ours (batching on/off) vs Flask+gunicorn under wrk -> reports/b
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: browser
+.PHONY: browser wrk
 
 browser:  ## install Debian's chromium for the form's browser test (tests/test_ui_browser.py) if missing
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 	@$(CHROMIUM) --version 2>/dev/null
+
+wrk:  ## install Debian's wrk for the load and overload tests (tests/test_load_smoke.py, test_overload.py) if missing
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
+	@wrk --version 2>&1 | head -1
 
 # --- reliability: generated bad input, supply chain (tests/test_fuzz_api.py, test_supply_chain.py)
 FUZZ_EXAMPLES ?= 2000
@@ -121,8 +126,8 @@ FUZZ_EXAMPLES ?= 2000
 fuzz: setup  ## schemathesis from /docs.json against a real server, FUZZ_EXAMPLES (2000) per operation; FUZZ_URL=... to target a running one
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -rs -s -p no:cacheprovider tests/test_fuzz_api.py
 
-audit: setup  ## pip-audit of requirements.lock against PyPI's advisories (exceptions: audit-allowlist.txt)
-	$(BIN)/pytest -q -rs -p no:cacheprovider tests/test_supply_chain.py -k "vulnerabilities or allowlist"
+audit: setup  ## requirements.lock against PyPI's advisories: pip-audit, and PyPI's project pages (exceptions: audit-allowlist.txt)
+	$(BIN)/pytest -q -rs -p no:cacheprovider tests/test_supply_chain.py -k "vulnerabilities or advisories or allowlist"
 
 # --- reliability: faults and overload (tests/test_faults.py, load_tests/overload.py) ----------
 OVERLOAD_ARGS ?=

@@ -3,10 +3,10 @@
 Two fixes to the ASGI app BentoML 1.4 builds for a service, measured with `make overload`:
 
 - Under a flood the refusals are what overloads an API worker. Inside BentoML's middleware a
-  429 costs as much as a health check (~0.4 ms of CPU: a tracing span, request metrics and a
-  second task for the timeout), so two workers refused only ~2,400 requests/s between them and
-  the queue formed in front of any limit placed there. `AdmissionGate` wraps the whole app and
-  refuses with pre-encoded bytes: ~15,500 refusals/s on the same machine.
+  429 costs as much as a health check (a tracing span, request metrics and a second task for
+  the timeout), so two workers refused only ~2,400 requests/s between them and the queue formed
+  in front of any limit placed there. `AdmissionGate` wraps the whole app and refuses with
+  pre-encoded bytes: ~15,500 refusals/s on the same 2 cores (wrk, 64 connections).
 - BentoML's `TimeoutMiddleware` never cancels its timer, so every request's context (its span
   and request, ~14 KB in the runner) lives on for the whole timeout after the answer: memory
   grew with rate x timeout (60 s in the runner). `DeadlineMiddleware` takes its place.
