@@ -100,7 +100,8 @@ class DeadlineMiddleware:
             nonlocal started
             if not started and message["type"] == "http.response.start":
                 started = True
-                deadline.reschedule(None)  # streaming the answer is not bounded
+                if not deadline.expired():  # an app that outlived its cancellation: no 504 now
+                    deadline.reschedule(None)  # streaming the answer is not bounded
             await send(message)
 
         try:
@@ -144,11 +145,12 @@ def service_class(admission: Admission | None = None) -> type[bentoml.Service[An
 
 def replace_timeout(app: Starlette) -> None:
     """Swap BentoML's TimeoutMiddleware for DeadlineMiddleware, same place, same timeout."""
-    assert app.middleware_stack is None, "the middleware stack is built on the first request"
-    replaced = 0
-    for i, entry in enumerate(app.user_middleware):
-        if entry.cls is cast(object, TimeoutMiddleware):
-            timeout = float(cast(float, entry.kwargs["timeout"]))
-            app.user_middleware[i] = Middleware(DeadlineMiddleware, timeout=timeout)
-            replaced += 1
-    assert replaced == 1, f"expected BentoML's one TimeoutMiddleware, found {replaced}"
+    if app.middleware_stack is not None:
+        raise RuntimeError("too late: the middleware stack is built on the first request")
+    found = [
+        i for i, m in enumerate(app.user_middleware) if m.cls is cast(object, TimeoutMiddleware)
+    ]
+    if len(found) != 1:
+        raise RuntimeError(f"expected BentoML's one TimeoutMiddleware, found {len(found)}")
+    timeout = cast(float, app.user_middleware[found[0]].kwargs["timeout"])  # as configured
+    app.user_middleware[found[0]] = Middleware(DeadlineMiddleware, timeout=timeout)

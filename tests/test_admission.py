@@ -155,6 +155,18 @@ def test_deadline_lets_the_apps_own_timeout_error_through() -> None:
         asyncio.run(call(DeadlineMiddleware(times_out, timeout=5)))
 
 
+def test_deadline_lets_an_app_that_outlived_its_cancellation_answer() -> None:
+    async def stubborn(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await ok_app(scope, receive, send)  # swallows the cancellation and answers anyway
+
+    sent = asyncio.run(call(DeadlineMiddleware(stubborn, timeout=0.05)))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert status(sent) == 200, "one answer, never a 504 after it or a 500 instead"
+
+
 REQUEST_STATE: contextvars.ContextVar[object] = contextvars.ContextVar("request_state")
 
 
@@ -198,31 +210,45 @@ def test_bentoml_timeout_middleware_still_keeps_each_request_for_the_whole_timeo
 # --- the service class -----------------------------------------------------------------------
 
 
-def test_service_class_puts_the_gate_outside_and_the_deadline_in_bentomls_place() -> None:
-    refused: list[int] = []
-
-    @bentoml.service(
-        traffic={"timeout": 7},
-        service_class=service_class(Admission(PATHS, 5, lambda: refused.append(1))),
-    )
+def _tiny_service(cls: type[bentoml.Service[Any]] | None) -> bentoml.Service[Any]:
     class Tiny:
         @bentoml.api
         def classify(self, x: int) -> int:
             return x
 
-    app = Tiny.to_asgi()
+    if cls is None:
+        return bentoml.service(traffic={"timeout": 7})(Tiny)
+    return bentoml.service(traffic={"timeout": 7}, service_class=cls)(Tiny)
+
+
+def test_service_class_puts_the_gate_outside_and_the_deadline_in_bentomls_place() -> None:
+    plain = _tiny_service(None).to_asgi()
+    assert isinstance(plain, Starlette)
+    bentoml_order = [m.cls for m in plain.user_middleware]
+
+    app = _tiny_service(service_class(Admission(PATHS, 5, lambda: None))).to_asgi()
     assert isinstance(app, AdmissionGate)
     assert app.limit == 5
-    starlette = app.app
-    assert isinstance(starlette, Starlette)
-    classes = [m.cls for m in starlette.user_middleware]
-    assert TimeoutMiddleware not in classes
-    (deadline,) = [m for m in starlette.user_middleware if m.cls is DeadlineMiddleware]
-    assert deadline.kwargs == {"timeout": 7.0}
+    assert isinstance(app.app, Starlette)
+    ours = [m.cls for m in app.app.user_middleware]
+    position = bentoml_order.index(TimeoutMiddleware)
+    assert ours == [*bentoml_order[:position], DeadlineMiddleware, *bentoml_order[position + 1 :]]
+    (deadline,) = [m for m in app.app.user_middleware if m.cls is DeadlineMiddleware]
+    assert deadline.kwargs == {"timeout": 7}
+    assert type(deadline.kwargs["timeout"]) is int, "the 504 says '7 seconds', as BentoML's does"
 
 
-def test_replace_timeout_refuses_an_app_already_serving() -> None:
-    app = Starlette(middleware=[])
-    app.middleware_stack = app.build_middleware_stack()
-    with pytest.raises(AssertionError, match="built on the first request"):
-        replace_timeout(app)
+def test_service_class_without_admission_only_replaces_the_timeout() -> None:
+    app = _tiny_service(service_class()).to_asgi()
+    assert isinstance(app, Starlette)
+    assert [m.cls for m in app.user_middleware].count(DeadlineMiddleware) == 1
+    assert TimeoutMiddleware not in [m.cls for m in app.user_middleware]
+
+
+def test_replace_timeout_refuses_an_app_it_cannot_fix() -> None:
+    serving = Starlette(middleware=[])
+    serving.middleware_stack = serving.build_middleware_stack()
+    with pytest.raises(RuntimeError, match="built on the first request"):
+        replace_timeout(serving)
+    with pytest.raises(RuntimeError, match="found 0"):
+        replace_timeout(Starlette(middleware=[]))
