@@ -137,37 +137,61 @@ class ErrorMessageMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start: Message | None = None
-        chunks: list[bytes] = []
+        await run_rewriting_response(
+            self.app,
+            scope,
+            receive,
+            send,
+            wants=lambda start: start["status"] == 400,
+            rewrite=_name_fields,
+        )
 
-        async def capture(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start" and message["status"] == 400:
-                start = message
-                return
-            if start is None:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                await self._send_rewritten(send, start, b"".join(chunks))
 
-        await self.app(scope, receive, capture)
+def _name_fields(_start: Message, body: bytes) -> bytes:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    detail = data.get("detail") if isinstance(data, dict) else None
+    if not (isinstance(detail, list) and detail):
+        return body
+    data["error"] = validation_message(detail)
+    return json.dumps(data).encode()
 
-    @staticmethod
-    async def _send_rewritten(send: Send, start: Message, body: bytes) -> None:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        detail = data.get("detail") if isinstance(data, dict) else None
-        if isinstance(data, dict) and isinstance(detail, list) and detail:
-            data["error"] = validation_message(detail)
-            body = json.dumps(data).encode()
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({**start, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+
+async def run_rewriting_response(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    wants: Callable[[Message], bool],
+    rewrite: Callable[[Message, bytes], bytes],
+) -> None:
+    """Run `app`; a response whose start message `wants` picks is buffered and sent as
+    `rewrite(start, body)` with its Content-Length corrected; any other streams through."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def capture(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and wants(message):
+            start = message
+            return
+        if start is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            body = rewrite(start, b"".join(chunks))
+            headers = [
+                (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
+            ]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+    await app(scope, receive, capture)
 
 
 BENTOML_REQUEST_ERROR_LOGGER: Final = "bentoml._internal.server.http_app"

@@ -16,7 +16,16 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from credit_risk.http import ASGIApp, Message, Receive, Scope, Send, replay_body, send_json
+from credit_risk.http import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    replay_body,
+    run_rewriting_response,
+    send_json,
+)
 
 OPENAPI_DOCUMENT_PATH: Final = "/docs.json"
 """Where BentoML 1.4 serves the generated document (`_bentoml_impl/server/app.py`)."""
@@ -130,30 +139,14 @@ class OpenAPIDocumentMiddleware:
         if scope["type"] != "http" or scope.get("path") != OPENAPI_DOCUMENT_PATH:
             await self.app(scope, receive, send)
             return
-        start: Message | None = None
-        chunks: list[bytes] = []
+        await run_rewriting_response(
+            self.app, scope, receive, send, wants=lambda _start: True, rewrite=self._rewrite
+        )
 
-        async def capture(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-                return
-            if start is None or message["type"] != "http.response.body":
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                await self._send_rewritten(send, start, b"".join(chunks))
-
-        await self.app(scope, receive, capture)
-
-    async def _send_rewritten(self, send: Send, start: Message, body: bytes) -> None:
-        if start["status"] == 200:
-            body = json.dumps(truthful_openapi(json.loads(body), self.api_paths)).encode()
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({**start, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+    def _rewrite(self, start: Message, body: bytes) -> bytes:
+        if start["status"] != 200:
+            return body
+        return json.dumps(truthful_openapi(json.loads(body), self.api_paths)).encode()
 
 
 class JsonBodyMiddleware:
