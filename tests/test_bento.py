@@ -55,9 +55,11 @@ def bentoml_cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None)
     return out.stdout
 
 
-def build_bento(model_tag: str) -> BuiltBento:
-    """`bentoml build` from the repository root, as `make build` does."""
-    output = bentoml_cli("build", ".", "--output", "tag", env={"CREDIT_RISK_MODEL": model_tag})
+def build_bento(model_tag: str, env: dict[str, str] | None = None) -> BuiltBento:
+    """`bentoml build` from the repository root, as `make build` does (`env` adds to the
+    build's environment)."""
+    build_env = {"CREDIT_RISK_MODEL": model_tag, **(env or {})}
+    output = bentoml_cli("build", ".", "--output", "tag", env=build_env)
     match = re.search(r"__tag__:(\S+)", output)
     assert match, f"no tag in build output:\n{output}"
     tag = match.group(1)

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, TEST_HOME
+from tests.test_bento import bentoml_cli, build_bento, locked_pins
 
 LOCK_FILE = ROOT / "requirements.lock"
 ALLOWLIST = ROOT / "audit-allowlist.txt"
@@ -129,11 +130,6 @@ latest release. (pip-audit asks the per-release endpoint, which some networks do
 PYPI_TIMEOUT_S = 30
 
 
-def _pins(lock_file: Path) -> list[tuple[str, str]]:
-    text = lock_file.read_text(encoding="utf-8")
-    return re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text, re.MULTILINE)
-
-
 def _latest_on_pypi(name: str) -> tuple[str, list[dict[str, object]]] | Exception:
     """(latest release, advisories affecting it) from PyPI's project JSON, or why not (one
     retry: a single dropped connection or rate-limit answer is not a verdict)."""
@@ -153,7 +149,7 @@ def test_pins_that_are_the_latest_release_have_no_advisories_on_pypi() -> None:
     # An audit that needs less of the network than pip-audit: for every pin that is its
     # project's latest release, PyPI's project page lists exactly the advisories against it.
     # Pins behind the latest release are not covered here (only pip-audit can), and are named.
-    pins = _pins(LOCK_FILE)
+    pins = sorted(locked_pins(LOCK_FILE.read_text(encoding="utf-8")).items())
     assert len(pins) > 50, f"read only {len(pins)} pins from {LOCK_FILE.name}"
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = dict(zip(pins, pool.map(lambda pin: _latest_on_pypi(pin[0]), pins), strict=True))
@@ -214,42 +210,19 @@ class CanaryBento:
     model_paths: tuple[Path, ...]
 
 
-def _bentoml(*args: str, env: dict[str, str] | None = None) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "bentoml", *args],
-        cwd=ROOT,
-        env={**os.environ, "BENTOML_DO_NOT_TRACK": "True", **(env or {})},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, f"bentoml {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
-    return out.stdout
-
-
 @pytest.fixture(scope="module")
 def canary_bento(model_tag: str) -> CanaryBento:
     """`bentoml build` as `make build` runs it, with a secret the bento must not capture."""
     token = f"canary-{uuid.uuid4().hex}"
-    output = _bentoml(
-        "build",
-        ".",
-        "--output",
-        "tag",
-        env={"CREDIT_RISK_MODEL": model_tag, "CREDIT_RISK_API_TOKENS": token},
-    )
-    match = re.search(r"__tag__:(\S+)", output)
-    assert match, f"no tag in build output:\n{output}"
-    path = Path(_bentoml("get", match.group(1), "-o", "path").strip())
-    info = yaml.safe_load((path / "bento.yaml").read_text(encoding="utf-8"))
+    built = build_bento(model_tag, env={"CREDIT_RISK_API_TOKENS": token})
     # the model files are not in the bento but `containerize` copies them into the image
-    tags = {m["tag"] for m in info["models"]} | {
-        m["tag"] for service in info["services"] for m in service.get("models", [])
+    tags = {m["tag"] for m in built.info["models"]} | {
+        m["tag"] for service in built.info["services"] for m in service.get("models", [])
     }  # BentoML's `all_models`: what containerize copies
     models = tuple(
-        Path(_bentoml("models", "get", tag, "-o", "path").strip()) for tag in sorted(tags)
+        Path(bentoml_cli("models", "get", tag, "-o", "path").strip()) for tag in sorted(tags)
     )
-    return CanaryBento(path=path, token=token, model_paths=models)
+    return CanaryBento(path=built.path, token=token, model_paths=models)
 
 
 def _shipped_files(bento: CanaryBento) -> list[Path]:
