@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from credit_risk import registry
 from credit_risk.training import train_and_save
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,17 @@ SERVER_READY_TIMEOUT_S = 180.0
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Remove the temporary store (a crashed run leaves only a tmp dir behind)."""
     shutil.rmtree(TEST_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def isolated_home() -> Path:
+    """The temporary store this file points BENTOML_HOME at, never the user's."""
+    home = os.environ.get("BENTOML_HOME")
+    tmp = Path(tempfile.gettempdir()).resolve()
+    if not home or not Path(home).resolve().is_relative_to(tmp):
+        pytest.fail("BENTOML_HOME must point into a temporary directory before bentoml loads")
+    assert registry.store_home().resolve() == Path(home).resolve()
+    return Path(home)
 
 
 @pytest.fixture(scope="session")

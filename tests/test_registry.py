@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +30,6 @@ from credit_risk.scorer import LinearScorecard
 from credit_risk.training import TrainingResult, train
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def isolated_home() -> Path:
-    """The temporary store tests/conftest.py points BENTOML_HOME at, never the user's."""
-    home = os.environ.get("BENTOML_HOME")
-    tmp = Path(tempfile.gettempdir()).resolve()
-    if not home or not Path(home).resolve().is_relative_to(tmp):
-        pytest.fail("BENTOML_HOME must point into a temporary directory before bentoml loads")
-    assert registry.store_home().resolve() == Path(home).resolve()
-    return Path(home)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from credit_risk import registry
 from credit_risk.data import DEFAULT_DATA_PATH, load_dataset
 from credit_risk.evaluation import choose_threshold
 from credit_risk.preprocessing import SchemaEncoder, WoEEncoder, encode_frame
@@ -169,17 +167,6 @@ def test_out_of_fold_predictions_never_see_their_row() -> None:
     in_sample = fitted.predict_proba(codes)[:, 1]
     assert oof.shape == (300,)
     assert not np.allclose(oof, in_sample)
-
-
-@pytest.fixture
-def isolated_home() -> Path:
-    """The temporary store tests/conftest.py points BENTOML_HOME at, never the user's."""
-    home = os.environ.get("BENTOML_HOME")
-    tmp = Path(tempfile.gettempdir()).resolve()
-    if not home or not Path(home).resolve().is_relative_to(tmp):
-        pytest.fail("BENTOML_HOME must point into a temporary directory before bentoml loads")
-    assert registry.store_home().resolve() == Path(home).resolve()
-    return Path(home)
 
 
 def test_train_and_save_writes_the_report(tmp_path: Path, isolated_home: Path) -> None:
