@@ -17,14 +17,19 @@ $(STAMP): requirements-dev.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
-setup: $(STAMP)  ## create .venv with the locked dependencies
+setup: $(STAMP)  ## create .venv with the locked dependencies and the project (editable, with `credit-risk`)
 
+# The dev lock resolves everything together (runtime, dev tools, the optional pipeline and
+# spark groups); the runtime lock is the runtime's share of that same resolution, so the bento
+# and the image never carry Prefect, MLflow or PySpark.
 lock: setup  ## re-resolve the lock files after editing pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml -q --no-header --python-version 3.11 -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml -q --no-header --python-version 3.11 --group dev \
-		-c requirements.lock -o requirements-dev.lock
+		--extra pipeline --extra spark -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml -q --no-header --python-version 3.11 \
+		-c requirements-dev.lock -o requirements.lock
 
 train: setup  ## fit, evaluate and save a model into the BentoML store
 	$(BIN)/python train.py
@@ -102,7 +107,7 @@ bench: setup  ## ours (batching on/off) vs Flask+gunicorn under wrk -> reports/b
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.bench --command "make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
 
-# --- loan-officer form (credit_risk/ui.py) ----------------------------------------------------
+# --- loan-officer form (credit_risk/serving/ui.py) ----------------------------------------------------
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

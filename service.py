@@ -4,7 +4,7 @@
 
 `CreditRiskService` validates applicants, turns model output into decisions and logs them;
 `CreditScorer` runs in its own worker process and scores adaptive micro-batches of the
-shared code array (see credit_risk/features.py).
+shared code array (see credit_risk/encoding.py).
 """
 
 from __future__ import annotations
@@ -22,28 +22,25 @@ from pydantic import Field
 from pydantic_core import to_json
 from starlette.responses import Response
 
-from credit_risk import metrics
-from credit_risk.admission import Admission, service_class
-from credit_risk.coalesce import Coalescer
-from credit_risk.decision_log import MONITOR_TYPE, log_decisions
-from credit_risk.drift import DriftMonitor, signals_from_metadata
-from credit_risk.features import FloatArray, encode_applicants
-from credit_risk.http import (
+from credit_risk.compiled import Scorer
+from credit_risk.decisions import DecisionRule
+from credit_risk.encoding import FloatArray, encode_applicants
+from credit_risk.model_store import load_serving_model
+from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, ScoreScaling
+from credit_risk.schema import Applicant, Decision
+from credit_risk.serving import metrics
+from credit_risk.serving.coalesce import Coalescer
+from credit_risk.serving.decision_log import MONITOR_TYPE, log_decisions
+from credit_risk.serving.drift import DriftMonitor, signals_from_metadata
+from credit_risk.serving.http import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
     ErrorMessageMiddleware,
     RejectionCounterMiddleware,
     install_client_error_log_filter,
 )
-from credit_risk.openapi import JsonBodyMiddleware, OpenAPIDocumentMiddleware
-from credit_risk.registry import load_serving_model
-from credit_risk.schema import Applicant, Decision
-from credit_risk.scorer import Scorer
-from credit_risk.scoring import DecisionPolicy, ScoreScaling
-from credit_risk.settings import (
+from credit_risk.serving.settings import (
     DRIFT_PUBLISH_INTERVAL_S,
-    MAX_BATCH_APPLICANTS,
-    MAX_BODY_BYTES,
     REQUEST_TIMEOUT_S,
     RUNNER_CALL_ATTEMPTS,
     RUNNER_DEADLINE_S,
@@ -52,8 +49,10 @@ from credit_risk.settings import (
     RUNNER_RETRY_BACKOFF_S,
     Settings,
 )
-from credit_risk.startup import refuse_unservable_model, served_model
-from credit_risk.ui import app as loan_officer_form
+from credit_risk.serving.ui import app as loan_officer_form
+from credit_risk.serving.workarounds.admission import Admission, service_class
+from credit_risk.serving.workarounds.openapi import JsonBodyMiddleware, OpenAPIDocumentMiddleware
+from credit_risk.serving.workarounds.startup import refuse_unservable_model, served_model
 
 SETTINGS = Settings.from_env()
 install_client_error_log_filter()
@@ -158,13 +157,13 @@ class CreditRiskService:
             stored = self.model_ref
         meta: dict[str, Any] = dict(stored.info.metadata)
         self.model_info = stored.info
-        self.policy = DecisionPolicy(
+        self.policy = DecisionRule(
             threshold=float(meta["threshold"]),
             scaling=ScoreScaling.from_metadata(meta["score_scaling"]),
             model_version=str(stored.tag),
         )
         metrics.MODEL_INFO.labels(model_version=str(stored.tag)).set(1)
-        coalescer = Coalescer(self._runner_score)
+        coalescer = Coalescer(self._runner_score, max_rows=RUNNER_MAX_BATCH_SIZE)
         coalesce = SETTINGS.batching and SETTINGS.coalescing
         self._score = coalescer.submit if coalesce else self._runner_score
         _freeze_startup_garbage()

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from credit_risk.policy import BAND_FLOORS, COSTS, MAX_REASON_CODES, SCALING, RiskBand
+
 CheckingAccount = Literal["below_0", "0_to_200", "200_or_more", "none"]
 CreditHistory = Literal[
     "no_credits_or_all_paid",
@@ -265,23 +267,28 @@ class Decision(BaseModel):
             ge=0,
             le=1,
             description="Probability-of-default cut-off of the served model, chosen to minimise "
-            "expected cost (bad approved = 5, good declined = 1).",
+            f"expected cost (bad approved = {COSTS.bad_approved:g}, "
+            f"good declined = {COSTS.good_declined:g}).",
         ),
     ]
     score: Annotated[
         int,
-        Field(
-            description="Score points (600 at 50:1 good:bad odds, 20 points to double the odds)."
-        ),
+        Field(description=f"Score points ({SCALING.describe()}); higher = lower risk."),
     ]
     risk_band: Annotated[
-        Literal["A", "B", "C", "D", "E"], Field(description="Risk band by score, A = lowest risk.")
+        RiskBand,
+        Field(
+            description="Risk band by score, lowest score per band: "
+            + ", ".join(f"{b} {f:g}" for b, f in BAND_FLOORS.items())
+            + f" ({next(iter(BAND_FLOORS))} = lowest risk)."
+        ),
     ]
     reason_codes: Annotated[
         list[ReasonCode],
         Field(
-            max_length=4,
-            description="Up to four fields that pushed the score down most; empty on approval.",
+            max_length=MAX_REASON_CODES,
+            description=f"Up to {MAX_REASON_CODES} fields that pushed the score down most; "
+            "empty on approval.",
         ),
     ]
     model_version: Annotated[str, Field(description="Tag of the model that decided.")]

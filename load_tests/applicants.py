@@ -15,10 +15,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from credit_risk.data import DEFAULT_DATA_PATH, applicant_records, load_dataset
+from credit_risk.policy import MAX_BATCH_APPLICANTS as MAX_BATCH
+from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.schema import Applicant, example_applicant
-from credit_risk.settings import MAX_BATCH_APPLICANTS as MAX_BATCH
-from credit_risk.settings import MAX_BODY_BYTES
+from credit_risk.training.data import DEFAULT_DATA_PATH, applicant_records, load_dataset
 
 
 @cache

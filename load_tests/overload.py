@@ -45,8 +45,8 @@ from typing import Any, Final
 import psutil
 import uvloop
 
-from credit_risk.decision_log import DECISION_LOG
-from credit_risk.settings import DEFAULT_MAX_IN_FLIGHT, RUNNER_MAX_LATENCY_MS
+from credit_risk.serving.decision_log import DECISION_LOG
+from credit_risk.serving.settings import DEFAULT_MAX_IN_FLIGHT, RUNNER_MAX_LATENCY_MS
 from load_tests import bench
 from load_tests.applicants import sample_applicants, write_bodies
 

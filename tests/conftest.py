@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from credit_risk import registry
-from credit_risk.training import train_and_save
+from credit_risk import model_store
+from credit_risk.training.run import train_and_save
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_HOME = Path(tempfile.mkdtemp(prefix="credit-risk-test-home-"))
@@ -44,7 +44,7 @@ def isolated_home() -> Path:
     tmp = Path(tempfile.gettempdir()).resolve()
     if not home or not Path(home).resolve().is_relative_to(tmp):
         pytest.fail("BENTOML_HOME must point into a temporary directory before bentoml loads")
-    assert registry.store_home().resolve() == Path(home).resolve()
+    assert model_store.store_home().resolve() == Path(home).resolve()
     return Path(home)
 
 

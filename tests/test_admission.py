@@ -15,14 +15,14 @@ import uvloop
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from starlette.applications import Starlette
 
-from credit_risk.admission import (
+from credit_risk.serving.http import ASGIApp, Message, Receive, Scope, Send
+from credit_risk.serving.workarounds.admission import (
     Admission,
     AdmissionGate,
     DeadlineMiddleware,
     replace_timeout,
     service_class,
 )
-from credit_risk.http import ASGIApp, Message, Receive, Scope, Send
 
 PATHS = frozenset({"/classify"})
 

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk.registry import load_model
+from credit_risk.model_store import load_model
+from credit_risk.policy import ScoreScaling
 from credit_risk.schema import FEATURES
-from credit_risk.scoring import ScoreScaling
 from load_tests import bench
 from load_tests.applicants import sample_applicants
 from load_tests.report import write_report

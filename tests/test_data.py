@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk.data import DEFAULT_DATA_PATH, DataError, load_dataset
-from credit_risk.preprocessing import decode_codes, encode_frame
 from credit_risk.schema import CATEGORIES, FEATURES
+from credit_risk.training.data import DEFAULT_DATA_PATH, DataError, load_dataset
+from credit_risk.training.preprocessing import decode_codes, encode_frame
 
 
 def test_all_rows_map_and_validate() -> None:

@@ -3,11 +3,18 @@
 import numpy as np
 import pytest
 
-from credit_risk.data import load_dataset
-from credit_risk.drift import PSI_ALERT, PSI_WATCH, DriftMonitor, Signal, psi, signals_from_metadata
-from credit_risk.evaluation import category_shares, distribution_summary
-from credit_risk.preprocessing import encode_frame
 from credit_risk.schema import CATEGORIES, FEATURES
+from credit_risk.serving.drift import (
+    PSI_ALERT,
+    PSI_WATCH,
+    DriftMonitor,
+    Signal,
+    psi,
+    signals_from_metadata,
+)
+from credit_risk.training.data import load_dataset
+from credit_risk.training.evaluation import category_shares, distribution_summary
+from credit_risk.training.preprocessing import encode_frame
 
 
 def test_psi_zero_for_identical_and_known_value() -> None:

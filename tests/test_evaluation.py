@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from credit_risk.evaluation import (
-    COSTS,
-    CostMatrix,
+from credit_risk.policy import COSTS, CostMatrix
+from credit_risk.training.evaluation import (
     category_shares,
     choose_threshold,
     classification_metrics,

@@ -28,10 +28,11 @@ import psutil
 import pytest
 import yaml
 
-from credit_risk.features import encode_applicants
-from credit_risk.registry import MODEL_FILE, SCORECARD_FILE, load_serving_model
+from credit_risk.decisions import DecisionRule
+from credit_risk.encoding import encode_applicants
+from credit_risk.model_store import MODEL_FILE, SCORECARD_FILE, load_serving_model
+from credit_risk.policy import ScoreScaling
 from credit_risk.schema import Applicant, Decision
-from credit_risk.scoring import DecisionPolicy, ScoreScaling
 from load_tests.applicants import sample_applicants
 from tests.conftest import Server, start_server, stop_server, wait_ready
 
@@ -329,7 +330,7 @@ def expected_decisions(model_tag: str, applicants: list[dict[str, Any]]) -> list
     """What the model decides for each applicant, computed in this process."""
     served = load_serving_model(model_tag)
     meta = served.metadata
-    policy = DecisionPolicy(
+    policy = DecisionRule(
         threshold=float(meta["threshold"]),
         scaling=ScoreScaling.from_metadata(meta["score_scaling"]),
         model_version=served.tag,

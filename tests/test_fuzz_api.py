@@ -29,9 +29,9 @@ import pytest
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
-from credit_risk.http import MAX_ERRORS_IN_MESSAGE
+from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.schema import example_applicant
-from credit_risk.settings import MAX_BODY_BYTES
+from credit_risk.serving.http import MAX_ERRORS_IN_MESSAGE
 
 pytestmark = pytest.mark.integration
 

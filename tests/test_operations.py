@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from client import classify_examples
-from credit_risk.data import applicant_records, load_dataset
-from credit_risk.decision_log import DECISION_LOG
+from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.schema import FEATURES, example_applicant
-from credit_risk.settings import MAX_BODY_BYTES
+from credit_risk.serving.decision_log import DECISION_LOG
+from credit_risk.training.data import applicant_records, load_dataset
 from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration

@@ -20,19 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from credit_risk.data import load_dataset
-from credit_risk.features import encode_applicants
-from credit_risk.preprocessing import encode_frame
+from credit_risk.compiled import Scorer, compile_pipeline
+from credit_risk.decisions import DecisionRule
+from credit_risk.encoding import encode_applicants
+from credit_risk.policy import BAND_FLOORS, MAX_REASON_CODES, ScoreScaling, risk_bands
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant, Decision
-from credit_risk.scorer import Scorer, compile_pipeline
-from credit_risk.scoring import (
-    MAX_REASON_CODES,
-    RISK_BANDS,
-    DecisionPolicy,
-    ScoreScaling,
-    risk_bands,
-)
-from credit_risk.training import build_pipeline, reference_codes
+from credit_risk.training.data import load_dataset
+from credit_risk.training.estimators import build_pipeline
+from credit_risk.training.preprocessing import encode_frame
+from credit_risk.training.reference import reference_codes
 
 PROPERTY_SETTINGS = settings(
     max_examples=100,
@@ -110,7 +106,7 @@ def scorers() -> dict[str, Scorer]:
     }
 
 
-POLICY = DecisionPolicy(threshold=1 / 6, scaling=ScoreScaling(), model_version="credit_risk:test")
+POLICY = DecisionRule(threshold=1 / 6, scaling=ScoreScaling(), model_version="credit_risk:test")
 """Cost-optimal threshold in theory (bad approved = 5, good declined = 1), default scaling."""
 
 
@@ -136,11 +132,11 @@ def test_any_valid_applicant_scores_consistently(
     assert decision.probability_of_default == proba[0]
     assert decision.score == round(float(expected_score[0]))
     assert decision.risk_band == risk_bands(expected_score)[0]
-    floor = dict(RISK_BANDS)[decision.risk_band]
+    floor = BAND_FLOORS[decision.risk_band]
     assert expected_score[0] >= floor  # the band's floor is reached ...
-    letters = [band for band, _ in RISK_BANDS]
+    letters = list(BAND_FLOORS)
     if decision.risk_band != letters[0]:  # ... and the next better band's is not
-        better = RISK_BANDS[letters.index(decision.risk_band) - 1][1]
+        better = BAND_FLOORS[letters[letters.index(decision.risk_band) - 1]]
         assert expected_score[0] < better
     declined = proba[0] > POLICY.threshold
     assert decision.decision == ("decline" if declined else "approve")

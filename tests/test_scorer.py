@@ -6,15 +6,15 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from credit_risk.data import load_dataset
-from credit_risk.features import CATEGORICAL_MASK
-from credit_risk.preprocessing import SchemaEncoder, WoEEncoder, encode_frame
-from credit_risk.scorer import (
+from credit_risk.compiled import (
     LinearScorecard,
     PipelineScorer,
     compile_pipeline,
 )
-from credit_risk.training import reference_codes
+from credit_risk.encoding import CATEGORICAL_MASK
+from credit_risk.training.data import load_dataset
+from credit_risk.training.preprocessing import SchemaEncoder, WoEEncoder, encode_frame
+from credit_risk.training.reference import reference_codes
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk.data import applicant_records, load_dataset
-from credit_risk.registry import load_model
+from credit_risk.model_store import load_model
+from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES
 from credit_risk.schema import Decision, example_applicant
-from credit_risk.settings import DEFAULT_MAX_IN_FLIGHT, MAX_BATCH_APPLICANTS, MAX_BODY_BYTES
+from credit_risk.serving.settings import DEFAULT_MAX_IN_FLIGHT
+from credit_risk.training.data import applicant_records, load_dataset
 from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration

@@ -15,19 +15,14 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from credit_risk.data import DEFAULT_DATA_PATH, load_dataset
-from credit_risk.evaluation import choose_threshold
-from credit_risk.preprocessing import SchemaEncoder, WoEEncoder, encode_frame
+from credit_risk.policy import ScoreScaling
 from credit_risk.schema import FEATURES, NUMERIC_FEATURES
-from credit_risk.scoring import ScoreScaling
-from credit_risk.training import (
-    QUICK_BUDGET,
-    TrainingResult,
-    build_pipeline,
-    out_of_fold,
-    train,
-    train_and_save,
-)
+from credit_risk.training.data import DEFAULT_DATA_PATH, load_dataset
+from credit_risk.training.estimators import QUICK_BUDGET, build_pipeline
+from credit_risk.training.evaluation import choose_threshold
+from credit_risk.training.preprocessing import SchemaEncoder, WoEEncoder, encode_frame
+from credit_risk.training.run import TrainingResult, train, train_and_save
+from credit_risk.training.validation import out_of_fold
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,17 +57,19 @@ def test_same_seed_same_model(quick_result: TrainingResult) -> None:
     np.testing.assert_array_equal(
         again.pipeline.predict_proba(frame), quick_result.pipeline.predict_proba(frame)
     )
-    np.testing.assert_array_equal(again.p_oof, quick_result.p_oof)
+    np.testing.assert_array_equal(again.curves.p_oof, quick_result.curves.p_oof)
 
 
 def test_another_seed_splits_differently(quick_result: TrainingResult) -> None:
     other = train(quick=True, seed=8, progress=_quiet, model="logreg")
-    assert not np.array_equal(other.p_test, quick_result.p_test)
+    assert not np.array_equal(other.curves.p_test, quick_result.curves.p_test)
 
 
 def test_threshold_minimises_out_of_fold_cost(quick_result: TrainingResult) -> None:
     meta = quick_result.metadata
-    assert meta["threshold"] == choose_threshold(quick_result.y_oof, quick_result.p_oof)
+    assert meta["threshold"] == choose_threshold(
+        quick_result.curves.y_oof, quick_result.curves.p_oof
+    )
     assert 0.0 < meta["threshold"] < 0.5  # bad approved costs 5x good declined
 
 
@@ -218,4 +215,4 @@ def test_cli_reports_bad_csv_in_one_line(tmp_path: Path, old: str, new: str, exp
 def test_cli_rejects_an_unknown_model_family(tmp_path: Path) -> None:
     result = _run_cli("--model", "forest", home=tmp_path / "home")
     assert result.returncode == 2
-    assert "invalid choice: 'forest'" in result.stderr
+    assert "'forest' is not one of 'auto', 'logreg', 'hgb'" in result.stderr

@@ -20,7 +20,7 @@ from credit_risk.schema import (
     Applicant,
     example_applicant,
 )
-from credit_risk.ui import (
+from credit_risk.serving.ui import (
     FIELD_LABELS,
     OPTION_LABELS,
     app,

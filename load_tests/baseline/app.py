@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from flask import Flask, jsonify, request
 
-from credit_risk.registry import load_model
+from credit_risk.model_store import load_model
+from credit_risk.policy import ScoreScaling
 from credit_risk.schema import FEATURES
-from credit_risk.scoring import ScoreScaling
 
 MODEL_TAG = os.environ.get("CREDIT_RISK_MODEL", "credit_risk:latest")
 

@@ -20,7 +20,11 @@ from pydantic_core import to_json
 from starlette.responses import Response
 
 from credit_risk.schema import FEATURES, Applicant, Decision
-from credit_risk.settings import REQUEST_TIMEOUT_S, RUNNER_MAX_BATCH_SIZE, RUNNER_MAX_LATENCY_MS
+from credit_risk.serving.settings import (
+    REQUEST_TIMEOUT_S,
+    RUNNER_MAX_BATCH_SIZE,
+    RUNNER_MAX_LATENCY_MS,
+)
 
 RUNNER_COLUMNS: Final = 1 + len(FEATURES)
 """Width of our runner's answer: P(default), then one excess log-odds per feature."""

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant
 
-DEFAULT_DATA_PATH: Final = Path(__file__).resolve().parent.parent / "data" / "german_credit.csv"
+DEFAULT_DATA_PATH: Final = Path(__file__).resolve().parents[2] / "data" / "german_credit.csv"
 DATA_SHA256: Final = "2c0bae00275c028fc853a1ea72cc7a68002c3f6876c41300c5c948711540c8c6"
 """sha256 of the shipped copy (data/PROVENANCE.md); any other file is loaded only on request."""
 

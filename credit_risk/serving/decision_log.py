@@ -23,7 +23,7 @@ from pydantic_core import to_json
 
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant
 
-MONITOR_TYPE: Final = "credit_risk.decision_log.JsonLinesMonitor"
+MONITOR_TYPE: Final = "credit_risk.serving.decision_log.JsonLinesMonitor"
 """Import path for BentoML's `monitoring.type` setting."""
 
 DECISION_LOG: Final = "credit_risk_decisions"

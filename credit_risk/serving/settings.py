@@ -11,22 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from credit_risk.drift import DEFAULT_WINDOW as DEFAULT_DRIFT_WINDOW
+from credit_risk.policy import MAX_BATCH_APPLICANTS
+from credit_risk.serving.drift import DEFAULT_WINDOW as DEFAULT_DRIFT_WINDOW
 
 DEFAULT_MODEL_TAG: Final = "credit_risk:latest"
-
-MAX_BATCH_APPLICANTS: Final = 1000
-"""Applicants per /classify_batch request (the issue's bound): ~0.5 MB of JSON, one runner call."""
-
-MAX_BODY_BYTES: Final = 1 << 20
-"""Request-body limit (1 MiB): a full 1,000-applicant batch is ~0.5 MB, so this only stops abuse."""
 
 RUNNER_MAX_BATCH_SIZE: Final = MAX_BATCH_APPLICANTS
 """Rows per adaptive batch. The compiled scorecard scores 1,000 rows in well under a
 millisecond, so the bound is there to keep one batch request a single runner call."""
 
 DEFAULT_MAX_IN_FLIGHT: Final = 64
-"""Requests one API worker admits at once before it sheds with 429 (credit_risk/admission.py).
+"""Requests one API worker admits at once before it sheds with 429
+(credit_risk/serving/workarounds/admission.py).
 Little's law: a saturated 2-core host serves ~700 requests/s under a flood, so 2 x 64 admitted
 requests queue ~0.2 s and their p99 stays well inside the documented 1 s; 128 per worker
 measured a p99 of 2.1 s, and 16 refused some requests at half load (`make overload`). The 64

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from credit_risk.http import (
+from credit_risk.serving.http import (
     ASGIApp,
     Message,
     Receive,
@@ -90,7 +90,7 @@ REFUSALS: Final[Mapping[int, str]] = {
     429: "Too Many Requests: the worker is at its in-flight limit; retry after Retry-After.",
     503: "Service Unavailable: the scoring runner is down or cannot keep up; retry shortly.",
 }
-"""Refusals on the API routes beyond BentoML's own list: our middleware's (credit_risk/http.py,
+"""Refusals on the API routes beyond BentoML's own list: our middleware (serving/http.py,
 JsonBodyMiddleware) and the runner-down 503 (service.py); each body is `{"error": ...}`."""
 
 

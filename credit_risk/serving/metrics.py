@@ -10,13 +10,17 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
-PROBABILITY_BUCKETS: Final = (0.02, 0.05, 0.1, 0.1667, 0.25, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0)
-"""Probability-of-default buckets; 1/6 is the cost-optimal cut-off in theory (cost 5:1)."""
+from credit_risk.policy import COSTS, MAX_BATCH_APPLICANTS
+
+PROBABILITY_BUCKETS: Final = tuple(
+    sorted({0.02, 0.05, 0.1, round(COSTS.bayes_threshold, 4), 0.25, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0})
+)
+"""Probability-of-default buckets, with an edge at the policy's cost-optimal cut-off."""
 
 INFERENCE_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 """Seconds per runner batch: the compiled scorecard takes ~0.1 ms alone, ~1 ms for 1,000 rows."""
 
-BATCH_ROWS_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
+BATCH_ROWS_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, MAX_BATCH_APPLICANTS)
 """Applicants per runner batch (BentoML's own histogram counts requests, not rows)."""
 
 DECISIONS = Counter(

@@ -3,7 +3,7 @@
 One column per schema field in `FEATURES` order, categories as their index in the schema
 vocabulary, numbers as given. Serving builds it straight from validated `Applicant`s, so the
 serving processes import only numpy; training builds it from a data frame
-(`credit_risk.preprocessing`).
+(`credit_risk.training.preprocessing`).
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ OPTION_LABELS: Final[dict[str, dict[str, str]]] = {
 }
 """Readable wording for API values where turning underscores into spaces is not enough."""
 
-_TEMPLATES = files("credit_risk") / "templates"
+_TEMPLATES = files("credit_risk.serving") / "templates"
 
 
 def words(identifier: str) -> str:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import matplotlib as mpl
 import numpy as np
+import numpy.typing as npt
 
-from credit_risk.scoring import ScoreScaling
-
-if TYPE_CHECKING:
-    from credit_risk.training import TrainingResult
+from credit_risk.policy import COSTS, ScoreScaling
 
 mpl.use("Agg")  # files only: no display on servers and CI
 
@@ -21,30 +20,41 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 JSON_NAME: Final = "training.json"
 PNG_NAME: Final = "training.png"
+_BAYES_ROW: Final = f"expected cost at P(bad) > {COSTS.bayes_label}"
 SCORE_BINS: Final = 30
 """Histogram bins for ~200 held-out scores: about seven rows per bin on average."""
 
 
-def write_report(result: TrainingResult, report_dir: Path) -> list[Path]:
+@dataclass(frozen=True)
+class Curves:
+    """Outcomes (1 = bad) and predicted P(bad) behind the report's plots."""
+
+    y_test: npt.NDArray[np.int_]
+    p_test: npt.NDArray[np.float64]
+    y_oof: npt.NDArray[np.int_]
+    p_oof: npt.NDArray[np.float64]
+
+
+def write_report(report: dict[str, Any], curves: Curves, report_dir: Path) -> list[Path]:
     """Write `training.json` and `training.png` into `report_dir` (created if missing)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     json_path = report_dir / JSON_NAME
-    json_path.write_text(json.dumps(result.report, indent=2, sort_keys=False) + "\n")
+    json_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
     png_path = report_dir / PNG_NAME
-    plot(result, png_path)
+    plot(report, curves, png_path)
     return [json_path, png_path]
 
 
-def plot(result: TrainingResult, path: Path) -> None:
+def plot(report: dict[str, Any], curves: Curves, path: Path) -> None:
     """ROC curves (held-out and out-of-fold) and the held-out score by outcome."""
-    meta = result.report
+    meta = report
     scaling = ScoreScaling.from_metadata(meta["score_scaling"])
     threshold = float(meta["threshold"])
     fig, (roc_ax, dist_ax) = plt.subplots(1, 2, figsize=(12, 5))
 
     for y, p, label in (
-        (result.y_test, result.p_test, "held-out"),
-        (result.y_oof, result.p_oof, "out-of-fold (training split)"),
+        (curves.y_test, curves.p_test, "held-out"),
+        (curves.y_oof, curves.p_oof, "out-of-fold (training split)"),
     ):
         fpr, tpr, _ = roc_curve(y, p)
         auc = float(roc_auc_score(y, p))
@@ -57,9 +67,9 @@ def plot(result: TrainingResult, path: Path) -> None:
     )
     roc_ax.legend(loc="lower right")
 
-    scores = scaling.score(result.p_test)
+    scores = scaling.score(curves.p_test)
     bins = np.linspace(scores.min(), scores.max(), SCORE_BINS + 1)
-    outcome = result.y_test.astype(bool)
+    outcome = curves.y_test.astype(bool)
     dist_ax.hist(scores[~outcome], bins=bins, alpha=0.6, label=f"good ({(~outcome).sum()})")
     dist_ax.hist(scores[outcome], bins=bins, alpha=0.6, label=f"bad ({outcome.sum()})")
     cut = float(scaling.score(np.array([threshold]))[0])
@@ -105,7 +115,7 @@ def render_table(report: dict[str, Any]) -> str:
             proto.get("expected_cost_nested_threshold"),
         ),
         _row(
-            "expected cost at P(bad) > 1/6",
+            _BAYES_ROW,
             held["expected_cost_at_bayes_threshold"],
             None,
             proto["expected_cost_at_bayes_threshold"],
@@ -120,7 +130,7 @@ def render_table(report: dict[str, Any]) -> str:
         + _verdict("ROC AUC", proto["roc_auc"]["mean"], target["roc_auc_at_least"], higher=True)
         + "; "
         + _verdict(
-            "expected cost at P(bad) > 1/6",
+            _BAYES_ROW,
             proto["expected_cost_at_bayes_threshold"]["mean"],
             target["expected_cost_at_most"],
             higher=False,
@@ -131,7 +141,8 @@ def render_table(report: dict[str, Any]) -> str:
         auc, cost = sweep["roc_auc"], sweep["expected_cost_at_bayes_threshold"]
         lines.append(
             f"  stability: {sweep['description']}: ROC AUC {auc['mean']:.4f} "
-            f"(runs {auc['min']:.4f}-{auc['max']:.4f}), cost at 1/6 {cost['mean']:.4f} "
+            f"(runs {auc['min']:.4f}-{auc['max']:.4f}), "
+            f"cost at {COSTS.bayes_label} {cost['mean']:.4f} "
             f"(runs {cost['min']:.4f}-{cost['max']:.4f})"
         )
     if proto.get("baselines"):
@@ -140,7 +151,7 @@ def render_table(report: dict[str, Any]) -> str:
             lines.append(
                 f"    {b['estimator']:<8} {_params(b['params']):<58} ROC AUC "
                 f"{_spread(b['roc_auc'])}  "
-                f"cost@1/6 {_spread(b['expected_cost_at_bayes_threshold'])}"
+                f"cost@{COSTS.bayes_label} {_spread(b['expected_cost_at_bayes_threshold'])}"
             )
     search = report.get("model_search", [])
     if search:

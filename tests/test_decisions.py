@@ -5,15 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from credit_risk.decisions import DecisionRule
+from credit_risk.policy import BAND_FLOORS, MAX_REASON_CODES, REASONS, ScoreScaling, risk_bands
 from credit_risk.schema import FEATURES, Decision
-from credit_risk.scoring import (
-    MAX_REASON_CODES,
-    REASONS,
-    RISK_BANDS,
-    DecisionPolicy,
-    ScoreScaling,
-    risk_bands,
-)
 
 
 def test_scaling_anchor_and_pdo() -> None:
@@ -40,7 +34,7 @@ def test_score_is_finite_and_monotone_at_the_edges() -> None:
 
 
 def test_bands_follow_the_documented_floors() -> None:
-    floors = [floor for _, floor in RISK_BANDS[:-1]]
+    floors = list(BAND_FLOORS.values())[:-1]
     scores = np.array([*floors, floors[-1] - 0.01, 1000.0, -1000.0])
     assert risk_bands(scores) == ["A", "B", "C", "D", "E", "A", "E"]
 
@@ -51,7 +45,7 @@ def test_reason_codes_are_unique_and_cover_every_feature() -> None:
     assert len(set(codes)) == len(codes)
 
 
-POLICY = DecisionPolicy(threshold=0.2, scaling=ScoreScaling(), model_version="credit_risk:test")
+POLICY = DecisionRule(threshold=0.2, scaling=ScoreScaling(), model_version="credit_risk:test")
 
 
 def test_decline_gets_largest_reasons_first() -> None:

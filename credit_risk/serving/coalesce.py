@@ -13,22 +13,28 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from credit_risk.features import FloatArray
+from credit_risk.encoding import FloatArray
 
 RunnerCall = Callable[[FloatArray], Awaitable[FloatArray]]
+Pending = tuple[FloatArray, "asyncio.Future[FloatArray]"]
 
 
 class Coalescer:
-    """Gathers the rows submitted during one event-loop turn and scores them in one call."""
+    """Gathers the rows submitted during one event-loop turn and scores them in as few calls as
+    the runner's `max_rows` (its `max_batch_size`) allows."""
 
-    def __init__(self, call: RunnerCall) -> None:
+    def __init__(self, call: RunnerCall, max_rows: int) -> None:
         self._call = call
-        self._pending: list[tuple[FloatArray, asyncio.Future[FloatArray]]] = []
+        self._max_rows = max_rows
+        self._pending: list[Pending] = []
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, rows: FloatArray) -> FloatArray:
         """Score `rows` (n, k) as part of the next combined call; returns this caller's n rows."""
+        if len(rows) > self._max_rows:
+            msg = f"{len(rows)} rows in one call; the runner takes at most {self._max_rows}"
+            raise ValueError(msg)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[FloatArray] = loop.create_future()
         self._pending.append((rows, future))
@@ -39,12 +45,26 @@ class Coalescer:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._run(batch))
-        self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
-        task.add_done_callback(self._tasks.discard)
+        pending, self._pending = self._pending, []
+        loop = asyncio.get_running_loop()
+        for batch in self._split(pending):
+            task = loop.create_task(self._run(batch))
+            self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[FloatArray, asyncio.Future[FloatArray]]]) -> None:
+    def _split(self, pending: list[Pending]) -> list[list[Pending]]:
+        """Consecutive groups of whole submissions, each within the runner's batch size."""
+        batches: list[list[Pending]] = [[]]
+        rows = 0
+        for item in pending:
+            if rows + len(item[0]) > self._max_rows:
+                batches.append([])
+                rows = 0
+            batches[-1].append(item)
+            rows += len(item[0])
+        return batches
+
+    async def _run(self, batch: list[Pending]) -> None:
         live = [(rows, fut) for rows, fut in batch if not fut.cancelled()]
         if not live:
             return

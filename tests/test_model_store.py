@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from credit_risk import registry
-from credit_risk.data import load_dataset
-from credit_risk.preprocessing import encode_frame
-from credit_risk.registry import (
+from credit_risk import model_store
+from credit_risk.compiled import LinearScorecard
+from credit_risk.model_store import (
     ModelLoadError,
     ModelMismatchError,
     ModelNotFoundError,
@@ -26,8 +25,9 @@ from credit_risk.registry import (
     save_model,
 )
 from credit_risk.schema import FEATURES, schema_hash
-from credit_risk.scorer import LinearScorecard
-from credit_risk.training import TrainingResult, train
+from credit_risk.training.data import load_dataset
+from credit_risk.training.preprocessing import encode_frame
+from credit_risk.training.run import TrainingResult, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,7 +105,7 @@ def _save_with(trained: TrainingResult, **changes: Any) -> str:
     """Save bypassing save_model's own check, as an older or foreign trainer would have."""
     metadata = {**trained.metadata, **changes}
     with bentoml.models.create("credit_risk", labels=trained.labels, metadata=metadata) as m:
-        joblib.dump(trained.pipeline, m.path_of(registry.MODEL_FILE))
+        joblib.dump(trained.pipeline, m.path_of(model_store.MODEL_FILE))
     return str(m.tag)
 
 
@@ -138,7 +138,7 @@ def test_save_refuses_incompatible_metadata(trained: TrainingResult) -> None:
 
 def test_corrupted_pickle_is_a_clear_error(isolated_home: Path, trained: TrainingResult) -> None:
     tag = _save_with(trained)
-    path = Path(bentoml.models.get(tag).path_of(registry.MODEL_FILE))
+    path = Path(bentoml.models.get(tag).path_of(model_store.MODEL_FILE))
     path.write_bytes(b"not a pickle at all")
     with pytest.raises(ModelLoadError, match=r"cannot read .*model\.joblib.*make train"):
         load_model(tag)
@@ -168,7 +168,7 @@ def test_bentoml_cli_shows_the_metadata(saved_tag: str, isolated_home: Path) -> 
 
 
 def test_serving_model_is_the_compiled_scorecard(saved_tag: str, trained: TrainingResult) -> None:
-    served = registry.load_serving_model(saved_tag)
+    served = model_store.load_serving_model(saved_tag)
     assert isinstance(served.scorer, LinearScorecard)
     codes = encode_frame(load_dataset().X)
     got, _ = served.scorer.predict(codes)
@@ -178,7 +178,7 @@ def test_serving_model_is_the_compiled_scorecard(saved_tag: str, trained: Traini
 
 def test_serving_a_scorecard_imports_neither_sklearn_nor_pandas(saved_tag: str) -> None:
     code = (
-        "import sys; from credit_risk.registry import load_serving_model; "
+        "import sys; from credit_risk.model_store import load_serving_model; "
         f"m = load_serving_model({saved_tag!r}); "
         "heavy = sorted({'sklearn', 'pandas', 'scipy'} & set(sys.modules)); "
         "print(type(m.scorer).__name__, heavy)"
@@ -200,14 +200,14 @@ def test_tampered_scorecard_is_refused(isolated_home: Path, trained: TrainingRes
             trained.pipeline, trained.metadata, trained.labels, check_codes=trained.check_codes
         )
     )
-    path = Path(bentoml.models.get(tag).path_of(registry.SCORECARD_FILE))
+    path = Path(bentoml.models.get(tag).path_of(model_store.SCORECARD_FILE))
     with np.load(path) as data:
         arrays = dict(data)
     arrays["flat_table"] = arrays["flat_table"] * 1.01
     np.savez(path, **arrays)
     try:
         with pytest.raises(ModelLoadError, match="does not reproduce"):
-            registry.load_serving_model(tag)
+            model_store.load_serving_model(tag)
     finally:
         bentoml.models.delete(tag)  # never leave a broken model as the store's latest
 

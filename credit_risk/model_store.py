@@ -20,9 +20,9 @@ import numpy as np
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml.exceptions import NotFound
 
-from credit_risk.features import FloatArray
+from credit_risk.compiled import LinearScorecard, Scorer, compile_pipeline
+from credit_risk.encoding import FloatArray
 from credit_risk.schema import FEATURES, schema_hash
-from credit_risk.scorer import LinearScorecard, Scorer, compile_pipeline
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline

@@ -25,7 +25,7 @@ from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from credit_risk.http import ASGIApp, Message, Receive, Scope, Send, send_json
+from credit_risk.serving.http import ASGIApp, Message, Receive, Scope, Send, send_json
 
 RETRY_AFTER_S: Final = 1
 """What a 429 tells the client to wait: about the time a full worker takes to drain its

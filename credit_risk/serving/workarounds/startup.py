@@ -9,7 +9,7 @@ BentoML logs a traceback per attempt and its supervisor (circus) restarts the wo
 for ever, while the API workers come up and `/readyz` hangs.
 
 Here the reference resolves from the local store only and, in the supervisor, proves the model
-loads (`credit_risk.registry.load_serving_model`) before any worker starts: `bentoml serve`
+loads (`credit_risk.model_store.load_serving_model`) before any worker starts: `bentoml serve`
 exits with status 1 and one line, the registry's message, which says what is missing and how to
 fix it. Should a worker still meet an unservable model later (a runner restarted after its files
 were damaged), it logs that one line, stops the whole server and exits with status 3.
@@ -30,7 +30,7 @@ import bentoml
 from bentoml._internal.context import server_context
 from bentoml.exceptions import BentoMLException
 
-from credit_risk.registry import MODEL_ENV, RegistryError, load_serving_model, store_home
+from credit_risk.model_store import MODEL_ENV, RegistryError, load_serving_model, store_home
 
 logger = logging.getLogger(__name__)
 

@@ -6,38 +6,19 @@ tests and reports compute each figure exactly one way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
+from credit_risk.policy import COSTS, CostMatrix
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int_]
 
 DISTRIBUTION_BINS: Final = 10
 """Deciles: the usual resolution of a population stability index in credit scoring."""
-
-
-@dataclass(frozen=True)
-class CostMatrix:
-    """What a wrong decision costs, per applicant (the data set's documented matrix).
-
-    Approving an applicant who goes bad costs 5, declining one who would have repaid costs 1,
-    so the cost-minimising cut-off for calibrated probabilities is P(bad) = 1 / (1 + 5) = 1/6.
-    """
-
-    bad_approved: float = 5.0
-    good_declined: float = 1.0
-
-    @property
-    def bayes_threshold(self) -> float:
-        """Cut-off that minimises expected cost if the probabilities are calibrated."""
-        return self.good_declined / (self.good_declined + self.bad_approved)
-
-
-COSTS: Final = CostMatrix()
 
 
 def expected_cost(

@@ -1,0 +1,77 @@
+"""`credit-risk`: the project's one console script, a subcommand per workflow.
+
+Bad input (a bad option, an unreadable data file) ends in one line on stderr and exit code 2;
+each subcommand imports what it needs only when it runs, so `credit-risk --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from credit_risk.training import DEFAULT_SEED, MODEL_CHOICES
+
+EXIT_BAD_INPUT = 2
+"""Same code click uses for a bad command line: the input, not the program, is wrong."""
+
+
+class InputError(click.ClickException):
+    """Refused input: click prints `Error: <message>` as one line and exits with 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="credit-risk-bento")
+def main() -> None:
+    """Train, serve and manage the credit-risk scorecard."""
+
+
+@main.command()
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="CSV in the German Credit layout (default: the shipped data/german_credit.csv).",
+)
+@click.option(
+    "--model",
+    type=click.Choice(MODEL_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Estimator family; 'auto' picks the best CV ROC AUC.",
+)
+@click.option(
+    "--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed for every split."
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where training.json and training.png go (default: reports/).",
+)
+@click.option("--quick", is_flag=True, help="Tiny search and single CV repeats (smoke runs).")
+def train(data: Path | None, model: str, seed: int, report_dir: Path | None, quick: bool) -> None:
+    """Fit, select and evaluate a pipeline, then save it as credit_risk:<version>."""
+    from credit_risk.training.data import DEFAULT_DATA_PATH, DataError  # noqa: PLC0415
+    from credit_risk.training.run import DEFAULT_REPORT_DIR, train_and_save  # noqa: PLC0415
+
+    try:
+        train_and_save(
+            data or DEFAULT_DATA_PATH,
+            model,
+            seed,
+            report_dir=report_dir or DEFAULT_REPORT_DIR,
+            quick=quick,
+        )
+    except DataError as exc:
+        raise InputError(str(exc)) from None
+
+
+@main.command()
+def policy() -> None:
+    """Print the credit policy (costs, scaling, bands, reason codes, caps) as markdown."""
+    from credit_risk.policy import markdown_tables  # noqa: PLC0415
+
+    click.echo(markdown_tables(), nl=False)

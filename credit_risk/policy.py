@@ -1,0 +1,177 @@
+"""The credit policy: every number a lender sets rather than learns, stated once.
+
+The cost of each kind of wrong decision, the score scaling, the risk-band cut-offs, the
+reason-code catalogue and the request caps live here and nowhere else. The schema's field
+descriptions, the metrics' buckets, the training report and the docs' tables
+(`credit-risk policy`) are derived from these values. Changing a band cut-off is a one-line
+change here; changing a cost also moves the threshold training chooses, so retrain after it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any, Final, Literal, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+EPS: Final = 1e-12
+"""Clip for probabilities before taking logs: keeps the score finite at p = 0 or 1."""
+
+
+@dataclass(frozen=True)
+class CostMatrix:
+    """What a wrong decision costs, per applicant (the data set's documented matrix)."""
+
+    bad_approved: float = 5.0
+    good_declined: float = 1.0
+
+    @property
+    def bayes_threshold(self) -> float:
+        """Cut-off that minimises expected cost if the probabilities are calibrated."""
+        return self.good_declined / (self.good_declined + self.bad_approved)
+
+    @property
+    def bayes_label(self) -> str:
+        """The Bayes cut-off as people write it, e.g. `1/6`."""
+        return str(Fraction(self.bayes_threshold).limit_denominator(1000))
+
+
+COSTS: Final = CostMatrix()
+"""Approving an applicant who goes bad costs 5, declining one who would have repaid costs 1."""
+
+
+@dataclass(frozen=True)
+class ScoreScaling:
+    """Scorecard points: `score = offset - factor * ln(odds_bad)`, `factor = pdo / ln 2`.
+
+    Stored with each model, so a served score never drifts from the one training reported.
+    """
+
+    base_score: float = 600.0
+    base_odds_good_to_bad: float = 50.0
+    pdo: float = 20.0
+
+    @property
+    def factor(self) -> float:
+        """Points per unit of log-odds."""
+        return self.pdo / math.log(2)
+
+    @property
+    def offset(self) -> float:
+        """Score at odds_bad = 1 (log-odds 0)."""
+        return self.base_score - self.factor * math.log(self.base_odds_good_to_bad)
+
+    def describe(self) -> str:
+        """The convention in words, for the schema and the docs."""
+        return (
+            f"{self.base_score:g} points at {self.base_odds_good_to_bad:g}:1 good:bad odds, "
+            f"{self.pdo:g} points to double the odds"
+        )
+
+    def as_metadata(self) -> dict[str, float]:
+        """Plain numbers for the model store (offset and factor included for readers)."""
+        return {**asdict(self), "offset": self.offset, "factor": self.factor}
+
+    @classmethod
+    def from_metadata(cls, data: dict[str, Any]) -> ScoreScaling:
+        """Inverse of `as_metadata`; ignores the derived keys."""
+        return cls(
+            base_score=float(data["base_score"]),
+            base_odds_good_to_bad=float(data["base_odds_good_to_bad"]),
+            pdo=float(data["pdo"]),
+        )
+
+    def score(self, probability_of_default: FloatArray) -> FloatArray:
+        """Points for each probability (higher = lower risk)."""
+        p = np.clip(probability_of_default, EPS, 1 - EPS)
+        result: FloatArray = self.offset - self.factor * np.log(p / (1 - p))
+        return result
+
+    def probability(self, score: float) -> float:
+        """The probability of default a score stands for (inverse of `score`)."""
+        return 1.0 / (1.0 + math.exp((score - self.offset) / self.factor))
+
+
+SCALING: Final = ScoreScaling()
+"""The common convention: 600 points at good:bad odds of 50:1, 20 points to double the odds."""
+
+RiskBand = Literal["A", "B", "C", "D", "E"]
+
+BAND_FLOORS: Final[dict[RiskBand, float]] = dict(
+    zip(get_args(RiskBand), (580.0, 560.0, 530.0, 500.0, -math.inf), strict=True)
+)
+"""Lowest score of each band, A = lowest risk. With the default scaling the cut-offs sit near
+a probability of default of 4 %, 8 %, 18 % and 39 %: A and B are clear approvals, C straddles
+the cost-optimal threshold, D and E are clear declines."""
+
+MAX_REASON_CODES: Final = 4
+"""Principal reasons disclosed per decline (US Reg B practice: no more than four)."""
+
+REASONS: Final[dict[str, tuple[str, str]]] = {
+    "checking_account": ("RC01", "Current-account balance, or no current account"),
+    "duration_months": ("RC02", "Length of the loan term"),
+    "credit_history": ("RC03", "Repayment history on past and existing credits"),
+    "purpose": ("RC04", "Purpose of the loan"),
+    "credit_amount": ("RC05", "Amount of credit requested"),
+    "savings": ("RC06", "Level of savings and bonds"),
+    "employment_since": ("RC07", "Time in present employment"),
+    "installment_rate": ("RC08", "Instalment high relative to disposable income"),
+    "other_debtors": ("RC09", "No co-applicant or guarantor"),
+    "residence_since": ("RC10", "Time at present residence"),
+    "property": ("RC11", "Property held as security"),
+    "age_years": ("RC12", "Applicant's age band"),
+    "other_installment_plans": ("RC13", "Instalment plans with other lenders or stores"),
+    "housing": ("RC14", "Housing situation"),
+    "existing_credits": ("RC15", "Number of existing credits at this bank"),
+    "job": ("RC16", "Occupation and skill level"),
+    "dependents": ("RC17", "Number of dependants"),
+    "telephone": ("RC18", "No telephone registered in the applicant's name"),
+}
+"""Stable reason code and plain-words text per applicant field; codes never change meaning."""
+
+MAX_BATCH_APPLICANTS: Final = 1000
+"""Applicants per /classify_batch request: ~0.5 MB of JSON, one runner call."""
+
+MAX_BODY_BYTES: Final = 1 << 20
+"""Request-body limit (1 MiB): a full batch is ~0.5 MB, so this only stops abuse."""
+
+
+def risk_bands(scores: FloatArray) -> list[str]:
+    """Band letter per score."""
+    letters = list(BAND_FLOORS)
+    floors = np.array(list(BAND_FLOORS.values())[:-1])
+    # floors descend; count how many a score fails to reach -> band index
+    idx = (scores[:, np.newaxis] < floors[np.newaxis, :]).sum(axis=1)
+    return [letters[i] for i in idx]
+
+
+def markdown_tables(scaling: ScoreScaling = SCALING, costs: CostMatrix = COSTS) -> str:
+    """The policy as the docs show it (`credit-risk policy`), so the docs cannot drift."""
+    lines = [
+        "| policy | value |",
+        "| --- | --- |",
+        f"| cost of approving an applicant who goes bad | {costs.bad_approved:g} |",
+        f"| cost of declining an applicant who would have repaid | {costs.good_declined:g} |",
+        f"| cost-optimal cut-off for calibrated P(default) | {costs.bayes_label} "
+        f"({costs.bayes_threshold:.4f}) |",
+        f"| score scaling | {scaling.describe()} |",
+        f"| reason codes per decline | at most {MAX_REASON_CODES} |",
+        f"| applicants per `/classify_batch` request | 1 to {MAX_BATCH_APPLICANTS:,} |",
+        f"| request body | at most {MAX_BODY_BYTES:,} bytes |",
+        "",
+        "| risk band | lowest score | highest P(default) at the default scaling |",
+        "| --- | --- | --- |",
+    ]
+    for band, floor in BAND_FLOORS.items():
+        if math.isinf(floor):
+            lines.append(f"| {band} | (any lower score) | 100 % |")
+        else:
+            lines.append(f"| {band} | {floor:g} | {scaling.probability(floor):.1%} |")
+    lines += ["", "| code | field | reason given to the applicant |", "| --- | --- | --- |"]
+    lines += [f"| {code} | `{field}` | {text} |" for field, (code, text) in REASONS.items()]
+    return "\n".join(lines) + "\n"
