@@ -113,34 +113,34 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: browser wrk
 
-browser:  ## install Debian's chromium for the form's browser test (tests/test_ui_browser.py) if missing
+browser:  ## install Debian's chromium for the form's browser test (tests/service/test_ui_browser.py) if missing
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 	@$(CHROMIUM) --version 2>/dev/null
 
-wrk:  ## install Debian's wrk for the load and overload tests (tests/test_load_smoke.py, test_overload.py) if missing
+wrk:  ## install Debian's wrk for the load and overload tests (tests/benchmarks/test_load_smoke.py, test_overload.py) if missing
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 	@wrk --version 2>&1 | head -1
 
-# --- reliability: generated bad input, supply chain (tests/test_fuzz_api.py, test_supply_chain.py)
+# --- reliability: generated bad input, supply chain (tests/service/test_fuzz_api.py, tests/deploy/test_supply_chain.py)
 FUZZ_EXAMPLES ?= 2000
 
 .PHONY: fuzz audit
 
 fuzz: setup  ## schemathesis from /docs.json against a real server, FUZZ_EXAMPLES (2000) per operation; FUZZ_URL=... to target a running one
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -rs -s -p no:cacheprovider tests/test_fuzz_api.py
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -rs -s -p no:cacheprovider tests/service/test_fuzz_api.py
 
 audit: setup  ## requirements.lock against PyPI's advisories: pip-audit, and PyPI's project pages (exceptions: audit-allowlist.txt)
-	$(BIN)/pytest -q -rs -p no:cacheprovider tests/test_supply_chain.py -k "vulnerabilities or advisories or allowlist"
+	$(BIN)/pytest -q -rs -p no:cacheprovider tests/deploy/test_supply_chain.py -k "vulnerabilities or advisories or allowlist"
 
-# --- reliability: faults and overload (tests/test_faults.py, load_tests/overload.py) ----------
+# --- reliability: faults and overload (tests/service/test_faults.py, load_tests/overload.py) ----------
 OVERLOAD_ARGS ?=
 
 .PHONY: faults overload
 
 faults: setup  ## the fault tests alone: runner SIGKILLed under load, unservable models refused (~2 min)
-	$(BIN)/pytest -q -rxs -p no:cacheprovider tests/test_faults.py
+	$(BIN)/pytest -q -rxs -p no:cacheprovider tests/service/test_faults.py
 
 overload: setup  ## open-loop 4x capacity for 30 s between normal load -> reports/overload.{md,json} (~3 min, needs wrk)
 	@command -v wrk >/dev/null 2>&1 || { echo "make overload needs wrk: sudo apt-get install -y wrk" >&2; exit 2; }

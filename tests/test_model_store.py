@@ -28,8 +28,7 @@ from credit_risk.schema import FEATURES, schema_hash
 from credit_risk.training.data import load_dataset
 from credit_risk.training.preprocessing import encode_frame
 from credit_risk.training.run import TrainingResult, train
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")

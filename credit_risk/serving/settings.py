@@ -39,7 +39,7 @@ fresh connection succeeds. A runner that is down fails all three within ~0.1 s -
 RUNNER_DEADLINE_S: Final = 3.0
 """Longest one request waits for the runner (all tries together). A killed runner is back in
 ~9-14 s (the supervisor checks every 10 s), far past what a caller should be held; past this
-the request gets a 503 with Retry-After and nothing scored (tests/test_faults.py)."""
+the request gets a 503 with Retry-After and nothing scored (tests/service/test_faults.py)."""
 
 RUNNER_RETRY_BACKOFF_S: Final = 0.05
 """Pause before the second try (doubled before the third)."""

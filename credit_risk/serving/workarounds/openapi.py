@@ -6,7 +6,7 @@ labels pydantic's JSON Schema 2020-12 output as OpenAPI 3.0.2 (so `exclusiveMini
 `credit_amount` is invalid 3.0 and strict tools refuse the document), it documents the 400 body
 as `{"error": str, "detail": str}` while `detail` is pydantic's list of field errors, and it
 knows nothing of the refusals the service adds (401, 413, 415, 429, 503). Schemathesis, run
-against the served document in tests/test_fuzz_api.py, found each of these.
+against the served document in tests/service/test_fuzz_api.py, found each of these.
 """
 
 from __future__ import annotations

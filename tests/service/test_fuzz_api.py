@@ -32,6 +32,7 @@ from schemathesis import Case, CheckContext, Response
 from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.schema import example_applicant
 from credit_risk.serving.http import MAX_ERRORS_IN_MESSAGE
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -107,13 +108,12 @@ expected-statuses = [{statuses}]
 
 def test_generated_requests_get_documented_answers(base_url: str, tmp_path: Path) -> None:
     config = schemathesis_config(tmp_path / "schemathesis.toml")
-    root = Path(__file__).resolve().parent.parent
     result = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color"]
         + ["run", f"{base_url}/docs.json", "--checks", "all"]
         + ["--report", "junit", "--report-junit-path", str(tmp_path / "fuzz-junit.xml")],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=3600,

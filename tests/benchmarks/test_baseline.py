@@ -30,8 +30,8 @@ from credit_risk.schema import FEATURES
 from load_tests import bench
 from load_tests.applicants import sample_applicants
 from load_tests.report import write_report
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 120.0
 
 

@@ -29,7 +29,7 @@ from bentoml._internal.container.generate import BENTO_UID_GID
 
 from credit_risk.schema import Decision, example_applicant
 from tests.conftest import ROOT, free_port
-from tests.test_bento import BENTO_NAME, BuiltBento, bentoml_cli, build_bento
+from tests.deploy.test_bento import BENTO_NAME, BuiltBento, bentoml_cli, build_bento
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(2400)]
 

@@ -24,8 +24,8 @@ from load_tests.applicants import (
     sample_applicants,
     training_applicants,
 )
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "load_tests" / "locustfile.py"
 SMOKE_SECONDS = 5
 SMOKE_USERS = 8

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, TEST_HOME
-from tests.test_bento import bentoml_cli, build_bento, locked_pins
+from tests.deploy.test_bento import bentoml_cli, build_bento, locked_pins
 
 LOCK_FILE = ROOT / "requirements.lock"
 ALLOWLIST = ROOT / "audit-allowlist.txt"

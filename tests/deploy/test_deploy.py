@@ -24,8 +24,9 @@ from bentoml._internal.container.generate import BENTO_UID_GID
 from bentoml.exceptions import BentoMLConfigException
 
 from service import CreditRiskService
+from tests.conftest import ROOT
 
-K8S_DIR = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
+K8S_DIR = ROOT / "deploy" / "k8s"
 BASE = K8S_DIR / "base"
 OVERLAYS = sorted(p for p in (K8S_DIR / "overlays").iterdir() if p.is_dir())
 KUSTOMIZATIONS = [BASE, *OVERLAYS]

@@ -23,8 +23,7 @@ from credit_risk.training.evaluation import choose_threshold
 from credit_risk.training.preprocessing import SchemaEncoder, WoEEncoder, encode_frame
 from credit_risk.training.run import TrainingResult, train, train_and_save
 from credit_risk.training.validation import out_of_fold
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 
 def _quiet(_msg: str) -> None:
