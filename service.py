@@ -30,14 +30,12 @@ from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, ScoreScalin
 from credit_risk.schema import Applicant, Decision
 from credit_risk.serving import metrics
 from credit_risk.serving.coalesce import Coalescer
-from credit_risk.serving.decision_log import MONITOR_TYPE, log_decisions
+from credit_risk.serving.decision_log import default_log_path, log_decisions
 from credit_risk.serving.drift import DriftMonitor, signals_from_metadata
-from credit_risk.serving.http import (
+from credit_risk.serving.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
-    ErrorMessageMiddleware,
     RejectionCounterMiddleware,
-    install_client_error_log_filter,
 )
 from credit_risk.serving.settings import (
     DRIFT_PUBLISH_INTERVAL_S,
@@ -50,9 +48,15 @@ from credit_risk.serving.settings import (
     Settings,
 )
 from credit_risk.serving.ui import app as loan_officer_form
-from credit_risk.serving.workarounds.admission import Admission, service_class
-from credit_risk.serving.workarounds.openapi import JsonBodyMiddleware, OpenAPIDocumentMiddleware
-from credit_risk.serving.workarounds.startup import refuse_unservable_model, served_model
+from credit_risk.serving.workarounds.admission_gate import RETRY_AFTER_S, Admission, service_class
+from credit_risk.serving.workarounds.decision_monitor import MONITOR_TYPE
+from credit_risk.serving.workarounds.json_body import JsonBodyMiddleware
+from credit_risk.serving.workarounds.model_reference import refuse_unservable_model, served_model
+from credit_risk.serving.workarounds.openapi_document import OpenAPIDocumentMiddleware
+from credit_risk.serving.workarounds.validation_errors import (
+    ErrorMessageMiddleware,
+    install_client_error_log_filter,
+)
 
 SETTINGS = Settings.from_env()
 install_client_error_log_filter()
@@ -136,7 +140,11 @@ API_PATHS = frozenset({"/classify", "/classify_batch", "/model_card"})
     name="credit_risk_service",
     workers=2,
     traffic={"timeout": REQUEST_TIMEOUT_S},
-    monitoring={"enabled": True, "type": MONITOR_TYPE},
+    monitoring={
+        "enabled": True,
+        "type": MONITOR_TYPE,
+        "options": {"log_path": str(default_log_path())},
+    },
     # Every decision is in the decision log and every request in the metrics; BentoML's access
     # log line cost ~8 % of an API worker's CPU under load (py-spy). Turn it back on with
     # BENTOML_CONFIG: services.credit_risk_service.logging.access.enabled: true
@@ -253,7 +261,7 @@ def _runner_unavailable() -> Response:
         ),
         status_code=503,
         media_type="application/json",
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
 

@@ -37,7 +37,8 @@ MODEL_ENV: Final = "CREDIT_RISK_MODEL"
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # read at the first save; no usage reports
 
-_HOW_TO_FIX: Final = f"train one with `make train` or set {MODEL_ENV} to an existing tag"
+HOW_TO_FIX: Final = f"train one with `make train` or set {MODEL_ENV} to an existing tag"
+"""What to do about a model that is missing: the end of every not-found message."""
 
 
 class RegistryError(RuntimeError):
@@ -64,11 +65,6 @@ class LoadedModel:
     pipeline: Pipeline
     metadata: dict[str, Any]
     creation_time: datetime
-
-
-def default_model_tag() -> str:
-    """The tag to serve: `$CREDIT_RISK_MODEL` or the latest `credit_risk` model."""
-    return os.environ.get(MODEL_ENV) or DEFAULT_TAG
 
 
 def store_home() -> Path:
@@ -148,11 +144,19 @@ def _get(tag: str) -> Any:
     try:
         return bentoml.models.get(tag)
     except NotFound:
-        msg = f"model {tag!r} not found in the BentoML store at {store_home()}: {_HOW_TO_FIX}"
-        raise ModelNotFoundError(msg) from None
+        raise ModelNotFoundError(not_found_message(tag)) from None
     except ValueError as exc:  # a malformed tag string
-        msg = f"model tag {tag!r} is not valid ({exc}): {_HOW_TO_FIX}"
-        raise ModelNotFoundError(msg) from None
+        raise ModelNotFoundError(invalid_tag_message(tag, exc)) from None
+
+
+def not_found_message(tag: str) -> str:
+    """One line: which tag, which store, and how to get a model."""
+    return f"model {tag!r} not found in the BentoML store at {store_home()}: {HOW_TO_FIX}"
+
+
+def invalid_tag_message(tag: str, error: Exception) -> str:
+    """One line for a tag that is not a valid BentoML tag."""
+    return f"model tag {tag!r} is not valid ({error}): {HOW_TO_FIX}"
 
 
 def load_model(tag: str = DEFAULT_TAG) -> LoadedModel:

@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from credit_risk.model_store import DEFAULT_TAG, MODEL_ENV
 from credit_risk.policy import MAX_BATCH_APPLICANTS
 from credit_risk.serving.drift import DEFAULT_WINDOW as DEFAULT_DRIFT_WINDOW
-
-DEFAULT_MODEL_TAG: Final = "credit_risk:latest"
 
 RUNNER_MAX_BATCH_SIZE: Final = MAX_BATCH_APPLICANTS
 """Rows per adaptive batch. The compiled scorecard scores 1,000 rows in well under a
@@ -22,7 +21,7 @@ millisecond, so the bound is there to keep one batch request a single runner cal
 
 DEFAULT_MAX_IN_FLIGHT: Final = 64
 """Requests one API worker admits at once before it sheds with 429
-(credit_risk/serving/workarounds/admission.py).
+(credit_risk/serving/workarounds/admission_gate.py).
 Little's law: a saturated 2-core host serves ~700 requests/s under a flood, so 2 x 64 admitted
 requests queue ~0.2 s and their p99 stays well inside the documented 1 s; 128 per worker
 measured a p99 of 2.1 s, and 16 refused some requests at half load (`make overload`). The 64
@@ -86,7 +85,7 @@ def _tokens(value: str | None) -> frozenset[str]:
 class Settings:
     """Everything the service reads from its environment, validated once at start-up."""
 
-    model_tag: str = DEFAULT_MODEL_TAG
+    model_tag: str = DEFAULT_TAG
     batching: bool = True
     coalescing: bool = True
     api_tokens: frozenset[str] = field(default_factory=frozenset)
@@ -97,7 +96,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """CREDIT_RISK_MODEL, _BATCHING, _COALESCING, _API_TOKENS, _MAX_IN_FLIGHT, _DRIFT_WINDOW."""
         return cls(
-            model_tag=environ.get("CREDIT_RISK_MODEL", "").strip() or DEFAULT_MODEL_TAG,
+            model_tag=environ.get(MODEL_ENV, "").strip() or DEFAULT_TAG,
             batching=_flag(environ.get("CREDIT_RISK_BATCHING"), default=True),
             coalescing=_flag(environ.get("CREDIT_RISK_COALESCING"), default=True),
             api_tokens=_tokens(environ.get("CREDIT_RISK_API_TOKENS")),

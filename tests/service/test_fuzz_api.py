@@ -31,7 +31,7 @@ from schemathesis import Case, CheckContext, Response
 
 from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.schema import example_applicant
-from credit_risk.serving.http import MAX_ERRORS_IN_MESSAGE
+from credit_risk.serving.workarounds.validation_errors import MAX_ERRORS_IN_MESSAGE
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration

@@ -15,14 +15,9 @@ import uvloop
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from starlette.applications import Starlette
 
-from credit_risk.serving.http import ASGIApp, Message, Receive, Scope, Send
-from credit_risk.serving.workarounds.admission import (
-    Admission,
-    AdmissionGate,
-    DeadlineMiddleware,
-    replace_timeout,
-    service_class,
-)
+from credit_risk.serving.asgi import ASGIApp, Message, Receive, Scope, Send
+from credit_risk.serving.workarounds.admission_gate import Admission, AdmissionGate, service_class
+from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware, replace_timeout
 
 PATHS = frozenset({"/classify"})
 

@@ -1,18 +1,21 @@
 """Refuse to serve a model that cannot be served: one clear line, then stop, never a loop.
 
-What BentoML 1.4.39 does on its own (checked): `bentoml serve` resolves every model a service
-references in its supervisor process before it starts a worker, and for a tag missing from the
-local store it asks BentoCloud (a network call wherever a cloud context is configured) and then
-fails with a message that says nothing of how to get a model. A model that is present but
-unreadable or trained for another schema passes that step; the runner's `__init__` then raises,
-BentoML logs a traceback per attempt and its supervisor (circus) restarts the worker every ~10 s
-for ever, while the API workers come up and `/readyz` hangs.
+Upstream (BentoML 1.4.40, checked): `bentoml serve` resolves every model a service references
+in its supervisor process before it starts a worker, and for a tag missing from the local store
+it asks BentoCloud (a network call wherever a cloud context is configured) and then fails with a
+message that says nothing of how to get a model. A model that is present but unreadable or
+trained for another schema passes that step; the runner's `__init__` then raises, BentoML logs a
+traceback per attempt and its supervisor (circus) restarts the worker every ~10 s for ever,
+while the API workers come up and `/readyz` hangs (tests/service/test_faults.py measured it).
 
 Here the reference resolves from the local store only and, in the supervisor, proves the model
 loads (`credit_risk.model_store.load_serving_model`) before any worker starts: `bentoml serve`
-exits with status 1 and one line, the registry's message, which says what is missing and how to
-fix it. Should a worker still meet an unservable model later (a runner restarted after its files
-were damaged), it logs that one line, stops the whole server and exits with status 3.
+exits with status 1 and one line, the model store's message, which says what is missing and how
+to fix it. Should a worker still meet an unservable model later (a runner restarted after its
+files were damaged), it logs that one line, stops the whole server and exits with status 3.
+The canaries in tests/serving/workarounds/test_model_reference.py fail once upstream's
+`BentoModel` stops falling back to the cloud or its supervisor stops restarting a failed worker
+for ever; then delete the part that became unnecessary.
 """
 
 from __future__ import annotations
@@ -30,15 +33,18 @@ import bentoml
 from bentoml._internal.context import server_context
 from bentoml.exceptions import BentoMLException
 
-from credit_risk.model_store import MODEL_ENV, RegistryError, load_serving_model, store_home
+from credit_risk.model_store import (
+    RegistryError,
+    invalid_tag_message,
+    load_serving_model,
+    not_found_message,
+)
 
 logger = logging.getLogger(__name__)
 
 WORKER_BOOT_ERROR: Final = 3
 """Exit status of a worker that cannot load its model (gunicorn's and uvicorn's value for a
 worker that failed to boot)."""
-
-_HOW_TO_FIX: Final = f"train one with `make train` or set {MODEL_ENV} to an existing tag"
 
 
 class ModelNotServableError(BentoMLException):
@@ -63,18 +69,14 @@ class LocalModel(bentoml.models.BentoModel):  # type: ignore[misc]
             except RegistryError as exc:
                 raise ModelNotServableError(str(exc)) from None
         if self.stored is None:
-            raise ModelNotServableError(_not_found(str(self.tag)))
+            raise ModelNotServableError(not_found_message(str(self.tag)))
         return super().resolve(base_path)
 
     def to_info(self, alias: str | None = None) -> Any:
         """What `bentoml build` records; a tag missing locally is an error, not a cloud query."""
         if self.stored is None:
-            raise ModelNotServableError(_not_found(str(self.tag)))
+            raise ModelNotServableError(not_found_message(str(self.tag)))
         return super().to_info(alias)
-
-
-def _not_found(tag: str) -> str:
-    return f"model {tag!r} not found in the BentoML store at {store_home()}: {_HOW_TO_FIX}"
 
 
 def served_model(tag: str) -> LocalModel:
@@ -82,8 +84,7 @@ def served_model(tag: str) -> LocalModel:
     try:
         return LocalModel(tag)
     except ValueError as exc:
-        msg = f"model tag {tag!r} is not valid ({exc}): {_HOW_TO_FIX}"
-        raise ModelNotServableError(msg) from None
+        raise ModelNotServableError(invalid_tag_message(tag, exc)) from None
 
 
 @contextmanager

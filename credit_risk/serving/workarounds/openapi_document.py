@@ -1,31 +1,23 @@
-"""The API as documented: an OpenAPI document that matches what the server answers, and the
-one request media type it documents, enforced.
+"""The API as documented: an OpenAPI document that matches what the server answers.
 
-BentoML 1.4 generates `/docs.json` itself and gets three things wrong for this service: it
-labels pydantic's JSON Schema 2020-12 output as OpenAPI 3.0.2 (so `exclusiveMinimum: 0` on
-`credit_amount` is invalid 3.0 and strict tools refuse the document), it documents the 400 body
-as `{"error": str, "detail": str}` while `detail` is pydantic's list of field errors, and it
-knows nothing of the refusals the service adds (401, 413, 415, 429, 503). Schemathesis, run
-against the served document in tests/service/test_fuzz_api.py, found each of these.
+Upstream (BentoML 1.4.40, checked): BentoML generates `/docs.json` itself and gets three things
+wrong for this service: it labels pydantic's JSON Schema 2020-12 output as OpenAPI 3.0.2 (so
+`exclusiveMinimum: 0` on `credit_amount` is invalid 3.0 and strict tools refuse the document),
+it documents the 400 body as `{"error": str, "detail": str}` while `detail` is pydantic's list
+of field errors, and it knows nothing of the refusals the service adds (401, 413, 415, 429,
+503). Schemathesis, run against the served document in tests/service/test_fuzz_api.py, found
+each of these. The canary in tests/serving/workarounds/test_openapi_document.py fails once
+BentoML labels its document 3.1 and describes the 400 body as a list of field errors; then
+`truthful_openapi` shrinks to the refusals BentoML cannot know of.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from credit_risk.serving.http import (
-    ASGIApp,
-    Message,
-    Receive,
-    Scope,
-    Send,
-    replay_body,
-    run_rewriting_response,
-    send_json,
-)
+from credit_risk.serving.asgi import ASGIApp, Message, Receive, Scope, Send, run_rewriting_response
 
 OPENAPI_DOCUMENT_PATH: Final = "/docs.json"
 """Where BentoML 1.4 serves the generated document (`_bentoml_impl/server/app.py`)."""
@@ -90,8 +82,9 @@ REFUSALS: Final[Mapping[int, str]] = {
     429: "Too Many Requests: the worker is at its in-flight limit; retry after Retry-After.",
     503: "Service Unavailable: the scoring runner is down or cannot keep up; retry shortly.",
 }
-"""Refusals on the API routes beyond BentoML's own list: our middleware (serving/http.py,
-JsonBodyMiddleware) and the runner-down 503 (service.py); each body is `{"error": ...}`."""
+"""Refusals on the API routes beyond BentoML's own list: the service's middleware
+(serving/middleware.py, workarounds/json_body.py, workarounds/admission_gate.py) and the
+runner-down 503 (service.py); each body is `{"error": ...}`."""
 
 
 def truthful_openapi(document: dict[str, Any], api_paths: Iterable[str]) -> dict[str, Any]:
@@ -147,76 +140,3 @@ class OpenAPIDocumentMiddleware:
         if start["status"] != 200:
             return body
         return json.dumps(truthful_openapi(json.loads(body), self.api_paths)).encode()
-
-
-class JsonBodyMiddleware:
-    """Make every API body JSON before BentoML reads it: 415 for another media type, 400 naming
-    the position for malformed JSON.
-
-    BentoML picks its parser by Content-Type and, for form types, falls into Starlette's
-    multipart parser, which answers malformed form data with a 500. For a list parameter
-    (/classify_batch) it parses with `json.loads` and lets the JSONDecodeError (or the
-    RecursionError of a deeply nested body, or the ValueError of a 5,000-digit number) escape
-    as a 500. Checking with the same `json.loads` first refuses exactly what it would choke on.
-    An empty body passes: BentoML reads it as `{}` and validation names the missing fields.
-    """
-
-    def __init__(self, app: ASGIApp, api_paths: Iterable[str]) -> None:
-        self.app = app
-        self.api_paths = frozenset(api_paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Check API request bodies; pass other paths and bodiless methods straight through."""
-        if (
-            scope["type"] != "http"
-            or scope["path"] not in self.api_paths
-            or scope.get("method") in {"GET", "HEAD", "OPTIONS"}
-        ):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-type", b"")
-        media_type = declared.split(b";")[0].strip().lower().decode("latin-1")
-        if media_type and media_type != JSON_MEDIA_TYPE:
-            await send_json(
-                send,
-                415,
-                {
-                    "error": f"unsupported Content-Type {media_type!r}: "
-                    f"send the body as {JSON_MEDIA_TYPE}",
-                    "accepted": [JSON_MEDIA_TYPE],
-                },
-            )
-            return
-
-        chunks: list[bytes] = []
-        while True:  # BodyLimitMiddleware, further out, has already bounded the size
-            message = await receive()
-            if message["type"] != "http.request":  # client went away
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        problem = json_problem(body) if body else None
-        if problem is not None:
-            detail = {"type": "json_invalid", "loc": [], "msg": f"Invalid JSON: {problem}"}
-            await send_json(
-                send, 400, {"error": f"invalid input: body: {detail['msg']}", "detail": [detail]}
-            )
-            return
-        await self.app(scope, replay_body(body, receive), send)
-
-
-def json_problem(body: bytes) -> str | None:
-    """Why `json.loads` (BentoML's parser for list bodies) would refuse `body`, or None."""
-    try:
-        json.loads(body)
-    except json.JSONDecodeError as exc:
-        return str(exc)
-    except UnicodeDecodeError:
-        return "the body is not UTF-8 text"
-    except RecursionError:
-        return "nested too deeply"
-    except ValueError:  # the only other refusal: Python's cap on digits in an integer
-        return f"a number longer than {sys.get_int_max_str_digits()} digits"
-    return None

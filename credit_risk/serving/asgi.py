@@ -1,0 +1,112 @@
+"""ASGI building blocks the service's middleware share: types, direct answers, body replay."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ClientGoneError(Exception):
+    """The client disconnected before its body had fully arrived."""
+
+
+class BodyTooLargeError(Exception):
+    """The body grew past the limit while it was being read."""
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer a request directly from middleware."""
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *(extra_headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app a body middleware has already read, then passes through."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def read_body(receive: Receive, max_bytes: int | None = None) -> bytes:
+    """The whole request body; raises `BodyTooLargeError` past `max_bytes`, `ClientGoneError` if the
+    client disconnects first."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGoneError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def run_rewriting_response(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    wants: Callable[[Message], bool],
+    rewrite: Callable[[Message, bytes], bytes],
+) -> None:
+    """Run `app`; a response whose start message `wants` picks is buffered and sent as
+    `rewrite(start, body)` with its Content-Length corrected; any other streams through."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def capture(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and wants(message):
+            start = message
+            return
+        if start is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            body = rewrite(start, b"".join(chunks))
+            headers = [
+                (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
+            ]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+    await app(scope, receive, capture)
