@@ -7,6 +7,10 @@ UV_VERSION := 0.13.9
 PORT ?= 3000
 
 export PYTHONPATH := $(CURDIR)
+# No target sends usage data: BentoML's tracking, and the analytics of the optional Prefect and
+# MLflow, are off for everything run from here.
+export BENTOML_DO_NOT_TRACK := True
+export DO_NOT_TRACK := 1
 
 .PHONY: help setup lock train serve test lint format
 
@@ -53,23 +57,21 @@ test: lint  ## lint, then the whole test suite
 # --- bento, OCI image, Kubernetes (bentofile.yaml, deploy/k8s) ------------------------------
 BENTO := credit_risk_service
 CONTAINER_ENV ?= ../shared/tools/container-env.sh
-# BentoML's usage tracking would call out to the internet; these targets never let it.
-BENTOML_ENV := BENTOML_DO_NOT_TRACK=True
 # Where the shared provisioning script exists, put its docker CLI (BuildKit built in) first.
 WITH_ENGINE := if [ -f $(CONTAINER_ENV) ]; then eval "$$(bash $(CONTAINER_ENV) env)"; fi;
-NEWEST_BENTO = $(BENTOML_ENV) $(BIN)/bentoml get $(BENTO):latest -o json \
+NEWEST_BENTO = $(BIN)/bentoml get $(BENTO):latest -o json \
 	| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["version"])'
 
 .PHONY: build containerize run-image container-test
 
 build: setup  ## bentoml build -> bento credit_risk_service:<version> (trains if the store has no model)
-	@$(BENTOML_ENV) $(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 || $(BIN)/python train.py
-	$(BENTOML_ENV) $(BIN)/bentoml build .
+	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 || $(BIN)/python train.py
+	$(BIN)/bentoml build .
 
 containerize: setup  ## OCI image credit_risk_service:<version> (and :latest) from the newest bento
-	@$(BENTOML_ENV) $(BIN)/bentoml get $(BENTO):latest >/dev/null 2>&1 || $(MAKE) build
+	@$(BIN)/bentoml get $(BENTO):latest >/dev/null 2>&1 || $(MAKE) build
 	@$(WITH_ENGINE) version=$$($(NEWEST_BENTO)) && set -x && \
-	$(BENTOML_ENV) $(BIN)/bentoml containerize $(BENTO):$$version \
+	$(BIN)/bentoml containerize $(BENTO):$$version \
 		-t $(BENTO):$$version -t $(BENTO):latest
 
 run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-only, non-root)
@@ -79,7 +81,7 @@ run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-o
 		--tmpfs /var/log/credit-risk:size=1g,uid=1034,gid=1034 \
 		-v $(CURDIR)/deploy/k8s/base/bentoml_config.yaml:/etc/bentoml/bentoml_config.yaml:ro \
 		-e BENTOML_CONFIG=/etc/bentoml/bentoml_config.yaml -e BENTOML_HOME=/var/lib/bentoml \
-		-e PYTHONDONTWRITEBYTECODE=1 -e $(BENTOML_ENV) \
+		-e PYTHONDONTWRITEBYTECODE=1 -e BENTOML_DO_NOT_TRACK=True \
 		--cpus 2 --memory 1536m $(BENTO):latest
 
 container-test: setup  ## the tests marked `container` (needs an engine: container-env.sh up)
@@ -103,7 +105,7 @@ bench: setup  ## ours (batching on/off) vs Flask+gunicorn under wrk -> reports/b
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk, the load generator:" \
 		"sudo apt-get install -y wrk (Debian/Ubuntu) or brew install wrk (macOS)." \
 		"Nothing is installed automatically." >&2; exit 2; }
-	@BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
+	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.bench --command "make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
 
@@ -144,6 +146,6 @@ faults: setup  ## the fault tests alone: runner SIGKILLed under load, unservable
 
 overload: setup  ## open-loop 4x capacity for 30 s between normal load -> reports/overload.{md,json} (~3 min, needs wrk)
 	@command -v wrk >/dev/null 2>&1 || { echo "make overload needs wrk: sudo apt-get install -y wrk" >&2; exit 2; }
-	@BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
+	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.overload --command "make overload$(if $(OVERLOAD_ARGS), OVERLOAD_ARGS='$(OVERLOAD_ARGS)')" $(OVERLOAD_ARGS)

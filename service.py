@@ -85,7 +85,7 @@ class CreditScorer:
         with refuse_unservable_model():
             loaded = load_serving_model(str(self.model_ref.tag))
         meta = loaded.metadata
-        self.scorer: Scorer = loaded.scorer
+        self.model: Scorer = loaded.scorer
         self.scaling = ScoreScaling.from_metadata(meta["score_scaling"])
         self.drift = DriftMonitor(
             signals_from_metadata(meta["training_distribution"]), window=SETTINGS.drift_window
@@ -103,7 +103,7 @@ class CreditScorer:
         """Rows of the code array -> [P(default), excess log-odds per feature] per row."""
         start = time.perf_counter()
         codes = np.asarray(codes, dtype=np.float64)
-        proba, excess = self.scorer.predict(codes)
+        proba, excess = self.model.predict(codes)
         out = np.column_stack([proba, excess])
         assert len(out) == len(codes), "one result per input row"
         metrics.INFERENCE_SECONDS.observe(time.perf_counter() - start)
@@ -157,7 +157,7 @@ API_PATHS = frozenset({"/classify", "/classify_batch", "/model_card"})
 class CreditRiskService:
     """The credit-risk API: one applicant or a batch in, decisions with reasons out."""
 
-    scorer = bentoml.depends(CreditScorer)
+    runner = bentoml.depends(CreditScorer)
     model_ref = served_model(SETTINGS.model_tag)
 
     def __init__(self) -> None:
@@ -185,7 +185,7 @@ class CreditRiskService:
                 for attempt in range(RUNNER_CALL_ATTEMPTS):
                     try:
                         # looked up per call: the remote client learns its endpoints once connected
-                        result: FloatArray = await self.scorer.to_async.score(codes)
+                        result: FloatArray = await self.runner.to_async.score(codes)
                         return result
                     except (
                         aiohttp.ClientConnectionError,  # dropped or refused connection
