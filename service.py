@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 from collections import Counter
 from typing import Annotated, Any
@@ -25,8 +26,15 @@ from starlette.responses import Response
 from credit_risk.compiled import Scorer
 from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import FloatArray, encode_applicants
-from credit_risk.model_store import load_serving_model
+from credit_risk.model_store import (
+    MODEL_ENV,
+    ModelLoadError,
+    RegistryError,
+    ServingModel,
+    load_serving_model,
+)
 from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, ScoreScaling
+from credit_risk.promotion import read_state
 from credit_risk.schema import Applicant, Decision
 from credit_risk.serving import metrics
 from credit_risk.serving.coalesce import Coalescer
@@ -47,11 +55,16 @@ from credit_risk.serving.settings import (
     RUNNER_RETRY_BACKOFF_S,
     Settings,
 )
+from credit_risk.serving.shadow import WIDTH, Shadow, append_challenger, check_same_schema
 from credit_risk.serving.ui import app as loan_officer_form
 from credit_risk.serving.workarounds.admission_gate import RETRY_AFTER_S, Admission, service_class
 from credit_risk.serving.workarounds.decision_monitor import MONITOR_TYPE
 from credit_risk.serving.workarounds.json_body import JsonBodyMiddleware
-from credit_risk.serving.workarounds.model_reference import refuse_unservable_model, served_model
+from credit_risk.serving.workarounds.model_reference import (
+    challenger_message,
+    refuse_unservable_model,
+    served_model,
+)
 from credit_risk.serving.workarounds.openapi_document import OpenAPIDocumentMiddleware
 from credit_risk.serving.workarounds.validation_errors import (
     ErrorMessageMiddleware,
@@ -60,6 +73,34 @@ from credit_risk.serving.workarounds.validation_errors import (
 
 SETTINGS = Settings.from_env()
 install_client_error_log_filter()
+logger = logging.getLogger(__name__)
+
+CHAMPION_REF = served_model(SETTINGS.model_tag)
+CHALLENGER_REF = (
+    served_model(SETTINGS.challenger_tag, challenger=True) if SETTINGS.challenger_tag else None
+)
+"""Both services reference both models, so `bentoml build` records them; resolved at import,
+from the pin, the promotion state or the newest model (credit_risk/promotion.py)."""
+
+
+def _announce_models() -> None:
+    """At start-up (by the runner, once): which models, and where each choice came from."""
+    logger.setLevel(logging.INFO)  # BentoML's root logger lets warnings only through
+    state = read_state()
+    if SETTINGS.model_source.startswith("pinned") and state.champion:
+        logger.warning(
+            "%s=%s pins the champion: it overrides the promotion state (champion %s)",
+            MODEL_ENV,
+            SETTINGS.model_tag,
+            state.champion,
+        )
+    logger.info(
+        "champion %s (%s); challenger %s (%s)",
+        SETTINGS.model_tag,
+        SETTINGS.model_source,
+        SETTINGS.challenger_tag,
+        SETTINGS.challenger_source,
+    )
 
 
 def _freeze_startup_garbage() -> None:
@@ -79,13 +120,18 @@ def _freeze_startup_garbage() -> None:
 class CreditScorer:
     """Runner: loads the pipeline once, scores whole batches with the compiled scorer."""
 
-    model_ref = served_model(SETTINGS.model_tag)
+    model_ref = CHAMPION_REF
+    challenger_ref = CHALLENGER_REF
 
     def __init__(self) -> None:
         with refuse_unservable_model():
             loaded = load_serving_model(str(self.model_ref.tag))
+            challenger = _load_challenger(self.challenger_ref, loaded)
         meta = loaded.metadata
         self.model: Scorer = loaded.scorer
+        self.challenger: Scorer | None = challenger.scorer if challenger else None
+        self.shadow_labels = (loaded.tag, challenger.tag if challenger else "")
+        _announce_models()
         self.scaling = ScoreScaling.from_metadata(meta["score_scaling"])
         self.drift = DriftMonitor(
             signals_from_metadata(meta["training_distribution"]), window=SETTINGS.drift_window
@@ -100,12 +146,15 @@ class CreditScorer:
         max_latency_ms=RUNNER_MAX_LATENCY_MS,
     )
     async def score(self, codes: np.ndarray) -> np.ndarray:
-        """Rows of the code array -> [P(default), excess log-odds per feature] per row."""
+        """Rows of the code array -> [P(default), excess log-odds per feature] per row, then
+        the same columns of the challenger when there is one (and it scored)."""
         start = time.perf_counter()
         codes = np.asarray(codes, dtype=np.float64)
         proba, excess = self.model.predict(codes)
         out = np.column_stack([proba, excess])
         assert len(out) == len(codes), "one result per input row"
+        if self.challenger is not None:
+            out = append_challenger(out, codes, self.challenger, self.shadow_labels)
         metrics.INFERENCE_SECONDS.observe(time.perf_counter() - start)
         metrics.BATCH_ROWS.observe(len(codes))
         self._observe_drift(codes, proba)
@@ -123,6 +172,18 @@ class CreditScorer:
         if self.drift.full:
             for signal, value in self.drift.psi().items():
                 metrics.DRIFT_PSI.labels(signal=signal).set(value)
+
+
+def _load_challenger(ref: Any, champion: ServingModel) -> ServingModel | None:
+    """The challenger, scoring the same inputs as the champion; refused like the champion."""
+    if ref is None:
+        return None
+    try:
+        challenger = load_serving_model(str(ref.tag))
+        check_same_schema(champion.metadata, challenger.metadata, challenger.tag)
+    except RegistryError as exc:
+        raise ModelLoadError(challenger_message(exc)) from None
+    return challenger
 
 
 ApplicantBatch = Annotated[
@@ -158,17 +219,18 @@ class CreditRiskService:
     """The credit-risk API: one applicant or a batch in, decisions with reasons out."""
 
     runner = bentoml.depends(CreditScorer)
-    model_ref = served_model(SETTINGS.model_tag)
+    model_ref = CHAMPION_REF
+    challenger_ref = CHALLENGER_REF
 
     def __init__(self) -> None:
         with refuse_unservable_model():
             stored = self.model_ref
-        meta: dict[str, Any] = dict(stored.info.metadata)
+            challenger = self.challenger_ref
         self.model_info = stored.info
-        self.policy = DecisionRule(
-            threshold=float(meta["threshold"]),
-            scaling=ScoreScaling.from_metadata(meta["score_scaling"]),
-            model_version=str(stored.tag),
+        self.challenger_info = challenger.info if challenger else None
+        self.policy = _decision_rule(stored)
+        self.shadow = (
+            Shadow(_decision_rule(challenger), self.policy.model_version) if challenger else None
         )
         metrics.MODEL_INFO.labels(model_version=str(stored.tag)).set(1)
         coalescer = Coalescer(self._runner_score, max_rows=RUNNER_MAX_BATCH_SIZE)
@@ -202,8 +264,9 @@ class CreditRiskService:
         codes = encode_applicants(applicants)
         out: FloatArray = await self._score(codes)
         assert out.shape[0] == len(applicants), "runner returned one row per applicant"
-        decisions = self.policy.records(out[:, 0], out[:, 1:])
-        log_decisions(applicants, decisions)
+        decisions = self.policy.records(out[:, 0], out[:, 1:WIDTH])
+        shadow = self.shadow.records(decisions, out) if self.shadow else None
+        log_decisions(applicants, decisions, shadow)
         outcomes = Counter((d["decision"], d["risk_band"]) for d in decisions)
         for (decision, band), count in outcomes.items():
             metrics.DECISIONS.labels(decision=decision, risk_band=band).inc(count)
@@ -235,15 +298,33 @@ class CreditRiskService:
 
     @bentoml.api
     def model_card(self) -> dict[str, Any]:
-        """What is being served: tag, creation time, metrics, threshold, scaling, features."""
-        info = self.model_info
-        meta = dict(info.metadata)
+        """What is being served: tag, creation time, metrics, threshold, scaling, features;
+        the challenger scored in shadow beside it (or null), and where each choice came from."""
         return {
-            "tag": str(info.tag),
-            "created_at": info.creation_time.isoformat(),
-            "labels": dict(info.labels),
-            **meta,
+            **_card(self.model_info),
+            "served_from": SETTINGS.model_source,
+            "challenger": _card(self.challenger_info) if self.challenger_info else None,
+            "challenger_served_from": SETTINGS.challenger_source,
         }
+
+
+def _card(info: Any) -> dict[str, Any]:
+    return {
+        "tag": str(info.tag),
+        "created_at": info.creation_time.isoformat(),
+        "labels": dict(info.labels),
+        **dict(info.metadata),
+    }
+
+
+def _decision_rule(stored: Any) -> DecisionRule:
+    """A model's own decision rule: its threshold and scaling, its version on every record."""
+    meta = stored.info.metadata
+    return DecisionRule(
+        threshold=float(meta["threshold"]),
+        scaling=ScoreScaling.from_metadata(meta["score_scaling"]),
+        model_version=str(stored.tag),
+    )
 
 
 class RunnerUnavailableError(Exception):

@@ -20,6 +20,9 @@ from credit_risk.schema import CATEGORIES, FEATURES, Applicant
 
 DECISION_LOG: Final = "credit_risk_decisions"
 """Monitor name: the folder under the monitoring log path."""
+CHALLENGER_COLUMN: Final = "challenger"
+"""The challenger's shadow record: model_version, probability_of_default, score, risk_band,
+decision, threshold, reason_codes (codes, comma-separated); null when an error lost it."""
 
 
 def default_log_path() -> Path:
@@ -38,8 +41,13 @@ _OUTPUTS: Final = (
 )
 
 
-def log_decisions(applicants: Sequence[Applicant], decisions: Sequence[dict[str, Any]]) -> None:
-    """Record each applicant's features with its decision (`Decision` layout as a dict)."""
+def log_decisions(
+    applicants: Sequence[Applicant],
+    decisions: Sequence[dict[str, Any]],
+    challenger: Sequence[dict[str, Any] | None] | None = None,
+) -> None:
+    """Record each applicant's features with its decision (`Decision` layout as a dict), and
+    the challenger's shadow record under its own key when one is scored (null if lost)."""
     assert len(applicants) == len(decisions), "one decision per applicant"
     with bentoml.monitor(DECISION_LOG) as mon:
         for name in FEATURES:
@@ -53,3 +61,6 @@ def log_decisions(applicants: Sequence[Applicant], decisions: Sequence[dict[str,
             "prediction",
             "categorical",
         )
+        if challenger is not None:
+            assert len(challenger) == len(decisions), "one challenger record per decision"
+            mon.log_batch(challenger, CHALLENGER_COLUMN, "prediction", "categorical")

@@ -65,3 +65,25 @@ DRIFT_WINDOW = Gauge(
     "Applicants in the drift window (PSI is reported once it is full).",
     multiprocess_mode="livemax",
 )
+
+SCORE_DIFFERENCE_BUCKETS: Final = (-60, -40, -20, -10, -5, -2, 0, 2, 5, 10, 20, 40, 60)
+"""Challenger minus champion score points; 20 points double the odds (the policy's PDO)."""
+
+SHADOW_COMPARISONS = Counter(
+    "credit_risk_shadow_comparisons",
+    "Champion and challenger decisions on the same applicant: agree, swap_in (only the "
+    "challenger approves) or swap_out (only the champion approves).",
+    ["champion", "challenger", "comparison"],
+)
+SHADOW_SCORE_DIFFERENCE = Histogram(
+    "credit_risk_shadow_score_difference",
+    "Challenger score minus champion score, in points, per shadow-scored applicant.",
+    ["champion", "challenger"],
+    buckets=SCORE_DIFFERENCE_BUCKETS,
+)
+SHADOW_FAILURES = Counter(
+    "credit_risk_shadow_failures",
+    "Applicants whose challenger record was lost to an error (the champion still answered), "
+    "by stage: score (runner) or decide (API).",
+    ["champion", "challenger", "stage"],
+)

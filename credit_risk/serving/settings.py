@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from credit_risk.model_store import DEFAULT_TAG, MODEL_ENV
+from credit_risk.model_store import DEFAULT_TAG
 from credit_risk.policy import MAX_BATCH_APPLICANTS
+from credit_risk.promotion import served_tags
 from credit_risk.serving.drift import DEFAULT_WINDOW as DEFAULT_DRIFT_WINDOW
 
 RUNNER_MAX_BATCH_SIZE: Final = MAX_BATCH_APPLICANTS
@@ -86,6 +87,9 @@ class Settings:
     """Everything the service reads from its environment, validated once at start-up."""
 
     model_tag: str = DEFAULT_TAG
+    challenger_tag: str | None = None
+    model_source: str = "default"
+    challenger_source: str = "none named"
     batching: bool = True
     coalescing: bool = True
     api_tokens: frozenset[str] = field(default_factory=frozenset)
@@ -94,9 +98,14 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """CREDIT_RISK_MODEL, _BATCHING, _COALESCING, _API_TOKENS, _MAX_IN_FLIGHT, _DRIFT_WINDOW."""
+        """CREDIT_RISK_MODEL, _CHALLENGER (else the promotion state), _BATCHING, _COALESCING,
+        _API_TOKENS, _MAX_IN_FLIGHT, _DRIFT_WINDOW."""
+        served = served_tags(environ)
         return cls(
-            model_tag=environ.get(MODEL_ENV, "").strip() or DEFAULT_TAG,
+            model_tag=served.champion,
+            challenger_tag=served.challenger,
+            model_source=served.champion_source,
+            challenger_source=served.challenger_source,
             batching=_flag(environ.get("CREDIT_RISK_BATCHING"), default=True),
             coalescing=_flag(environ.get("CREDIT_RISK_COALESCING"), default=True),
             api_tokens=_tokens(environ.get("CREDIT_RISK_API_TOKENS")),

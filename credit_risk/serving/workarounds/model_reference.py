@@ -39,6 +39,7 @@ from credit_risk.model_store import (
     load_serving_model,
     not_found_message,
 )
+from credit_risk.promotion import CHALLENGER_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +80,32 @@ class LocalModel(bentoml.models.BentoModel):  # type: ignore[misc]
         return super().to_info(alias)
 
 
-def served_model(tag: str) -> LocalModel:
+class ChallengerModel(LocalModel):
+    """The challenger's reference: refused the same way, with a line that says it is the
+    challenger and how to start without it."""
+
+    def resolve(self, base_path: Any = None) -> Any:
+        """As `LocalModel.resolve`, the refusal naming the challenger."""
+        try:
+            return super().resolve(base_path)
+        except ModelNotServableError as exc:
+            raise ModelNotServableError(challenger_message(exc)) from None
+
+
+def challenger_message(error: Exception) -> str:
+    """One line for an unservable challenger: what is wrong, and how to run without it."""
+    return f"challenger: {error} (or start without shadow scoring: {CHALLENGER_ENV}=none)"
+
+
+def served_model(tag: str, *, challenger: bool = False) -> LocalModel:
     """The service's model reference; a malformed tag fails here with the same kind of line."""
     try:
-        return LocalModel(tag)
+        return ChallengerModel(tag) if challenger else LocalModel(tag)
     except ValueError as exc:
-        raise ModelNotServableError(invalid_tag_message(tag, exc)) from None
+        message = invalid_tag_message(tag, exc)
+        raise ModelNotServableError(
+            challenger_message(ValueError(message)) if challenger else message
+        ) from None
 
 
 @contextmanager
