@@ -75,3 +75,75 @@ def policy() -> None:
     from credit_risk.policy import markdown_tables  # noqa: PLC0415
 
     click.echo(markdown_tables(), nl=False)
+
+
+def _promotion_change(change: str, **kwargs: str) -> None:
+    """Run one change of the promotion state; refused input is one line and exit code 2."""
+    from credit_risk import promotion  # noqa: PLC0415
+
+    try:
+        entry = getattr(promotion, change)(**kwargs)
+    except promotion.PromotionError as exc:
+        raise InputError(str(exc)) from None
+    click.echo(
+        f"{entry['role']}: {entry['from'] or '-'} -> {entry['to'] or '-'} "
+        f"({entry['action']} by {entry['who']} at {entry['when']}); restart the service to apply"
+    )
+
+
+@main.command()
+@click.argument("tag")
+@click.option(
+    "--as",
+    "role",
+    type=click.Choice(["champion", "challenger"]),
+    default="champion",
+    show_default=True,
+    help="champion: serves the decisions (the old one retires); challenger: scored in shadow.",
+)
+@click.option("--reason", required=True, help="Why: recorded in the audit trail.")
+def promote(tag: str, role: str, reason: str) -> None:
+    """Promote a stored model to champion or challenger, with an audit-trail entry."""
+    _promotion_change("promote", tag=tag, role=role, reason=reason)
+
+
+@main.command()
+@click.option("--reason", required=True, help="Why: recorded in the audit trail.")
+def rollback(reason: str) -> None:
+    """Return to the previous champion (the current one retires)."""
+    _promotion_change("rollback", reason=reason)
+
+
+@main.command("retire-challenger")
+@click.option("--reason", required=True, help="Why: recorded in the audit trail.")
+def retire_challenger(reason: str) -> None:
+    """Stop shadow scoring: the promotion state names no challenger."""
+    _promotion_change("retire_challenger", reason=reason)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The whole state, audit trail included.")
+def champion(as_json: bool) -> None:
+    """Show what serving resolves (pin, promotion state, newest) and the audit trail."""
+    import json  # noqa: PLC0415
+
+    from credit_risk import promotion  # noqa: PLC0415
+
+    try:
+        state = promotion.read_state()
+        served = promotion.served_tags()
+    except promotion.PromotionError as exc:
+        raise InputError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"served": vars(served), "state": vars(state)}, indent=2))
+        return
+    click.echo(f"state: {promotion.state_path()}")
+    click.echo(f"champion:   {served.champion} ({served.champion_source})")
+    click.echo(f"challenger: {served.challenger or '-'} ({served.challenger_source})")
+    click.echo(f"previous champions: {', '.join(state.previous_champions) or '-'}")
+    for e in state.audit:
+        auc = e["figures"].get("protocol_roc_auc") or {}
+        click.echo(
+            f"  {e['when']} {e['who']}: {e['action']} {e['role']} {e['from'] or '-'} -> "
+            f"{e['to'] or '-'} (protocol ROC AUC {auc.get('mean', '-')}): {e['reason']}"
+        )
