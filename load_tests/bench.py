@@ -89,6 +89,10 @@ DRAIN_MAX_S: Final = 30.0
 """Upper bound on waiting for a server to go idle, so every run stays bounded."""
 DRAIN_REPORT_S: Final = 2.0
 """Drains longer than this are logged: the previous run overloaded the server."""
+SHADOW: Final = "ours-shadow"
+"""Our service scoring a challenger in shadow beside the champion, against `ours-batching`."""
+SHADOW_CONNECTIONS: Final = 64
+"""Where shadow scoring's cost is stated: it must keep 90 % of champion-only throughput."""
 
 
 @dataclass(frozen=True)
@@ -493,6 +497,16 @@ def servers(concurrency: tuple[int, ...], batch_concurrency: tuple[int, ...]) ->
             is_ours=True,
         ),
         Server(
+            key=SHADOW,
+            label="ours, adaptive batching, challenger in shadow",
+            argv=(bentoml, "serve", *ours),
+            env={**quiet, **open_api, "CREDIT_RISK_BATCHING": "1"},  # challenger: see `run`
+            ready_path="/readyz",
+            check_path="/classify",
+            loads=(Load("classify", "/classify", "single", 1, (SHADOW_CONNECTIONS,)),),
+            is_ours=True,
+        ),
+        Server(
             key="ours-no-batching",
             label="ours, batching off",
             argv=(bentoml, "serve", *ours),
@@ -596,6 +610,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         configs = [c for c in configs if c.key in args.only]
     for c in configs:
         c.env["CREDIT_RISK_MODEL"] = tag  # pin every configuration to the same model version
+        # only the shadow row scores a challenger, whatever the promotion state names
+        c.env["CREDIT_RISK_CHALLENGER"] = (args.challenger or tag) if c.key == SHADOW else "none"
     workdir = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
     bodies = {
         "single": write_bodies(workdir / "single.jsonl", sample_applicants(SINGLE_BODIES, seed=1)),
@@ -709,6 +725,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-concurrency", type=_ints, default=(1, 4, 16))
     parser.add_argument("--only", nargs="*", help="server keys to run (default: all)")
     parser.add_argument("--model", help="model tag to serve (default: credit_risk:latest)")
+    parser.add_argument(
+        "--challenger", help=f"challenger of the {SHADOW} row (default: the served model)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "reports")
     parser.add_argument("--command", default=None, help="command line to print in the report")
     args = parser.parse_args(argv)
