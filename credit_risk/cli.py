@@ -147,3 +147,42 @@ def champion(as_json: bool) -> None:
             f"  {e['when']} {e['who']}: {e['action']} {e['role']} {e['from'] or '-'} -> "
             f"{e['to'] or '-'} (protocol ROC AUC {auc.get('mean', '-')}): {e['reason']}"
         )
+
+
+@main.command()
+@click.argument("outcomes", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--decision-log",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A decision log file or folder (default: the one beside the model store).",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where backtest.{md,json,png} go (default: reports/backtest/).",
+)
+def backtest(outcomes: Path, decision_log: Path | None, report_dir: Path | None) -> None:
+    """Back-test logged decisions (champion and challenger) against matured outcomes.
+
+    OUTCOMES is a CSV or Parquet file with decision_id, outcome (good/bad) and observed_at.
+    Exit 2: bad input, nothing written. Exit 3: report written, but some outcomes matched no
+    logged decision (counted and listed in it).
+    """
+    from credit_risk.backtest import EXIT_UNMATCHED  # noqa: PLC0415
+    from credit_risk.backtest.inputs import BacktestInputError  # noqa: PLC0415
+    from credit_risk.backtest.run import DEFAULT_REPORT_DIR  # noqa: PLC0415
+    from credit_risk.backtest.run import backtest as run_backtest  # noqa: PLC0415
+
+    try:
+        result = run_backtest(outcomes, decision_log, report_dir or DEFAULT_REPORT_DIR)
+    except BacktestInputError as exc:
+        raise InputError(str(exc)) from None
+    click.echo("report: " + ", ".join(str(p) for p in result.paths))
+    if result.unmatched:
+        click.echo(
+            f"{result.unmatched} outcome(s) matched no logged decision: listed in the report",
+            err=True,
+        )
+        raise SystemExit(EXIT_UNMATCHED)
