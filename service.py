@@ -55,7 +55,7 @@ from credit_risk.serving.settings import (
     RUNNER_RETRY_BACKOFF_S,
     Settings,
 )
-from credit_risk.serving.shadow import WIDTH, Shadow, append_challenger, check_same_schema
+from credit_risk.serving.shadow import WIDTH, Rule, Shadow, ShadowScorer, check_same_schema
 from credit_risk.serving.ui import app as loan_officer_form
 from credit_risk.serving.workarounds.admission_gate import RETRY_AFTER_S, Admission, service_class
 from credit_risk.serving.workarounds.decision_monitor import MONITOR_TYPE
@@ -129,8 +129,15 @@ class CreditScorer:
             challenger = _load_challenger(self.challenger_ref, loaded)
         meta = loaded.metadata
         self.model: Scorer = loaded.scorer
-        self.challenger: Scorer | None = challenger.scorer if challenger else None
-        self.shadow_labels = (loaded.tag, challenger.tag if challenger else "")
+        self.shadow = (
+            ShadowScorer(
+                challenger.scorer,
+                Rule.from_metadata(challenger.tag, challenger.metadata),
+                Rule.from_metadata(loaded.tag, meta),
+            )
+            if challenger
+            else None
+        )
         _announce_models()
         self.scaling = ScoreScaling.from_metadata(meta["score_scaling"])
         self.drift = DriftMonitor(
@@ -147,14 +154,14 @@ class CreditScorer:
     )
     async def score(self, codes: np.ndarray) -> np.ndarray:
         """Rows of the code array -> [P(default), excess log-odds per feature] per row, then
-        the same columns of the challenger when there is one (and it scored)."""
+        the challenger's decided columns when there is one and it scored (serving/shadow.py)."""
         start = time.perf_counter()
         codes = np.asarray(codes, dtype=np.float64)
         proba, excess = self.model.predict(codes)
         out = np.column_stack([proba, excess])
         assert len(out) == len(codes), "one result per input row"
-        if self.challenger is not None:
-            out = append_challenger(out, codes, self.challenger, self.shadow_labels)
+        if self.shadow is not None:
+            out = self.shadow.append(out, codes)
         metrics.INFERENCE_SECONDS.observe(time.perf_counter() - start)
         metrics.BATCH_ROWS.observe(len(codes))
         self._observe_drift(codes, proba)
@@ -230,7 +237,12 @@ class CreditRiskService:
         self.challenger_info = challenger.info if challenger else None
         self.policy = _decision_rule(stored)
         self.shadow = (
-            Shadow(_decision_rule(challenger), self.policy.model_version) if challenger else None
+            Shadow(
+                Rule.from_metadata(str(challenger.tag), challenger.info.metadata),
+                self.policy.model_version,
+            )
+            if challenger
+            else None
         )
         metrics.MODEL_INFO.labels(model_version=str(stored.tag)).set(1)
         coalescer = Coalescer(self._runner_score, max_rows=RUNNER_MAX_BATCH_SIZE)
@@ -265,7 +277,7 @@ class CreditRiskService:
         out: FloatArray = await self._score(codes)
         assert out.shape[0] == len(applicants), "runner returned one row per applicant"
         decisions = self.policy.records(out[:, 0], out[:, 1:WIDTH])
-        shadow = self.shadow.records(decisions, out) if self.shadow else None
+        shadow = self.shadow.records(len(decisions), out) if self.shadow else None
         log_decisions(applicants, decisions, shadow)
         outcomes = Counter((d["decision"], d["risk_band"]) for d in decisions)
         for (decision, band), count in outcomes.items():
