@@ -114,10 +114,12 @@ def promote(tag: str, role: Role, reason: str, who: str | None = None) -> dict[s
     resolved, figures = _servable(tag)
     with _locked() as state:
         if role == "champion":
-            old = state.champion or _newest_or_none()
-            if resolved == old:
+            if resolved == state.champion:
                 msg = f"{resolved} is already the champion; nothing changed"
                 raise PromotionError(msg)
+            # with nothing promoted yet, the newest model was serving: it is what we leave
+            old = state.champion or _newest_or_none()
+            old = None if old == resolved else old
             if old:
                 state.previous_champions.append(old)
             state.champion = resolved

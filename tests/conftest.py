@@ -164,3 +164,33 @@ def server(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )
     yield srv
     stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def challenger_tag(model_tag: str) -> str:
+    """A second real model (another seed, a linear scorecard) to serve as challenger.
+
+    `credit_risk:latest` keeps pointing at `model_tag`, which other tests rely on.
+    """
+    tag = train_and_save(quick=True, seed=7, model="logreg", report_dir=None, quiet=True)
+    latest = TEST_HOME / "models" / model_store.MODEL_NAME / "latest"
+    latest.write_text(model_tag.split(":")[1])
+    return str(tag)
+
+
+def copy_model(tag: str, home: Path, version: str | None = None) -> Path:
+    """Copy one stored model into the store at `home` (as `version` if given); returns its
+    directory. The copy does not become `latest` unless it is the store's first model."""
+    name, stored_version = tag.split(":")
+    source = TEST_HOME / "models" / name / stored_version
+    target = home / "models" / name / (version or stored_version)
+    shutil.copytree(source, target)
+    if version:
+        info = target / "model.yaml"
+        info.write_text(
+            info.read_text().replace(f"version: {stored_version}", f"version: {version}")
+        )
+    latest = target.parent / "latest"
+    if not latest.exists():
+        latest.write_text(target.name)
+    return target
