@@ -149,3 +149,16 @@ overload: setup  ## open-loop 4x capacity for 30 s between normal load -> report
 	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.overload --command "make overload$(if $(OVERLOAD_ARGS), OVERLOAD_ARGS='$(OVERLOAD_ARGS)')" $(OVERLOAD_ARGS)
+
+# --- champion and challenger: promotion state, shadow scoring, back-test (docs/champion-challenger.md)
+OUTCOMES ?=
+
+.PHONY: champion backtest
+
+champion: setup  ## the models serving resolves (pin, promotion state, newest) and the promotion audit trail
+	$(BIN)/credit-risk champion
+
+backtest: setup  ## back-test the decision log against OUTCOMES=file.csv|.parquet -> reports/backtest/backtest.{md,json,png}
+	@test -n "$(OUTCOMES)" || { echo "usage: make backtest OUTCOMES=outcomes.csv" \
+		"(decision_id, outcome good/bad, observed_at)" >&2; exit 2; }
+	$(BIN)/credit-risk backtest $(OUTCOMES)
