@@ -66,7 +66,9 @@ NEWEST_BENTO = $(BIN)/bentoml get $(BENTO):latest -o json \
 
 build: setup  ## bentoml build -> bento credit_risk_service:<version> (trains if the store has no model)
 	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 || $(BIN)/python train.py
-	$(BIN)/bentoml build .
+	@# the champion and challenger resolved now travel with the bento (docs/champion-challenger.md)
+	$(BIN)/credit-risk champion --export promoted_models.json
+	$(BIN)/bentoml build .; status=$$?; rm -f promoted_models.json; exit $$status
 
 containerize: setup  ## OCI image credit_risk_service:<version> (and :latest) from the newest bento
 	@$(BIN)/bentoml get $(BENTO):latest >/dev/null 2>&1 || $(MAKE) build

@@ -123,7 +123,13 @@ def retire_challenger(reason: str) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="The whole state, audit trail included.")
-def champion(as_json: bool) -> None:
+@click.option(
+    "--export",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the exact tags serving resolves to this file (`make build` bundles it).",
+)
+def champion(as_json: bool, export: Path | None) -> None:
     """Show what serving resolves (pin, promotion state, newest) and the audit trail."""
     import json  # noqa: PLC0415
 
@@ -132,6 +138,12 @@ def champion(as_json: bool) -> None:
     try:
         state = promotion.read_state()
         served = promotion.served_tags()
+        if export is not None:
+            bundle = promotion.export_bundle(export)
+            click.echo(
+                f"{export}: champion {bundle['champion']}, challenger {bundle['challenger']}"
+            )
+            return
     except promotion.PromotionError as exc:
         raise InputError(str(exc)) from None
     if as_json:

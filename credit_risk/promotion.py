@@ -7,7 +7,9 @@ model). Every change is written under a lock to a temporary file and renamed ove
 so a reader sees the state before or after a change, never half of one.
 
 Serving resolves its models from here (`served_tags`): an explicit `CREDIT_RISK_MODEL` pin wins
-over the state, the state over `credit_risk:latest`.
+over the state, the state over `credit_risk:latest`. A bento carries no model store of its own
+state, so `make build` bundles the resolved tags (`promoted_models.json`, beside service.py) and
+a served bento falls back to them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ STATE_FILE: Final = "credit_risk_promotion.json"
 """File name of the promotion state inside the BentoML home."""
 CHALLENGER_ENV: Final = "CREDIT_RISK_CHALLENGER"
 """Environment variable naming the challenger (`none` switches shadow scoring off)."""
+BUNDLE_FILE: Final = "promoted_models.json"
+"""The champion and challenger `make build` resolved, bundled into the bento's sources."""
 NO_CHALLENGER: Final = frozenset({"none", "off"})
 """Values of CREDIT_RISK_CHALLENGER that mean: no challenger, whatever the state says."""
 
@@ -85,14 +89,40 @@ def read_state(path: Path | None = None) -> PromotionState:
     return PromotionState(**data)
 
 
+def bundle_path() -> Path:
+    """Where a bento's sources hold the bundled tags (the repository root in a checkout)."""
+    return Path(__file__).resolve().parents[1] / BUNDLE_FILE
+
+
+def export_bundle(path: Path, environ: Mapping[str, str] = os.environ) -> dict[str, str | None]:
+    """Write the exact champion and challenger tags serving resolves now, for a bento."""
+    served = served_tags(environ)
+    try:
+        bundle = {
+            "champion": load_serving_model(served.champion).tag,
+            "challenger": load_serving_model(served.challenger).tag if served.challenger else None,
+        }
+    except RegistryError as exc:
+        raise PromotionError(str(exc)) from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as out:
+        json.dump(bundle, out, indent=2)
+    Path(tmp).replace(path)
+    return bundle
+
+
 def served_tags(environ: Mapping[str, str] = os.environ) -> ServedTags:
-    """Champion: the CREDIT_RISK_MODEL pin, else the state's, else latest; challenger likewise."""
+    """Champion: the CREDIT_RISK_MODEL pin, else the state's (the store's, else the bundle's),
+    else latest; the challenger likewise."""
     state = read_state()
+    where = str(state_path())
+    if state.champion is None and state.challenger is None and bundle_path().exists():
+        state, where = read_state(bundle_path()), f"{bundle_path()} (bundled by make build)"
     pin = environ.get(MODEL_ENV, "").strip()
     if pin:
         champion, champion_source = pin, f"pinned by {MODEL_ENV}"
     elif state.champion:
-        champion, champion_source = state.champion, f"promotion state {state_path()}"
+        champion, champion_source = state.champion, f"promotion state {where}"
     else:
         champion, champion_source = DEFAULT_TAG, "newest model (nothing promoted)"
     named = environ.get(CHALLENGER_ENV, "").strip()
@@ -102,7 +132,7 @@ def served_tags(environ: Mapping[str, str] = os.environ) -> ServedTags:
     elif named:
         challenger, challenger_source = named, f"named by {CHALLENGER_ENV}"
     elif state.challenger:
-        challenger, challenger_source = state.challenger, f"promotion state {state_path()}"
+        challenger, challenger_source = state.challenger, f"promotion state {where}"
     else:
         challenger, challenger_source = None, "none named"
     return ServedTags(champion, challenger, champion_source, challenger_source)

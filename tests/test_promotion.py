@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from credit_risk import promotion
 from credit_risk.cli import main
-from credit_risk.model_store import MODEL_ENV, store_home
+from credit_risk.model_store import MODEL_ENV, load_serving_model, store_home
 from credit_risk.promotion import CHALLENGER_ENV, served_tags, state_path
 from tests.conftest import copy_model
 
@@ -138,3 +138,17 @@ def test_resolution_order(clean_state: Path, model_tag: str, challenger_tag: str
     retired = cli("retire-challenger", "--reason", "trial over")
     assert retired.exit_code == 0
     assert served_tags({}).challenger is None
+
+
+def test_export_bundles_the_exact_tags(
+    clean_state: Path, model_tag: str, challenger_tag: str, tmp_path: Path
+) -> None:
+    """What `make build` puts into the bento: concrete versions, never `latest`."""
+    assert cli("promote", challenger_tag, "--as", "challenger", "--reason", "r").exit_code == 0
+    result = CliRunner().invoke(
+        main, ["champion", "--export", str(tmp_path / "bundle.json")], env={MODEL_ENV: ""}
+    )
+    assert result.exit_code == 0, result.output
+    bundle = json.loads((tmp_path / "bundle.json").read_text())
+    newest = load_serving_model("credit_risk:latest").tag
+    assert bundle == {"champion": newest, "challenger": challenger_tag}
