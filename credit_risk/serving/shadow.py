@@ -133,10 +133,8 @@ class ShadowScorer:
         for comparison, count in counts.items():
             if count:
                 self._counters[comparison].inc(count)
-        histogram = self._counters["score_difference"]
         champion_score = np.rint(self.champion.scaling.score(champion_proba))
-        for difference in (columns[:, 1] - champion_score).tolist():
-            histogram.observe(difference)
+        metrics.observe_all(self._counters["score_difference"], columns[:, 1] - champion_score)
 
 
 @dataclass(frozen=True)
