@@ -115,14 +115,14 @@ def served_tags(environ: Mapping[str, str] = os.environ) -> ServedTags:
     """Champion: the CREDIT_RISK_MODEL pin, else the state's (the store's, else the bundle's),
     else latest; the challenger likewise."""
     state = read_state()
-    where = str(state_path())
+    where = "promotion state"  # no paths: the model card shows this to API clients
     if state.champion is None and state.challenger is None and bundle_path().exists():
-        state, where = read_state(bundle_path()), f"{bundle_path()} (bundled by make build)"
+        state, where = read_state(bundle_path()), "promotion state bundled by make build"
     pin = environ.get(MODEL_ENV, "").strip()
     if pin:
         champion, champion_source = pin, f"pinned by {MODEL_ENV}"
     elif state.champion:
-        champion, champion_source = state.champion, f"promotion state {where}"
+        champion, champion_source = state.champion, where
     else:
         champion, champion_source = DEFAULT_TAG, "newest model (nothing promoted)"
     named = environ.get(CHALLENGER_ENV, "").strip()
@@ -132,7 +132,7 @@ def served_tags(environ: Mapping[str, str] = os.environ) -> ServedTags:
     elif named:
         challenger, challenger_source = named, f"named by {CHALLENGER_ENV}"
     elif state.challenger:
-        challenger, challenger_source = state.challenger, f"promotion state {where}"
+        challenger, challenger_source = state.challenger, where
     else:
         challenger, challenger_source = None, "none named"
     return ServedTags(champion, challenger, champion_source, challenger_source)
