@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,55 @@ def test_a_scorecard_is_not_saved_without_its_check_rows(
 ) -> None:
     with pytest.raises(ValueError, match="check_codes"):
         save_model(trained.pipeline, trained.metadata, trained.labels)
+
+
+def _pickled_under_old_path(trained: TrainingResult, old_module: str) -> str:
+    """Save the pipeline as a trainer of the flat layout did: its encoders under `old_module`."""
+    from credit_risk.training import preprocessing  # noqa: PLC0415
+
+    moved = [
+        value
+        for value in vars(preprocessing).values()
+        if isinstance(value, type) and value.__module__ == preprocessing.__name__
+    ]
+    alias = types.ModuleType(old_module)
+    for cls in moved:
+        setattr(alias, cls.__name__, cls)
+        cls.__module__ = old_module
+    sys.modules[old_module] = alias
+    try:
+        tag = str(
+            save_model(
+                trained.pipeline, trained.metadata, trained.labels, check_codes=trained.check_codes
+            )
+        )
+    finally:
+        del sys.modules[old_module]
+        for cls in moved:
+            cls.__module__ = preprocessing.__name__
+    return tag
+
+
+def test_a_model_pickled_before_the_package_moved(
+    isolated_home: Path, trained: TrainingResult
+) -> None:
+    """Its pipeline is refused with the one-line retrain message; its scorecard still serves."""
+    tag = _pickled_under_old_path(trained, "credit_risk.preprocessing")
+    try:
+        pickled = Path(bentoml.models.get(tag).path_of(model_store.MODEL_FILE)).read_bytes()
+        assert b"credit_risk.preprocessing" in pickled
+        with pytest.raises(ModelLoadError) as info:
+            load_model(tag)
+        message = str(info.value)
+        assert "\n" not in message
+        assert "No module named 'credit_risk.preprocessing'" in message
+        assert "retrain with `make train`" in message
+
+        served = model_store.load_serving_model(tag)
+        assert isinstance(served.scorer, LinearScorecard)
+        codes = encode_frame(load_dataset().X)
+        got, _ = served.scorer.predict(codes)
+        expected = trained.pipeline.predict_proba(codes)[:, 1]
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    finally:
+        bentoml.models.delete(tag)  # never leave an unloadable pipeline as the store's latest
