@@ -55,7 +55,7 @@ WRK_INSTALL_HINT: Final = (
 )
 
 BATCH_SIZE: Final = 1000
-"""Applicants per /classify_batch request: the API's largest batch (the issue's target load)."""
+"""Applicants per /classify_batch request: the API's largest batch (the batch target's load)."""
 SINGLE_BODIES: Final = 2000
 """Distinct one-applicant bodies wrk rotates through (twice the data set: no fixed payload)."""
 BATCH_BODIES: Final = 12
@@ -478,17 +478,17 @@ QUIET: Final = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO)}
 """Environment of every configuration: no usage data sent, the repository importable."""
 
 
+def bentoml_serve(service: str) -> tuple[str, ...]:
+    """The command line that serves a BentoML service on 127.0.0.1 (port filled in per start)."""
+    return (str(BIN / "bentoml"), "serve", service, "--host", "127.0.0.1", "--port", "{port}")
+
+
 def ours(key: str, label: str, *, batching: bool, loads: tuple[Load, ...]) -> Server:
     """Our service as `bentoml serve` starts it, with adaptive batching on or off."""
     return Server(
         key=key,
         label=label,
-        argv=(
-            str(BIN / "bentoml"),
-            "serve",
-            "service:CreditRiskService",
-            *("--host", "127.0.0.1", "--port", "{port}"),
-        ),
+        argv=bentoml_serve("service:CreditRiskService"),
         # the token list empty: measure the service, not a 401 from its authentication
         env={**QUIET, "CREDIT_RISK_API_TOKENS": "", "CREDIT_RISK_BATCHING": str(int(batching))},
         ready_path="/readyz",
@@ -523,12 +523,7 @@ def servers(concurrency: tuple[int, ...], batch_concurrency: tuple[int, ...]) ->
         Server(
             key="bentoml-noop",
             label="BentoML, no-op model (ceiling)",
-            argv=(
-                str(BIN / "bentoml"),
-                "serve",
-                "load_tests.ceiling.service:CeilingService",
-                *("--host", "127.0.0.1", "--port", "{port}"),
-            ),
+            argv=bentoml_serve("load_tests.ceiling.service:CeilingService"),
             env=dict(QUIET),
             loads=(classify,),  # one applicant per request only: the ceiling of /classify
             ready_path="/readyz",
@@ -740,6 +735,23 @@ def record(
     }
 
 
+def ready_to_drive(out: Path) -> bool:
+    """False (after saying how to install it) without wrk; else create `out` and make SIGTERM
+    an exit, so that `running` still stops the servers, which run in their own sessions."""
+    if shutil.which("wrk") is None:
+        print(WRK_INSTALL_HINT, file=sys.stderr)
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    return True
+
+
+def command_line(module: str, argv: Sequence[str] | None) -> str:
+    """The command as the report prints it when the caller names none."""
+    given = list(argv if argv is not None else sys.argv[1:])
+    return shlex.join(["python", "-m", module, *given])
+
+
 def _log(message: str) -> None:
     print(message, flush=True)
 
@@ -765,15 +777,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "reports")
     parser.add_argument("--command", default=None, help="command line to print in the report")
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        print(WRK_INSTALL_HINT, file=sys.stderr)
+    if not ready_to_drive(args.out):
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    # servers run in their own sessions; turn SIGTERM into an exit so `running` still stops them
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     results = run(args)
-    given = list(argv if argv is not None else sys.argv[1:])
-    results["command"] = args.command or shlex.join(["python", "-m", "load_tests.bench", *given])
+    results["command"] = args.command or command_line("load_tests.bench", argv)
     (args.out / "benchmark.json").write_text(json.dumps(results, indent=2))
     from load_tests.report import write_report  # noqa: PLC0415 (matplotlib is slow to import)
 

@@ -29,10 +29,7 @@ import json
 import math
 import re
 import resource
-import shlex
 import shutil
-import signal
-import sys
 import tempfile
 import threading
 import time
@@ -412,18 +409,9 @@ def server_config(tag: str, log_dir: Path, extra_env: Sequence[str]) -> bench.Se
     return bench.Server(
         key="overload",
         label="ours, default settings",
-        argv=(
-            str(bench.BIN / "bentoml"),
-            "serve",
-            "service:CreditRiskService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-        ),
+        argv=bench.bentoml_serve("service:CreditRiskService"),
         env={
-            "BENTOML_DO_NOT_TRACK": "true",
-            "PYTHONPATH": str(bench.REPO),
+            **bench.QUIET,
             "CREDIT_RISK_MODEL": tag,
             "CREDIT_RISK_API_TOKENS": "",
             "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides),
@@ -456,6 +444,35 @@ class Measured:
     logged: Counter[str]
 
 
+def drive_open_loop(
+    loop: OpenLoop, phases: Sequence[Phase], root: psutil.Process, pss: PssSampler, since: float
+) -> tuple[list[Shot], dict[str, float]]:
+    """Run the open loop; also where the CPU went meanwhile (the server, this generator, the
+    host's idle, iowait and steal) and how many connections a full accept queue dropped."""
+    server_cpu0, own_cpu0, host0 = _tree_cpu_s(root), _own_cpu_s(), psutil.cpu_times()
+    overflows0 = _listen_overflows()
+    shots = uvloop.run(loop.run(phases))
+    open_loop_s = pss.mark() - since
+    host1 = psutil.cpu_times()
+    listen_overflows = _listen_overflows() - overflows0
+    cpu = {
+        "open_loop_s": round(open_loop_s, 1),
+        "server_cores": round((_tree_cpu_s(root) - server_cpu0) / open_loop_s, 2),
+        "generator_cores": round((_own_cpu_s() - own_cpu0) / open_loop_s, 2),
+        # a virtual machine's CPUs can be taken by its host (steal) or wait on disk
+        **{
+            f"host_{field}_cores": round(
+                (getattr(host1, field, 0.0) - getattr(host0, field, 0.0)) / open_loop_s, 2
+            )
+            for field in ("idle", "iowait", "steal")
+        },
+        # connection attempts the kernel dropped because an accept queue was full; the
+        # client's kernel retries them after 1, 3, 7 s
+        "listen_overflows": listen_overflows,
+    }
+    return shots, cpu
+
+
 def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
     """Start the server, measure, overload, measure again, read the decision log."""
     log_dir = workdir / "monitoring"
@@ -485,27 +502,7 @@ def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
             ]
             marks["open_loop"] = pss.mark()
             loop = OpenLoop("127.0.0.1", port, encode_requests("127.0.0.1", port, applicants))
-            server_cpu0, own_cpu0, host0 = _tree_cpu_s(root), _own_cpu_s(), psutil.cpu_times()
-            overflows0 = _listen_overflows()
-            shots = uvloop.run(loop.run(phases))
-            open_loop_s = pss.mark() - marks["open_loop"]
-            host1 = psutil.cpu_times()
-            listen_overflows = _listen_overflows() - overflows0
-            cpu = {
-                "open_loop_s": round(open_loop_s, 1),
-                "server_cores": round((_tree_cpu_s(root) - server_cpu0) / open_loop_s, 2),
-                "generator_cores": round((_own_cpu_s() - own_cpu0) / open_loop_s, 2),
-                # a virtual machine's CPUs can be taken by its host (steal) or wait on disk
-                **{
-                    f"host_{field}_cores": round(
-                        (getattr(host1, field, 0.0) - getattr(host0, field, 0.0)) / open_loop_s, 2
-                    )
-                    for field in ("idle", "iowait", "steal")
-                },
-                # connection attempts the kernel dropped because an accept queue was full; the
-                # client's kernel retries them after 1, 3, 7 s
-                "listen_overflows": listen_overflows,
-            }
+            shots, cpu = drive_open_loop(loop, phases, root, pss, since=marks["open_loop"])
             marks["capacity_after"] = pss.mark()
             after = wrk_point(url, bodies, args.capacity_seconds)
             bench.drain(root, url + "/readyz")
@@ -882,14 +879,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (`make overload`)."""
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print(bench.WRK_INSTALL_HINT, file=sys.stderr)
+    if not bench.ready_to_drive(args.out):
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     result = run(args)
-    given = list(argv if argv is not None else sys.argv[1:])
-    result["command"] = args.command or shlex.join(["python", "-m", "load_tests.overload", *given])
+    result["command"] = args.command or bench.command_line("load_tests.overload", argv)
     (args.out / "overload.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "overload.md").write_text(render(result))
     print(render(result))

@@ -24,7 +24,7 @@ NO_BATCHING: Final = "ours-no-batching"
 BASELINE: Final = "flask-gunicorn"
 CEILING: Final = "bentoml-noop"
 HEADLINE_CONNECTIONS: Final = 64
-"""The issue's headline load: 64 concurrent connections."""
+"""The headline load of the targets: 64 concurrent connections."""
 LEGEND_BAND: Final = 0.07
 """Fraction of the figure's height kept free below the panels for the shared legend."""
 OTHER_LOAD_WARNING_CORES: Final = 0.25
@@ -33,7 +33,7 @@ OTHER_LOAD_WARNING_CORES: Final = 0.25
 
 @dataclass(frozen=True)
 class Target:
-    """One target from issue 4, checked against a figure derived from the measurements."""
+    """One performance target, checked against a figure derived from the measurements."""
 
     text: str
     figure: Callable[[Summary], float | None]
@@ -69,6 +69,11 @@ class Summary:
         return [s for s in self.results["starts"] if s["server"] == server]
 
 
+def _headline_rps(s: Summary, server: str) -> float | None:
+    """Requests/s of one configuration's `/classify` at the headline load."""
+    return s.median((server, "classify", HEADLINE_CONNECTIONS), "requests_per_s")
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -81,16 +86,13 @@ def _max_or_none(values: list[float | None]) -> float | None:
 TARGETS: Final[list[Target]] = [
     Target(
         "`/classify` at 64 connections: >= 800 requests/s",
-        lambda s: s.median((OURS, "classify", HEADLINE_CONNECTIONS), "requests_per_s"),
+        lambda s: _headline_rps(s, OURS),
         "req/s",
         lambda v: v >= 800,
     ),
     Target(
         "`/classify` at 64 connections: >= 4x Flask + gunicorn",
-        lambda s: _ratio(
-            s.median((OURS, "classify", HEADLINE_CONNECTIONS), "requests_per_s"),
-            s.median((BASELINE, "classify", HEADLINE_CONNECTIONS), "requests_per_s"),
-        ),
+        lambda s: _ratio(_headline_rps(s, OURS), _headline_rps(s, BASELINE)),
         "x",
         lambda v: v >= 4,
     ),
@@ -136,10 +138,7 @@ TARGETS: Final[list[Target]] = [
     ),
     Target(
         "adaptive batching on vs off at 64 connections: >= 3x",
-        lambda s: _ratio(
-            s.median((OURS, "classify", HEADLINE_CONNECTIONS), "requests_per_s"),
-            s.median((NO_BATCHING, "classify", HEADLINE_CONNECTIONS), "requests_per_s"),
-        ),
+        lambda s: _ratio(_headline_rps(s, OURS), _headline_rps(s, NO_BATCHING)),
         "x",
         lambda v: v >= 3,
     ),
@@ -306,7 +305,7 @@ def startup(s: Summary) -> list[str]:
 
 def against_targets(s: Summary) -> list[str]:
     """Each target with the figure measured for it and whether it is met."""
-    lines = ["## Against the targets", "", "| target (issue 4) | measured | met |", "|---|--:|---|"]
+    lines = ["## Against the targets", "", "| target | measured | met |", "|---|--:|---|"]
     for t in TARGETS:
         value = t.figure(s)
         met = "-" if value is None else ("yes" if t.ok(value) else "**no**")
@@ -317,8 +316,8 @@ def against_targets(s: Summary) -> list[str]:
 
 def ceiling(s: Summary) -> str:
     """Ours against BentoML's no-op ceiling at the headline load: how much is left to gain."""
-    ours = s.median((OURS, "classify", HEADLINE_CONNECTIONS), "requests_per_s")
-    noop = s.median((CEILING, "classify", HEADLINE_CONNECTIONS), "requests_per_s")
+    ours = _headline_rps(s, OURS)
+    noop = _headline_rps(s, CEILING)
     share = _ratio(ours, noop)
     if share is None or ours is None or noop is None:
         return (
