@@ -11,6 +11,12 @@ service of the same topology (load_tests/ceiling/) is measured alongside as the 
 BentoML alone reaches on this machine in this run. The results go
 to `<out>/benchmark.json` (every measurement), `benchmark.md` (the table) and `benchmark.png`.
 
+Duration, with the defaults: 2 rounds x 19 runs (ours with batching: 4 concurrencies of
+/classify and 3 of /classify_batch; each other configuration: 4 of /classify) x (2 s warm-up +
+10 s measured) = 7.6 min of load, plus 8 server starts (about 10 s each to be ready, checked and
+at rest) and the idleness probes around each run: about 10 min. `run` prints its own schedule
+first (`schedule`), for any settings.
+
 wrk is the load generator because it costs a few microseconds of CPU per request; Locust costs
 ~0.4-1 ms, which on a 2-core machine would be taken from the server being measured.
 """

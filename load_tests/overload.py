@@ -18,6 +18,10 @@ PSS once a second (flat once the flood is on?), the process tree's PIDs before a
 crashed and restarted worker has a new PID), and the decision log: every 200's decision_id must
 be in it exactly once. Results go to
 `<out>/overload.json` and `<out>/overload.md`.
+
+Duration, with the defaults: 3 s of warm-up, two 10 s capacity runs and 10 + 30 + 20 s of open
+loop = 83 s of load, plus the server's start (about 10 s) and the drains between the steps:
+about 2 min.
 """
 
 from __future__ import annotations
