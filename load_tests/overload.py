@@ -667,8 +667,8 @@ def decision_log_figures(
         "other_records_accounted": 0 <= unmatched - wrk_ok <= in_flight_at_most,
         "records": sum(logged.values()),
         "distinct_ids": len(logged),
-        "answered_ids_missing_from_log": sum(1 for i in answered if logged.get(i, 0) == 0),
-        "ids_logged_more_than_once": sum(1 for n in logged.values() if n > 1),
+        "answered_ids_missing_from_log": len([i for i in answered if logged.get(i, 0) == 0]),
+        "ids_logged_more_than_once": len([n for n in logged.values() if n > 1]),
         "answered_ids_logged_exactly_once": all(logged.get(i) == 1 for i in answered)
         and None not in answered,
     }

@@ -244,7 +244,10 @@ def measurements(s: Summary) -> list[str]:
 
 def _other_cores(point: dict[str, Any]) -> float:
     """CPU the machine spent on neither the server nor the load generator during a point."""
-    return point["machine_busy_cores"] - point["server_cpu_cores"] - point["generator_cpu_cores"]
+    busy, server, generator = (
+        float(point[k]) for k in ("machine_busy_cores", "server_cpu_cores", "generator_cpu_cores")
+    )
+    return busy - server - generator
 
 
 def measurement_row(s: Summary, key: Key) -> str:
