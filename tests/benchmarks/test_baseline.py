@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,15 +35,9 @@ from tests.conftest import ROOT
 READY_TIMEOUT_S = 120.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def baseline(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = bench.free_port()
     log = tmp_path_factory.mktemp("baseline") / "gunicorn.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CREDIT_RISK_MODEL": model_tag}
     with log.open("wb") as out:
