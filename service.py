@@ -38,7 +38,7 @@ from credit_risk.promotion import read_state
 from credit_risk.schema import Applicant, Decision
 from credit_risk.serving import metrics
 from credit_risk.serving.coalesce import Coalescer
-from credit_risk.serving.decision_log import default_log_path, log_decisions
+from credit_risk.serving.decision_log import log_decisions
 from credit_risk.serving.drift import DriftMonitor, signals_from_metadata
 from credit_risk.serving.middleware import (
     BearerAuthMiddleware,
@@ -208,11 +208,7 @@ API_PATHS = frozenset({"/classify", "/classify_batch", "/model_card"})
     name="credit_risk_service",
     workers=2,
     traffic={"timeout": REQUEST_TIMEOUT_S},
-    monitoring={
-        "enabled": True,
-        "type": MONITOR_TYPE,
-        "options": {"log_path": str(default_log_path())},
-    },
+    monitoring={"enabled": True, "type": MONITOR_TYPE},
     # Every decision is in the decision log and every request in the metrics; BentoML's access
     # log line cost ~8 % of an API worker's CPU under load (py-spy). Turn it back on with
     # BENTOML_CONFIG: services.credit_risk_service.logging.access.enabled: true

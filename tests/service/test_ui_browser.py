@@ -1,6 +1,7 @@
 """The loan-officer form end to end: Debian's headless Chromium against the real server.
 
-Set UI_SCREENSHOTS=docs to refresh the README's screenshots (ui.png, ui-phone.png) on the way.
+Set UI_SCREENSHOTS=docs to refresh the form's screenshots in docs/api.md (ui.png, ui-phone.png)
+on the way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ IN_CI = os.environ.get("CI") == "true"
 DESKTOP = {"width": 1000, "height": 900}
 PHONE = {"width": 390, "height": 844}
 SCREENSHOT_COLOURS = 128
-"""Palette for the README screenshots: keeps the small coloured areas (64 lost the decline
+"""Palette for the form's screenshots: keeps the small coloured areas (64 lost the decline
 red) while a full desktop page stays under ~100 KB."""
 SCREENSHOTS = os.environ.get("UI_SCREENSHOTS")
 
