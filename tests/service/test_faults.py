@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import signal
 import subprocess
 import time
@@ -21,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bentoml
 import httpx
 import numpy as np
 import psutil
@@ -34,7 +32,7 @@ from credit_risk.model_store import MODEL_FILE, SCORECARD_FILE, load_serving_mod
 from credit_risk.policy import ScoreScaling
 from credit_risk.schema import Applicant, Decision
 from load_tests.applicants import sample_applicants
-from tests.conftest import Server, start_server, stop_server, wait_ready
+from tests.conftest import Server, copy_model, start_server, stop_server, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -80,15 +78,6 @@ def runner_process(server: Server) -> psutil.Process | None:
 
 
 # --- models that cannot be served ------------------------------------------------------------
-
-
-def copy_model(tag: str, home: Path) -> Path:
-    """Copy one stored model into a fresh store at `home`; returns the copy's directory."""
-    model = bentoml.models.get(tag)
-    target = home / "models" / model.tag.name / model.tag.version
-    shutil.copytree(model.path, target)
-    (target.parent / "latest").write_text(model.tag.version)
-    return target
 
 
 def garble(model_dir: Path) -> None:
