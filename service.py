@@ -35,6 +35,7 @@ from credit_risk.serving.drift import DriftMonitor, signals_from_metadata
 from credit_risk.serving.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
+    JsonNotFoundMiddleware,
     RejectionCounterMiddleware,
 )
 from credit_risk.serving.settings import (
@@ -277,10 +278,13 @@ CreditRiskService.add_asgi_middleware(
     count=lambda reason: metrics.REJECTED.labels(reason=reason).inc(),
 )
 CreditRiskService.add_asgi_middleware(ErrorMessageMiddleware)
+CreditRiskService.add_asgi_middleware(JsonNotFoundMiddleware)
 CreditRiskService.add_asgi_middleware(
     BearerAuthMiddleware, paths=API_PATHS, tokens=SETTINGS.api_tokens
 )
 CreditRiskService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 # after the size limit: checking that the body is JSON buffers it
-CreditRiskService.add_asgi_middleware(JsonBodyMiddleware, api_paths=API_PATHS)
+CreditRiskService.add_asgi_middleware(
+    JsonBodyMiddleware, api_paths=API_PATHS, body_paths={"/classify", "/classify_batch"}
+)
 CreditRiskService.add_asgi_middleware(OpenAPIDocumentMiddleware, api_paths=API_PATHS)

@@ -37,9 +37,11 @@ FIELD_ERROR_SCHEMA: Final[dict[str, Any]] = {
         "loc": {
             "type": "array",
             "title": "Location",
-            "description": "Path to the offending value: field name, or list index then field.",
+            "description": "Path to the offending value inside the request body: the field name "
+            "for one applicant, the list index then the field for a batch, empty for the body as "
+            "a whole. The one-line `error` names it joined by dots (`3.housing`), or `body`.",
             "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-            "examples": [["age_years"], ["root", 3, "housing"]],
+            "examples": [["age_years"], [3, "housing"], []],
         },
         "msg": {"type": "string", "title": "Message", "examples": ["Field required"]},
         "url": {"type": "string", "title": "Documentation URL"},
@@ -56,7 +58,8 @@ VALIDATION_ERROR_SCHEMA: Final[dict[str, Any]] = {
             "type": "string",
             "title": "Message",
             "description": "One line naming each offending field (the first few), e.g. "
-            "'invalid input: age_years: Field required'.",
+            "'invalid input: age_years: Field required' or 'invalid input: 3.housing: Input "
+            "should be ...'; an empty body is 'the request body is empty: ...'.",
         },
         "detail": {
             "type": "array",
@@ -103,8 +106,7 @@ def truthful_openapi(document: dict[str, Any], api_paths: Iterable[str]) -> dict
                 responses[str(status)] = {"description": description, "content": refusal}
             body = operation.get("requestBody")
             if body is not None and _requires_content(body, schemas):
-                # an empty body is read as `{}` and refused for its missing fields
-                body["required"] = True
+                body["required"] = True  # an empty body is refused as such
     return doc
 
 
