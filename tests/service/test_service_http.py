@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import bentoml
@@ -15,8 +16,8 @@ import pandas as pd
 import pytest
 
 from credit_risk.model_store import load_model
-from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES
-from credit_risk.schema import Decision, example_applicant
+from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, SCALING, ScoreScaling
+from credit_risk.schema import FEATURES, Decision, example_applicant
 from credit_risk.serving.settings import DEFAULT_MAX_IN_FLIGHT
 from credit_risk.training.data import applicant_records, load_dataset
 from tests.conftest import Server, start_server, stop_server
@@ -159,12 +160,23 @@ def test_batch_order_is_preserved_under_concurrency(server: Server, applicants, 
 
 def test_model_card(client, model_tag: str) -> None:
     card = client.model_card()
+    stored = bentoml.models.get(model_tag)
+    meta = stored.info.metadata
     assert card["tag"] == model_tag
+    assert datetime.fromisoformat(card["created_at"]) == stored.info.creation_time
+    assert card["labels"] == dict(stored.info.labels)
+    assert card["threshold"] == meta["threshold"]
     assert 0 < card["threshold"] < 1
+    assert card["score_scaling"] == meta["score_scaling"]
+    assert ScoreScaling.from_metadata(card["score_scaling"]) == SCALING
+    assert card["features"] == list(FEATURES)
     assert card["features"] == list(applicant_records(load_dataset().X.iloc[:1])[0])
-    assert card["score_scaling"]["pdo"] == 20
-    assert "metrics" in card
     assert card["estimator"] in {"logreg", "hgb"}
+    held_out = card["metrics"]["held_out"]
+    assert held_out == meta["metrics"]["held_out"]
+    assert 0.5 < held_out["roc_auc"] <= 1
+    assert held_out["threshold"] == card["threshold"]
+    assert card["metrics"]["cv"]["roc_auc"]["n"] >= 1
 
 
 # --- bad input: every case a 4xx that names the field or limit, never a 5xx -------------------
@@ -269,3 +281,17 @@ def test_probes_and_metrics_keep_their_plain_answers(server: Server) -> None:
     wrong = httpx.post(f"{server.url}/livez", timeout=30)
     assert wrong.status_code == 405
     assert not wrong.headers["content-type"].startswith("application/json")
+
+
+def test_the_document_gives_each_endpoint_its_decision_schema(server: Server) -> None:
+    doc = httpx.get(f"{server.url}/docs.json", timeout=30).json()
+
+    def answer(path: str) -> dict[str, Any]:
+        ok = doc["paths"][path]["post"]["responses"]["200"]
+        return dict(ok["content"]["application/json"]["schema"])
+
+    assert set(answer("/classify")["required"]) == set(Decision.model_fields)
+    batch = answer("/classify_batch")
+    assert batch["type"] == "array"
+    assert batch["items"] == {"$ref": "#/components/schemas/Decision"}
+    assert set(doc["components"]["schemas"]["Decision"]["required"]) == set(Decision.model_fields)
