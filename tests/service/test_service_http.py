@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -18,9 +20,10 @@ import pytest
 from credit_risk.model_store import load_model
 from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, SCALING, ScoreScaling
 from credit_risk.schema import FEATURES, Decision, example_applicant
+from credit_risk.serving.decision_log import DECISION_LOG
 from credit_risk.serving.settings import DEFAULT_MAX_IN_FLIGHT
 from credit_risk.training.data import applicant_records, load_dataset
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import ROOT, Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -281,6 +284,39 @@ def test_probes_and_metrics_keep_their_plain_answers(server: Server) -> None:
     wrong = httpx.post(f"{server.url}/livez", timeout=30)
     assert wrong.status_code == 405
     assert not wrong.headers["content-type"].startswith("application/json")
+
+
+def test_a_decision_is_logged_in_the_servers_own_home_not_the_repository(server: Server) -> None:
+    r = httpx.post(f"{server.url}/classify", json=example_applicant(), timeout=30)
+    assert r.status_code == 200, r.text
+    decision_id = r.json()["decision_id"]
+    logs = server.home / "monitoring" / DECISION_LOG / "data"
+    assert server.home.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+    assert any(decision_id in p.read_text() for p in logs.glob("data.*.log*")), list(logs.glob("*"))
+    in_repo = ROOT / "monitoring"
+    assert not any(
+        decision_id in p.read_text(errors="replace") for p in in_repo.rglob("*") if p.is_file()
+    ), f"a test's decision reached {in_repo}"
+
+
+def test_body_over_limit_is_413(server: Server) -> None:
+    r = _post(server, "/classify_batch", b" " * (MAX_BODY_BYTES + 1))
+    assert r.status_code == 413
+    assert str(MAX_BODY_BYTES) in r.text
+
+
+def test_chunked_body_over_limit_is_413(server: Server) -> None:
+    def chunks():
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    r = httpx.post(
+        f"{server.url}/classify",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 413
 
 
 def test_the_document_gives_each_endpoint_its_decision_schema(server: Server) -> None:
