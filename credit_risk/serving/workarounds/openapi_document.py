@@ -7,8 +7,8 @@ it documents the 400 body as `{"error": str, "detail": str}` while `detail` is p
 of field errors, and it knows nothing of the refusals the service adds (401, 413, 415, 429,
 503). Schemathesis, run against the served document in tests/service/test_fuzz_api.py, found
 each of these. The canary in tests/serving/workarounds/test_openapi_document.py fails once
-BentoML labels its document 3.1 and describes the 400 body as a list of field errors; then
-`truthful_openapi` shrinks to the refusals BentoML cannot know of.
+BentoML labels its document 3.1 or describes the 400 body as a list of field errors; once both
+have, `truthful_openapi` shrinks to the refusals BentoML cannot know of.
 """
 
 from __future__ import annotations

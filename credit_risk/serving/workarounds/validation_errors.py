@@ -5,11 +5,14 @@ Upstream (BentoML 1.4.40, checked): a body that fails validation is answered 400
 no field, and `bentoml._internal.server.http_app` logs every such request at ERROR with a full
 traceback, so a client sending bad data floods the error log and buries real server errors.
 
+BentoML also prefixes the locations of a list body's errors with "root" (`["root", 1,
+"housing"]`) where a single body's start at the field.
+
 Here `ErrorMessageMiddleware` rewrites the 400's `error` into one line naming each offending
-field, and gives every `detail[].loc` one shape, the path inside the request body (BentoML
-prefixes a list body's locations with "root") and `ClientErrorLogFilter` demotes those records
-to one INFO line. Canaries: tests/serving/workarounds/test_validation_errors.py (delete both
-once BentoML names the fields and logs client errors below ERROR).
+field and gives every `detail[].loc` one shape, the path inside the request body, and
+`ClientErrorLogFilter` demotes those records to one INFO line. Canaries:
+tests/serving/workarounds/test_validation_errors.py (delete the middleware once BentoML names
+the fields in one location shape, the filter once it logs client errors below ERROR).
 """
 
 from __future__ import annotations
