@@ -89,7 +89,7 @@ def schemathesis_config(path: Path) -> Path:
     statuses = ", ".join(f'"{s}"' for s in DATA_REFUSALS)
     path.write_text(
         f"""seed = {FUZZ_SEED}
-hooks = "tests.test_fuzz_api"
+hooks = "{__name__}"
 request-timeout = {REQUEST_TIMEOUT_S}
 workers = 1
 
