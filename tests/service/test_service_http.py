@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -331,3 +333,33 @@ def test_the_document_gives_each_endpoint_its_decision_schema(server: Server) ->
     assert batch["type"] == "array"
     assert batch["items"] == {"$ref": "#/components/schemas/Decision"}
     assert set(doc["components"]["schemas"]["Decision"]["required"]) == set(Decision.model_fields)
+
+
+def test_the_example_client_runs_with_the_venv_interpreter_alone(
+    server: Server, tmp_path: Path
+) -> None:
+    # as a new user runs it from a fresh clone: no Makefile, no PYTHONPATH, any directory; the
+    # copy proves the project itself is installed (the docstring says to copy it)
+    python = ROOT / ".venv" / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"{python} missing: `make setup` creates it")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    copy = tmp_path / "my_client.py"
+    copy.write_text((ROOT / "client.py").read_text())
+    for script in (ROOT / "client.py", copy):
+        run = subprocess.run(
+            [str(python), str(script), "--url", server.url],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        decoder, text, decisions = json.JSONDecoder(), run.stdout.strip(), []
+        while text:
+            decision, end = decoder.raw_decode(text)
+            decisions.append(Decision.model_validate(decision))
+            text = text[end:].strip()
+        assert len(decisions) == 3, run.stdout
