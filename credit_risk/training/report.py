@@ -120,6 +120,8 @@ def render_table(report: dict[str, Any]) -> str:
             None,
             proto["expected_cost_at_bayes_threshold"],
         ),
+        _row("  declining everyone instead", held["expected_cost_decline_all"], None, None),
+        _row("  approving everyone instead", held["expected_cost_approve_all"], None, None),
         _row("approval rate", held["approval_rate"], None, None),
         "",
         f"  held-out confusion at the threshold: bad declined {conf['bad_declined']}, "
@@ -147,18 +149,20 @@ def render_table(report: dict[str, Any]) -> str:
         )
     if proto.get("baselines"):
         lines += ["", "  baselines under the same protocol:"]
+        width = max(len(_params(b["params"])) for b in proto["baselines"])
         for b in proto["baselines"]:
             lines.append(
-                f"    {b['estimator']:<8} {_params(b['params']):<58} ROC AUC "
+                f"    {b['estimator']:<8} {_params(b['params']):<{width}}  ROC AUC "
                 f"{_spread(b['roc_auc'])}  "
                 f"cost@{COSTS.bayes_label} {_spread(b['expected_cost_at_bayes_threshold'])}"
             )
     search = report.get("model_search", [])
     if search:
         lines += ["", "  model search (CV ROC AUC on the training split, best first):"]
+        width = max(len(_params(s["params"])) for s in search[:5])
         for s in search[:5]:
             lines.append(
-                f"    {s['estimator']:<8} {_params(s['params']):<58} {_spread(s['roc_auc'])}"
+                f"    {s['estimator']:<8} {_params(s['params']):<{width}}  {_spread(s['roc_auc'])}"
             )
         if len(search) > 5:
             lines.append(f"    … and {len(search) - 5} more in training.json")
