@@ -45,7 +45,7 @@ from credit_risk.training.data import (
 )
 from credit_risk.training.estimators import FULL_BUDGET, QUICK_BUDGET, Budget
 from credit_risk.training.fairness import fairness_markdown, fairness_report
-from credit_risk.training.report import write_report
+from credit_risk.training.report import render_table, write_report
 from credit_risk.training.run import (
     DEFAULT_REPORT_DIR,
     FloatArray,
@@ -67,7 +67,7 @@ from credit_risk.training.scorecard_table import (
     to_csv,
     to_markdown,
 )
-from credit_risk.training.tracking import Tracker, flat_metrics
+from credit_risk.training.tracking import EXPERIMENT, REGISTERED_MODEL, Tracker, flat_metrics
 from credit_risk.training.validation import CandidateScore, protocol, rank, score_candidate
 
 FLOW_NAME: Final = "credit-risk-training"
@@ -412,7 +412,12 @@ def _tracked(
             tracker=tracker,
         )
         files = [str(p) for p in paths] if report_dir else []
-    return {**result.report, "tracking_uri": tracker.uri, "report_files": files}
+    return {
+        **result.report,
+        "tracking_uri": tracker.uri,
+        "prefect_flow_run_id": str(flow_run.get_id()),
+        "report_files": files,
+    }
 
 
 def _search(
@@ -482,3 +487,20 @@ def monthly_deployment(cron: str = MONTHLY_CRON, **parameters: Any) -> RunnerDep
 def serve_monthly(cron: str = MONTHLY_CRON, **parameters: Any) -> None:
     """Serve the flow with Prefect's own scheduler until interrupted (blocks)."""
     serve(monthly_deployment(cron, **parameters))
+
+
+def run_and_print(**arguments: Any) -> dict[str, Any]:
+    """Run the flow once; print the report table, every gate and where to see the run."""
+    summary: dict[str, Any] = training_flow(**arguments)
+    lines = [render_table(summary), "  quality gates:"]
+    lines += [f"    {g['name']:<12} {g['status']:<8} {g['description']}" for g in summary["gates"]]
+    uri = summary["tracking_uri"]
+    lines += [
+        "",
+        f"  MLflow run {summary['mlflow_run_id']} (experiment {EXPERIMENT}), registered "
+        f"{REGISTERED_MODEL} version {summary['mlflow_model_version']} at {uri}",
+        f"  see it: mlflow ui --backend-store-uri {uri}",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+    return summary
