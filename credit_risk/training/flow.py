@@ -12,6 +12,7 @@ unless `MLFLOW_TRACKING_URI` is set (`credit_risk.training.tracking`).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -35,7 +36,15 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 from credit_risk import model_store
 from credit_risk.policy import SCALING
 from credit_risk.schema import schema_hash
-from credit_risk.training import DEFAULT_SEED, FAMILIES, Family, ModelChoice
+from credit_risk.training import (
+    DEFAULT_SEED,
+    FAMILIES,
+    Family,
+    ModelChoice,
+    estimators,
+    preprocessing,
+    validation,
+)
 from credit_risk.training import gates as quality
 from credit_risk.training.data import (
     DEFAULT_DATA_PATH,
@@ -123,9 +132,21 @@ def split_data(codes: FloatArray, y: IntArray, seed: int) -> tuple[Split, str]:
     return data, digest
 
 
+def _code_digest() -> str:
+    """The source that decides a candidate's figures: a change to it refits every candidate."""
+    digest = hashlib.sha256()
+    for module in (validation, estimators, preprocessing):
+        digest.update(Path(inspect.getfile(module)).read_bytes())
+    return digest.hexdigest()
+
+
+_CANDIDATE_CODE: Final = _code_digest()
+
+
 def _candidate_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """Same training data, grid point, repeats and seed: the same CV figures."""
+    """Same training data, grid point, repeats, seed, code and libraries: same CV figures."""
     key = {k: parameters[k] for k in ("split_sha256", "family", "params", "repeats", "seed")}
+    key |= {"code": _CANDIDATE_CODE, "libraries": library_versions()}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
