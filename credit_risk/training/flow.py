@@ -371,6 +371,7 @@ def _tracked(
     report_dir: str | None,
     started: float,
 ) -> dict[str, Any]:
+    """The steps after the split, inside the training's MLflow run."""
     families, budget, seed, quick = plan
     ranked, fitted = _search(
         tracker, families, budget=budget, data=data, split_sha256=split_sha256, seed=seed
@@ -402,19 +403,7 @@ def _tracked(
         elapsed=time.perf_counter() - started,
     )
     _log_training(tracker, result)
-    version = register(tracker, result.pipeline, loaded.dataset)
-    gate_record = [{k: g.as_dict()[k] for k in ("name", "figure", "status")} for g in gate_results]
-    result.metadata |= {
-        "mlflow_run_id": tracker.run_id,
-        "mlflow_model_version": version,
-        "quality_gates": gate_record,
-    }
-    try:
-        tag = save(result)
-    except BaseException:
-        tracker.unregister(version)  # no registered version without its served model
-        raise
-    link(tracker, version, tag)
+    version, tag = _store(tracker, result, loaded.dataset, gate_results)
     result.report |= {
         "tag": tag,
         "mlflow_run_id": tracker.run_id,
@@ -439,6 +428,29 @@ def _tracked(
         "prefect_flow_run_id": str(flow_run.get_id()),
         "report_files": files,
     }
+
+
+def _store(
+    tracker: Tracker,
+    result: TrainingResult,
+    dataset: Dataset,
+    gate_results: list[quality.GateResult],
+) -> tuple[str, str]:
+    """Register in MLflow, save into BentoML naming that version, tag the version back."""
+    version = register(tracker, result.pipeline, dataset)
+    gate_record = [{k: g.as_dict()[k] for k in ("name", "figure", "status")} for g in gate_results]
+    result.metadata |= {
+        "mlflow_run_id": tracker.run_id,
+        "mlflow_model_version": version,
+        "quality_gates": gate_record,
+    }
+    try:
+        tag = save(result)
+    except BaseException:
+        tracker.unregister(version)  # no registered version without its served model
+        raise
+    link(tracker, version, tag)
+    return version, tag
 
 
 def _search(
