@@ -150,3 +150,16 @@ overload: setup  ## open-loop 4x capacity for 30 s between normal load -> report
 	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.overload --command "make overload$(if $(OVERLOAD_ARGS), OVERLOAD_ARGS='$(OVERLOAD_ARGS)')" $(OVERLOAD_ARGS)
+
+# --- retraining pipeline: Prefect flow, MLflow tracking, quality gates (docs/pipeline.md) -----------
+# Prefect and MLflow are the `pipeline` extra, in the dev lock: `make setup` installs them.
+FLOW_ARGS ?=
+MLFLOW_URI ?= sqlite:///mlflow.db
+
+.PHONY: train-flow mlflow-ui
+
+train-flow: setup  ## the training flow: gates, then MLflow run + registry and the BentoML store (FLOW_ARGS='--quick')
+	$(BIN)/credit-risk train --flow $(FLOW_ARGS)
+
+mlflow-ui: setup  ## MLflow's UI on http://127.0.0.1:5000 over the local tracking store (MLFLOW_URI)
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_URI) --host 127.0.0.1 --port 5000
