@@ -58,6 +58,15 @@ class DecisionRule:
     scaling: ScoreScaling
     model_version: str
 
+    @classmethod
+    def from_model(cls, tag: str, metadata: dict[str, Any]) -> DecisionRule:
+        """The rule a stored model decides by: its threshold and score scaling."""
+        return cls(
+            threshold=float(metadata["threshold"]),
+            scaling=ScoreScaling.from_metadata(metadata["score_scaling"]),
+            model_version=tag,
+        )
+
     def columns(self, probability: FloatArray, excess_logit: FloatArray) -> DecisionColumns:
         """The one decision function, vectorised over the batch: score, band, decision, reasons."""
         n = len(probability)
