@@ -141,12 +141,12 @@ def _score(job: Job, summary: Summary, show_progress: bool) -> None:
     except RegistryError as exc:
         raise RefusedInputError(str(exc)) from None
     summary.model = scorer.rule.model_version
-    source = open_source(job.input, scorer.input_columns(), job.batch_rows)
-    scorer.check_input(source.schema, str(job.input))
+    source = open_source(job.input, scorer.layout.input_columns(), job.batch_rows)
+    scorer.layout.check_input(source.schema, str(job.input))
     with timer.stage("hash input"):
         summary.input_sha256 = _sha256(job.input)
-    output = AtomicWriter(job.output, scorer.output_schema(source.schema))
-    quarantine = AtomicWriter(job.quarantine_path(), scorer.quarantine_schema(source.schema))
+    output = AtomicWriter(job.output, scorer.layout.output_schema(source.schema))
+    quarantine = AtomicWriter(job.quarantine_path(), scorer.layout.quarantine_schema(source.schema))
     try:
         with _progress_bar(show_progress, source.total_rows) as advance:
             _stream(source, scorer, (output, quarantine), summary, timer, advance=advance)
@@ -182,11 +182,11 @@ def _stream(
             quarantine.write(result.quarantine)
             if len(source.malformed) > reported:  # CSV rows skipped while reading this batch
                 bad = source.malformed[reported:]
-                quarantine.write(malformed_rows(quarantine.schema, bad, scorer.id_columns))
+                quarantine.write(malformed_rows(quarantine.schema, bad, scorer.layout.id_columns))
                 reported = len(source.malformed)
-        if scorer.id_columns:
+        if scorer.layout.id_columns:
             with timer.stage("ids"):
-                keys.append(_id_keys(batch, scorer.id_columns))
+                keys.append(_id_keys(batch, scorer.layout.id_columns))
         summary.rows_scored += result.decisions.num_rows
         summary.rows_read += batch.num_rows
         advance(batch.num_rows)

@@ -78,20 +78,10 @@ class ScoredBatch:
 
 
 @dataclass(frozen=True)
-class BatchScorer:
-    """The served model's scorer and decision rule, applied to Arrow batches."""
+class Layout:
+    """Which columns a run reads and writes: needs no model, so a Spark driver can plan it."""
 
-    scorer: Scorer
-    rule: DecisionRule
-    run_id: str
     id_columns: tuple[str, ...] = ()
-
-    @classmethod
-    def load(cls, tag: str, run_id: str, id_columns: Sequence[str] = ()) -> BatchScorer:
-        """The model from the BentoML store, decided on exactly as the API decides."""
-        loaded = load_serving_model(tag)
-        rule = DecisionRule.from_model(loaded.tag, loaded.metadata)
-        return cls(loaded.scorer, rule, run_id, tuple(id_columns))
 
     def input_columns(self) -> list[str]:
         """Columns to read: the id columns, then every applicant field."""
@@ -103,7 +93,7 @@ class BatchScorer:
         if missing:
             msg = f"{where}: id column(s) {', '.join(map(repr, missing))} not in the input"
             raise RefusedInputError(msg)
-        taken = {ROW_COLUMN} | {f.name for f in DECISION_FIELDS} | {"field", "reason", "value"}
+        taken = {ROW_COLUMN} | {f.name for f in (*DECISION_FIELDS, *QUARANTINE_FIELDS)}
         clash = [c for c in self.id_columns if c in taken]
         if clash:
             msg = f"id column(s) {', '.join(map(repr, clash))} clash with output column names"
@@ -111,7 +101,7 @@ class BatchScorer:
         check_types(schema, where)
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
-        """Id columns as read, the row number, then the decision columns."""
+        """The row number, id columns as read, then the decision columns."""
         return pa.schema([*self._id_fields(input_schema), *DECISION_FIELDS])
 
     def quarantine_schema(self, input_schema: pa.Schema) -> pa.Schema:
@@ -121,6 +111,23 @@ class BatchScorer:
     def _id_fields(self, schema: pa.Schema) -> list[pa.Field]:
         ids = [schema.field(c).with_nullable(True) for c in self.id_columns]
         return [pa.field(ROW_COLUMN, pa.int64(), nullable=False), *ids]
+
+
+@dataclass(frozen=True)
+class BatchScorer:
+    """The served model's scorer and decision rule, applied to Arrow batches."""
+
+    layout: Layout
+    scorer: Scorer
+    rule: DecisionRule
+    run_id: str
+
+    @classmethod
+    def load(cls, tag: str, run_id: str, id_columns: Sequence[str] = ()) -> BatchScorer:
+        """The model from the BentoML store, decided on exactly as the API decides."""
+        loaded = load_serving_model(tag)
+        rule = DecisionRule.from_model(loaded.tag, loaded.metadata)
+        return cls(Layout(tuple(id_columns)), loaded.scorer, rule, run_id)
 
     def score(
         self, batch: pa.RecordBatch, rows: npt.NDArray[np.int64], timer: StageTimer | None = None
@@ -150,7 +157,7 @@ class BatchScorer:
         n = len(c.probability)
         mask = pa.array(keep)
         arrays = [pa.array(rows[keep], pa.int64())]
-        arrays += [batch.column(name).filter(mask) for name in self.id_columns]
+        arrays += [batch.column(name).filter(mask) for name in self.layout.id_columns]
         arrays += [
             pa.array(c.probability, pa.float64()),
             pa.array(c.score, pa.int64()),
@@ -167,13 +174,13 @@ class BatchScorer:
             for k in range(MAX_REASON_CODES)
         ]
         arrays += [pa.repeat(self.rule.model_version, n), pa.repeat(self.run_id, n)]
-        return pa.RecordBatch.from_arrays(arrays, schema=self.output_schema(batch.schema))
+        return pa.RecordBatch.from_arrays(arrays, schema=self.layout.output_schema(batch.schema))
 
     def _quarantine(
         self, batch: pa.RecordBatch, rows: npt.NDArray[np.int64], checked: Checked
     ) -> pa.RecordBatch:
         p = checked.problems
-        schema = self.quarantine_schema(batch.schema)
+        schema = self.layout.quarantine_schema(batch.schema)
         if not p.positions:
             return pa.RecordBatch.from_pylist([], schema=schema)
         where = np.concatenate(p.positions)
@@ -181,7 +188,7 @@ class BatchScorer:
         take = pa.array(where[order])
         sizes = [len(w) for w in p.positions]
         arrays = [pa.array(rows[where[order]], pa.int64())]
-        arrays += [batch.column(name).take(take) for name in self.id_columns]
+        arrays += [batch.column(name).take(take) for name in self.layout.id_columns]
         arrays += [
             pa.array(np.repeat(p.fields, sizes)[order], pa.string()),
             pa.array(np.repeat(p.reasons, sizes)[order], pa.string()),
