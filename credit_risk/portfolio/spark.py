@@ -137,7 +137,9 @@ def session(master: str | None) -> tuple[SparkSession, float]:
     start = time.perf_counter()
     builder = SparkSession.builder.appName("credit-risk-portfolio")
     if master:
+        warehouse = tempfile.mkdtemp(prefix="spark-warehouse-")  # never in the working tree
         builder = builder.master(master).config("spark.ui.enabled", "false")
+        builder = builder.config("spark.sql.warehouse.dir", warehouse)
     spark = builder.getOrCreate()
     return spark, time.perf_counter() - start
 

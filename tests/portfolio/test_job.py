@@ -74,7 +74,8 @@ def test_reasons_only_for_declines_in_order(
         if r["decision"] == "approve":
             assert codes == [None] * 4
         present = [p for p in points if p is not None]
-        assert present == sorted(present) and all(p < 0 for p in present)
+        assert present == sorted(present)
+        assert all(p < 0 for p in present)
 
 
 def test_csv_and_parquet_give_the_same_decisions(
@@ -124,7 +125,8 @@ def test_bad_rows_are_quarantined_with_row_field_reason_exit_3(
         (8, 1007, "credit_amount"),
         (10, 1009, "age_years"),
     ]
-    assert bad[0]["reason"].startswith("unknown category") and bad[0]["value"] == "holiday"
+    assert bad[0]["reason"].startswith("unknown category")
+    assert bad[0]["value"] == "holiday"
     assert bad[1]["reason"] == "must be > 0"
     assert bad[2]["reason"] == "missing value"
     assert pq.read_table(tmp_path / "out.parquet").num_rows == 47
@@ -170,10 +172,12 @@ def refused(tmp_path: Path, model_tag: str, src: Path, *extra: str) -> str:
     out = tmp_path / "out.parquet"
     result = score(tmp_path, model_tag, str(src), str(out), *extra)
     assert result.exit_code == 2, result.output
-    assert not out.exists() and not (tmp_path / "out.quarantine.parquet").exists()
+    assert not out.exists()
+    assert not (tmp_path / "out.quarantine.parquet").exists()
     assert leftovers(tmp_path) == []
     message = result.output.strip()
-    assert "\n" not in message and message.startswith("Error: ")
+    assert "\n" not in message
+    assert message.startswith("Error: ")
     assert "Traceback" not in message
     return message
 
@@ -236,7 +240,8 @@ def test_wrong_type_missing_column_unknown_id_and_bad_arguments_are_refused(
     assert "unknown file type '.json'" in refused(tmp_path, model_tag, tmp_path / "x.json")
     assert "no such file" in refused(tmp_path, model_tag, tmp_path / "absent.parquet")
     result = score(tmp_path, "credit_risk:nope", str(ok), str(tmp_path / "out.parquet"))
-    assert result.exit_code == 2 and "not found" in result.output
+    assert result.exit_code == 2
+    assert "not found" in result.output
     runs = read_runs(tmp_path / "runs.jsonl")
     assert {r["status"] for r in runs} == {"refused"}
 

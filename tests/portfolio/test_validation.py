@@ -113,5 +113,5 @@ def test_a_column_of_the_wrong_type_is_refused() -> None:
 
 def test_a_missing_column_is_refused() -> None:
     schema = rows_as_batch([example_applicant()]).schema.remove(0)
-    with pytest.raises(RefusedInputError, match="missing column.*'checking_account'"):
+    with pytest.raises(RefusedInputError, match=r"missing column.*'checking_account'"):
         check_types(schema, "book.parquet")
