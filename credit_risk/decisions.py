@@ -68,23 +68,32 @@ class DecisionRule:
         )
 
     def columns(self, probability: FloatArray, excess_logit: FloatArray) -> DecisionColumns:
-        """The one decision function, vectorised over the batch: score, band, decision, reasons."""
+        """The one decision function, vectorised over the batch: score, band, decision, reasons.
+
+        Reasons are ranked for declined rows only: approvals disclose none.
+        """
         n = len(probability)
         assert excess_logit.shape == (n, len(FEATURES)), excess_logit.shape
         exact_scores = self.scaling.score(probability)
         declined = probability > self.threshold
-        excess_points = np.round(excess_logit * self.scaling.factor, 2)
+        rows = np.flatnonzero(declined)
+        excess_points = np.round(excess_logit[rows] * self.scaling.factor, 2)
         top = top_reasons(excess_points)
         lost = np.take_along_axis(excess_points, top, axis=1)
+        reason_feature = np.zeros((n, MAX_REASON_CODES), dtype=np.intp)
+        reason_points = np.zeros((n, MAX_REASON_CODES), dtype=np.float64)
+        count = np.zeros(n, dtype=np.intp)
+        reason_feature[rows] = top
+        reason_points[rows] = -lost
         # `top` is sorted by points lost, so the reasons that cost points are a prefix
-        count = np.where(declined, (lost > 0).sum(axis=1), 0).astype(np.intp)
+        count[rows] = (lost > 0).sum(axis=1)
         return DecisionColumns(
             probability=probability,
             score=np.rint(exact_scores).astype(np.int64),
             band=band_indices(exact_scores),
             declined=declined,
-            reason_feature=top,
-            reason_points=-lost,
+            reason_feature=reason_feature,
+            reason_points=reason_points,
             reason_count=count,
         )
 

@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -137,7 +138,8 @@ def _score(job: Job, summary: Summary, show_progress: bool) -> None:
             raise RefusedInputError(msg)
     timer = StageTimer()
     try:
-        scorer = BatchScorer.load(job.model, summary.run_id, job.id_columns)
+        with timer.stage("load model"):
+            scorer = BatchScorer.load(job.model, summary.run_id, job.id_columns)
     except RegistryError as exc:
         raise RefusedInputError(str(exc)) from None
     summary.model = scorer.rule.model_version
@@ -172,24 +174,32 @@ def _stream(
     *,
     advance: Callable[[int], None],
 ) -> None:
+    """Score batch by batch; reading ahead and writing behind run on a second thread each
+    (PyArrow decodes and encodes without holding the GIL), so the two cores overlap them."""
     output, quarantine = writers
     keys: list[npt.NDArray[np.uint64]] = []
     reported = 0
-    for batch, rows in _read(source, timer):
-        result = scorer.score(batch, rows, timer)
-        with timer.stage("write"):
-            output.write(result.decisions)
-            quarantine.write(result.quarantine)
-            if len(source.malformed) > reported:  # CSV rows skipped while reading this batch
+    with ThreadPoolExecutor(1, "portfolio-write") as write_pool:
+        pending: Future[None] | None = None
+        for batch, rows in _read(source, timer):
+            result = scorer.score(batch, rows, timer)
+            outputs = [(output, result.decisions), (quarantine, result.quarantine)]
+            if len(source.malformed) > reported:  # CSV rows skipped while reading
                 bad = source.malformed[reported:]
-                quarantine.write(malformed_rows(quarantine.schema, bad, scorer.layout.id_columns))
                 reported = len(source.malformed)
-        if scorer.layout.id_columns:
-            with timer.stage("ids"):
-                keys.append(_id_keys(batch, scorer.layout.id_columns))
-        summary.rows_scored += result.decisions.num_rows
-        summary.rows_read += batch.num_rows
-        advance(batch.num_rows)
+                rejected = malformed_rows(quarantine.schema, bad, scorer.layout.id_columns)
+                outputs.append((quarantine, rejected))
+            if pending is not None:
+                pending.result()  # at most one batch waits to be written: memory stays bounded
+            pending = write_pool.submit(_write, outputs, timer)
+            if scorer.layout.id_columns:
+                with timer.stage("ids"):
+                    keys.append(_id_keys(batch, scorer.layout.id_columns))
+            summary.rows_scored += result.decisions.num_rows
+            summary.rows_read += batch.num_rows
+            advance(batch.num_rows)
+        if pending is not None:
+            pending.result()
     summary.rows_read += len(source.malformed)
     summary.rows_quarantined = summary.rows_read - summary.rows_scored
     if keys:
@@ -197,23 +207,37 @@ def _stream(
         summary.duplicate_id_rows = int((counts - 1).sum())
 
 
+def _write(outputs: list[tuple[AtomicWriter, pa.RecordBatch]], timer: StageTimer) -> None:
+    with timer.stage("write"):
+        for writer, batch in outputs:
+            writer.write(batch)
+
+
 def _read(
     source: Source, timer: StageTimer
 ) -> Iterator[tuple[pa.RecordBatch, npt.NDArray[np.int64]]]:
-    """The source's batches; a file that breaks off mid-way is refused, not half-scored."""
+    """The source's batches, one read ahead on a second thread; a file that breaks off
+    mid-way is refused, not half-scored."""
+
+    def fetch() -> tuple[pa.RecordBatch, npt.NDArray[np.int64]] | None:
+        with timer.stage("read"):
+            return next(source.batches, None)
+
     done = 0
-    while True:
-        try:
-            with timer.stage("read"):
-                item = next(source.batches, None)
-        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-            reason = " ".join(str(exc).split())
-            msg = f"{source.path}: unreadable after row {done:,} ({reason})"
-            raise RefusedInputError(msg) from None
-        if item is None:
-            return
-        done += item[0].num_rows
-        yield item
+    with ThreadPoolExecutor(1, "portfolio-read") as read_pool:
+        ahead = read_pool.submit(fetch)
+        while True:
+            try:
+                item = ahead.result()
+            except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+                reason = " ".join(str(exc).split())
+                msg = f"{source.path}: unreadable after row {done:,} ({reason})"
+                raise RefusedInputError(msg) from None
+            if item is None:
+                return
+            ahead = read_pool.submit(fetch)
+            done += item[0].num_rows
+            yield item
 
 
 def _id_keys(batch: pa.RecordBatch, id_columns: tuple[str, ...]) -> npt.NDArray[np.uint64]:
