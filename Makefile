@@ -158,9 +158,10 @@ java:  ## install Debian's Java 17 runtime for the Spark tests (tests/portfolio/
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; }
 	@java -version 2>&1 | head -1
 
-bench-portfolio: setup  ## 1M-row book Parquet->Parquet, peak RSS on 5M, /classify_batch and Spark local[2] -> reports/portfolio-bench.{md,json} (~6 min, needs wrk, java)
+bench-portfolio: setup  ## 1M-row book Parquet->Parquet, peak RSS on 5M, /classify_batch and Spark local[2] -> reports/portfolio-bench.{md,json} (~6 min, needs wrk, java, GNU time)
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench-portfolio needs wrk: sudo apt-get install -y wrk" >&2; exit 2; }
 	@command -v java >/dev/null 2>&1 || { echo "make bench-portfolio needs Java 17 for Spark: make java" >&2; exit 2; }
+	@test -x /usr/bin/time || { echo "make bench-portfolio needs GNU time for peak RSS: sudo apt-get install -y time" >&2; exit 2; }
 	@BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.portfolio_bench --command "make bench-portfolio$(if $(PORTFOLIO_BENCH_ARGS), PORTFOLIO_BENCH_ARGS='$(PORTFOLIO_BENCH_ARGS)')" $(PORTFOLIO_BENCH_ARGS)

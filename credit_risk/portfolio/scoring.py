@@ -147,6 +147,10 @@ class BatchScorer:
             quarantine = self._quarantine(batch, rows, checked)
         return ScoredBatch(decisions, quarantine)
 
+    def quarantine(self, batch: pa.RecordBatch, rows: npt.NDArray[np.int64]) -> pa.RecordBatch:
+        """Only the quarantine records of a batch: the contract checks without scoring."""
+        return self._quarantine(batch, rows, validate(batch))
+
     def _decisions(
         self,
         batch: pa.RecordBatch,
