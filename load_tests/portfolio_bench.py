@@ -74,14 +74,15 @@ def run_job(src: Path, out: Path, tag: str, audit: Path) -> dict[str, Any]:
     # GNU time reports the job's own peak RSS; a child's ru_maxrss seen from here would also
     # count pages it shared with this (large) process before exec
     rss_file = audit.with_name("maxrss.txt")
-    argv = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *argv]
+    argv = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_file), *argv]
     start = time.perf_counter()
     done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         msg = f"credit-risk score exited {done.returncode}: {done.stderr.decode()[-2000:]}"
         raise RuntimeError(msg)
-    peak_kib = int(rss_file.read_text().split()[-1])
+    peak_kib, user_s, system_s = rss_file.read_text().split()[-3:]
+    cpu_s = float(user_s) + float(system_s)
     record = json.loads(audit.read_text().splitlines()[-1])
     return {
         "rows": record["rows_read"],
@@ -89,7 +90,10 @@ def run_job(src: Path, out: Path, tag: str, audit: Path) -> dict[str, Any]:
         "wall_seconds": round(wall, 3),
         "applicants_per_s": round(record["rows_read"] / record["seconds"]),
         "applicants_per_s_wall": round(record["rows_read"] / wall),
-        "peak_rss_mb": round(peak_kib / 1024, 1),
+        "peak_rss_mb": round(int(peak_kib) / 1024, 1),
+        # CPU time is what a busy machine cannot take away: applicants per CPU-second
+        "cpu_seconds": round(cpu_s, 2),
+        "applicants_per_cpu_s": round(record["rows_read"] / cpu_s),
         "stage_seconds": record["stage_seconds"],
         "input_mb": round(src.stat().st_size / 2**20, 1),
         "output_mb": round(out.stat().st_size / 2**20, 1),
@@ -175,6 +179,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"({job['wall_seconds']:.1f} s) |",
         f"| `credit-risk score`, peak RSS | {big['rows']:,} | {big['applicants_per_s']:,} | "
         f"peak RSS {big['peak_rss_mb']:,.0f} MB |",
+        f"| `credit-risk score`, CPU time (whole process) | {job['rows']:,} | "
+        f"{job['applicants_per_cpu_s']:,} per CPU-second | {job['cpu_seconds']:.1f} CPU-s "
+        f"(process start and model load included) |",
         f"| `/classify_batch` (1,000 per request, {api['connections']} connections) | "
         f"{api['requests'] * 1000:,} | {api['applicants_per_s']:,} | {api['errors']} errors |",
         f"| Spark `local[2]` (`mapInArrow`) | {spark['rows']:,} | {spark['applicants_per_s']:,} | "

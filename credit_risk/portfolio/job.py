@@ -203,8 +203,9 @@ def _stream(
     summary.rows_read += len(source.malformed)
     summary.rows_quarantined = summary.rows_read - summary.rows_scored
     if keys:
-        _, counts = np.unique(np.concatenate(keys), return_counts=True)
-        summary.duplicate_id_rows = int((counts - 1).sum())
+        ordered = np.concatenate(keys)
+        ordered.sort()  # in place: 8 bytes per row in all
+        summary.duplicate_id_rows = int(np.count_nonzero(ordered[1:] == ordered[:-1]))
 
 
 def _write(outputs: list[tuple[AtomicWriter, pa.RecordBatch]], timer: StageTimer) -> None:

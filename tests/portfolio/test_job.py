@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from credit_risk.cli import main
 from credit_risk.portfolio.audit import read_runs
+from credit_risk.portfolio.job import Job, run
 from credit_risk.portfolio.scoring import DECISION_FIELDS
 from tests.portfolio.conftest import book, write
 
@@ -44,6 +45,9 @@ def test_every_row_scored_exit_0_with_ids_and_audit(
         tmp_path, model_tag, str(src), str(tmp_path / "out.parquet"), "--id-column", "account_id"
     )
     assert result.exit_code == 0, result.output
+    (line,) = result.output.strip().splitlines()  # no progress bar off a terminal: one line
+    assert line.startswith("run ")
+    assert "300 scored, 0 quarantined of 300 rows" in line
     out = pq.read_table(tmp_path / "out.parquet")
     assert out.column_names == ["row", "account_id", *(f.name for f in DECISION_FIELDS)]
     assert out.column("account_id").to_pylist() == table.column("account_id").to_pylist()
@@ -254,3 +258,14 @@ def test_audit_log_defaults_to_the_bentoml_home(
     assert CliRunner().invoke(main, argv).exit_code == 0
     lines = (isolated_home / "portfolio" / "runs.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["output"] == str(tmp_path / "o.parquet")
+
+
+def test_progress_bar_runs_through_a_whole_job(
+    tmp_path: Path, model_tag: str, applicants: list[dict[str, Any]]
+) -> None:
+    src = write(book(applicants), tmp_path / "book.parquet")
+    job = Job(
+        src, tmp_path / "out.parquet", model_tag, audit_log=tmp_path / "a.jsonl", batch_rows=100
+    )
+    summary = run(job, progress=True)
+    assert (summary.exit_code, summary.rows_scored) == (0, 1000)
