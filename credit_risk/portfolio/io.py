@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from credit_risk.portfolio import RefusedInputError
+from credit_risk.schema import CATEGORIES
 
 FORMATS: Final = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 """File extension -> format, for inputs and outputs alike."""
@@ -67,7 +68,10 @@ def open_source(path: Path, columns: Sequence[str], batch_rows: int = BATCH_ROWS
 
 def _parquet_source(path: Path, columns: Sequence[str], batch_rows: int) -> Source:
     try:
-        reader = pq.ParquetFile(path)
+        plain = pq.ParquetFile(path).schema_arrow
+        # categories straight as Arrow dictionaries: no per-row strings are materialised
+        text = [f.name for f in plain if f.name in CATEGORIES and pa.types.is_string(f.type)]
+        reader = pq.ParquetFile(path, read_dictionary=text)
     except (pa.ArrowException, OSError) as exc:
         msg = f"{path}: not a readable Parquet file ({_one_line(exc)})"
         raise RefusedInputError(msg) from None

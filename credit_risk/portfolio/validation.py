@@ -121,7 +121,7 @@ def validate(batch: pa.RecordBatch) -> Checked:
     columns = []
     for rule in RULES:
         column = batch.column(rule.name)
-        if pa.types.is_dictionary(column.type):
+        if pa.types.is_dictionary(column.type) and not rule.categories:
             column = column.dictionary_decode()
         check = _check_category if rule.categories else _check_number
         values, broken = check(rule, column, problems)
@@ -141,12 +141,19 @@ def _check_category(
     missing = _missing(column)
     problems.add(missing, rule.name, "missing value", column)
     # a category's code is its index in the schema's vocabulary (credit_risk.encoding.CODE_OF)
-    index = pc.index_in(column, value_set=pa.array(rule.categories, pa.string()))
-    unknown = _missing(index) & ~missing
+    vocabulary = pa.array(rule.categories, pa.string())
+    if pa.types.is_dictionary(column.type):  # look up each distinct value once
+        per_entry = pc.index_in(column.dictionary, value_set=vocabulary).fill_null(-1)
+        entries = per_entry.to_numpy(zero_copy_only=False)
+        codes = entries[column.indices.fill_null(0).to_numpy(zero_copy_only=False)]
+        unknown = (codes < 0) & ~missing
+    else:
+        index = pc.index_in(column, value_set=vocabulary)
+        unknown = _missing(index) & ~missing
+        codes = index.fill_null(0).to_numpy(zero_copy_only=False)
     allowed = ", ".join(map(repr, rule.categories))
     problems.add(unknown, rule.name, f"unknown category (expected one of {allowed})", column)
-    codes = index.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
-    return codes, missing | unknown
+    return np.where(missing | unknown, 0, codes).astype(np.float64), missing | unknown
 
 
 def _check_number(
