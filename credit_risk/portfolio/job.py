@@ -128,6 +128,9 @@ def run(job: Job, *, progress: bool | None = None) -> Summary:
 
 
 def _score(job: Job, summary: Summary, show_progress: bool) -> None:
+    if job.output.resolve() == job.quarantine_path().resolve():
+        msg = f"{job.output}: the output and the quarantine must be different files"
+        raise RefusedInputError(msg)
     for path in (job.output, job.quarantine_path()):
         file_format(path)
         if path.resolve() == job.input.resolve():

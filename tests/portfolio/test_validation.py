@@ -115,3 +115,18 @@ def test_a_missing_column_is_refused() -> None:
     schema = rows_as_batch([example_applicant()]).schema.remove(0)
     with pytest.raises(RefusedInputError, match=r"missing column.*'checking_account'"):
         check_types(schema, "book.parquet")
+
+
+def test_dictionary_columns_are_judged_like_plain_text() -> None:
+    base = example_applicant()
+    records = [base, base | {"purpose": "holiday"}, base | {"purpose": None}, base]
+    batch = rows_as_batch(records)
+    index = batch.schema.get_field_index("purpose")
+    encoded = batch.set_column(index, "purpose", batch.column(index).dictionary_encode())
+    plain, dictionary = validate(batch), validate(encoded)
+    assert dictionary.bad.tolist() == [False, True, True, False]
+    assert dictionary.bad.tolist() == plain.bad.tolist()
+    np.testing.assert_array_equal(
+        code_array(dictionary.columns, ~dictionary.bad), code_array(plain.columns, ~plain.bad)
+    )
+    assert dictionary.problems.reasons == plain.problems.reasons
