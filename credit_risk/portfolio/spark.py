@@ -44,17 +44,21 @@ ROW_INDEX: Final = "_metadata.row_index"
 
 
 @cache
+def _imported_tag(archive: str) -> str:
+    """Once per Python worker: the archive imported into a private store (BentoML's import)."""
+    # before anything resolves BentoML's home in this worker process
+    os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="credit-risk-executor-home-")
+    import bentoml  # noqa: PLC0415
+
+    return str(bentoml.models.import_model(archive).tag)
+
+
+@cache
 def _executor_scorer(
     tag: str, archive: str | None, run_id: str, ids: tuple[str, ...]
 ) -> BatchScorer:
-    """Once per Python worker: import the archive into a private store if given, then load."""
-    if archive:
-        # before anything resolves BentoML's home in this worker process
-        os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="credit-risk-executor-home-")
-        import bentoml  # noqa: PLC0415
-
-        tag = str(bentoml.models.import_model(archive).tag)
-    return BatchScorer.load(tag, run_id, ids)
+    """Once per Python worker and run: the model, from the archive if one was shipped."""
+    return BatchScorer.load(_imported_tag(archive) if archive else tag, run_id, ids)
 
 
 def _batch_function(
