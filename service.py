@@ -162,11 +162,7 @@ class CreditRiskService:
             stored = self.model_ref
         meta: dict[str, Any] = dict(stored.info.metadata)
         self.model_info = stored.info
-        self.policy = DecisionRule(
-            threshold=float(meta["threshold"]),
-            scaling=ScoreScaling.from_metadata(meta["score_scaling"]),
-            model_version=str(stored.tag),
-        )
+        self.policy = DecisionRule.from_model(str(stored.tag), meta)
         metrics.MODEL_INFO.labels(model_version=str(stored.tag)).set(1)
         coalescer = Coalescer(self._runner_score, max_rows=RUNNER_MAX_BATCH_SIZE)
         coalesce = SETTINGS.batching and SETTINGS.coalescing

@@ -157,3 +157,72 @@ def policy() -> None:
     from credit_risk.policy import markdown_tables  # noqa: PLC0415
 
     click.echo(markdown_tables(), nl=False)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("output", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--model",
+    "model_tag",
+    default=None,
+    help="Model tag (default: $CREDIT_RISK_MODEL or the latest).",
+)
+@click.option(
+    "--id-column",
+    "id_columns",
+    multiple=True,
+    help="Column passed through to the output to join results back (repeatable).",
+)
+@click.option(
+    "--quarantine",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Rows that break the contract (default: OUTPUT with .quarantine before the extension).",
+)
+@click.option(
+    "--audit-log",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="JSON-lines run log (default: $CREDIT_RISK_PORTFOLIO_AUDIT_LOG, else "
+    "<BentoML home>/portfolio/runs.jsonl).",
+)
+def score(
+    *,
+    input_path: Path,
+    output: Path,
+    model_tag: str | None,
+    id_columns: tuple[str, ...],
+    quarantine: Path | None,
+    audit_log: Path | None,
+) -> None:
+    """Score a portfolio file (Parquet or CSV) with the served model and policy.
+
+    Exit codes: 0 every row scored, 3 written but some rows quarantined, 2 input refused
+    (nothing written), 1 the job failed.
+    """
+    from credit_risk.portfolio import INSTALL_HINT, RefusedInputError  # noqa: PLC0415
+
+    try:
+        from credit_risk.portfolio.job import Job, run  # noqa: PLC0415
+    except ImportError as exc:
+        msg = f"`credit-risk score` needs {exc.name}: {INSTALL_HINT}"
+        raise InputError(msg) from None
+    from credit_risk.model_store import default_model_tag  # noqa: PLC0415
+
+    job = Job(
+        input=input_path,
+        output=output,
+        model=model_tag or default_model_tag(),
+        id_columns=id_columns,
+        quarantine=quarantine,
+        audit_log=audit_log,
+    )
+    try:
+        summary = run(job)
+    except RefusedInputError as exc:
+        raise InputError(str(exc)) from None
+    except Exception as exc:  # the job failed: one line, exit 1, the audit log has the record
+        raise click.ClickException(f"scoring failed: {type(exc).__name__}: {exc}") from None
+    click.echo(summary.line(), err=True)
+    raise SystemExit(summary.exit_code)
