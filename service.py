@@ -31,7 +31,7 @@ from credit_risk.schema import Applicant, Decision, Decisions
 from credit_risk.serving import metrics
 from credit_risk.serving.coalesce import Coalescer
 from credit_risk.serving.decision_log import log_decisions
-from credit_risk.serving.drift import DriftMonitor, signals_from_metadata
+from credit_risk.serving.drift import DriftMonitor
 from credit_risk.serving.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
@@ -58,6 +58,7 @@ from credit_risk.serving.workarounds.validation_errors import (
     ErrorMessageMiddleware,
     install_client_error_log_filter,
 )
+from credit_risk.stability import signals_from_metadata
 
 SETTINGS = Settings.from_env()
 install_client_error_log_filter()

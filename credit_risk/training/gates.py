@@ -18,7 +18,7 @@ from bentoml.exceptions import NotFound
 
 from credit_risk.model_store import DEFAULT_TAG
 from credit_risk.schema import FEATURES
-from credit_risk.serving.drift import PSI_ALERT, psi, signals_from_metadata
+from credit_risk.stability import PSI_ALERT, psi, signals_from_metadata
 from credit_risk.training.fairness import FOUR_FIFTHS
 
 FloatArray = npt.NDArray[np.float64]

@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 
 from credit_risk.schema import CATEGORIES, FEATURES
-from credit_risk.serving.drift import (
-    PSI_ALERT,
-    PSI_WATCH,
-    DriftMonitor,
-    Signal,
-    psi,
-    signals_from_metadata,
-)
+from credit_risk.serving.drift import DriftMonitor
+from credit_risk.stability import PSI_ALERT, PSI_WATCH, Signal, psi, signals_from_metadata
 from credit_risk.training.data import load_dataset
 from credit_risk.training.evaluation import category_shares, distribution_summary
 from credit_risk.training.preprocessing import encode_frame
