@@ -153,6 +153,37 @@ overload: setup  ## open-loop 4x capacity for 30 s between normal load -> report
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.overload --command "make overload$(if $(OVERLOAD_ARGS), OVERLOAD_ARGS='$(OVERLOAD_ARGS)')" $(OVERLOAD_ARGS)
 
+# --- retraining pipeline: Prefect flow, MLflow tracking, quality gates (docs/pipeline.md) -----------
+# Prefect and MLflow are the `pipeline` extra, in the dev lock: `make setup` installs them.
+FLOW_ARGS ?=
+MLFLOW_URI ?= sqlite:///mlflow.db
+
+.PHONY: train-flow mlflow-ui
+
+train-flow: setup  ## the training flow: gates, then MLflow run + registry and the BentoML store (FLOW_ARGS='--quick')
+	$(BIN)/credit-risk train --flow $(FLOW_ARGS)
+
+mlflow-ui: setup  ## MLflow's UI on http://127.0.0.1:5000 over the local tracking store (MLFLOW_URI)
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_URI) --host 127.0.0.1 --port 5000
+
+# --- portfolio scoring: credit-risk score and its Spark twin (credit_risk/portfolio, load_tests/portfolio_bench.py)
+PORTFOLIO_BENCH_ARGS ?=
+
+.PHONY: java bench-portfolio
+
+java:  ## install Debian's Java 17 runtime for the Spark tests (tests/portfolio/test_spark.py) if `java` is missing
+	@command -v java >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; }
+	@java -version 2>&1 | head -1
+
+bench-portfolio: setup  ## 1M-row book Parquet->Parquet, peak RSS on 5M, /classify_batch and Spark local[2] -> reports/portfolio-bench.{md,json} (~6 min, needs wrk, java, GNU time)
+	@command -v wrk >/dev/null 2>&1 || { echo "make bench-portfolio needs wrk: sudo apt-get install -y wrk" >&2; exit 2; }
+	@command -v java >/dev/null 2>&1 || { echo "make bench-portfolio needs Java 17 for Spark: make java" >&2; exit 2; }
+	@test -x /usr/bin/time || { echo "make bench-portfolio needs GNU time for peak RSS: sudo apt-get install -y time" >&2; exit 2; }
+	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
+		|| $(BIN)/python train.py
+	$(BIN)/python -m load_tests.portfolio_bench --command "make bench-portfolio$(if $(PORTFOLIO_BENCH_ARGS), PORTFOLIO_BENCH_ARGS='$(PORTFOLIO_BENCH_ARGS)')" $(PORTFOLIO_BENCH_ARGS)
+
 # --- champion and challenger: promotion state, shadow scoring, back-test (docs/champion-challenger.md)
 OUTCOMES ?=
 

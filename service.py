@@ -35,14 +35,15 @@ from credit_risk.model_store import (
 )
 from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, ScoreScaling
 from credit_risk.promotion import read_state
-from credit_risk.schema import Applicant, Decision
+from credit_risk.schema import Applicant, Decision, Decisions
 from credit_risk.serving import metrics
 from credit_risk.serving.coalesce import Coalescer
 from credit_risk.serving.decision_log import log_decisions
-from credit_risk.serving.drift import DriftMonitor, signals_from_metadata
+from credit_risk.serving.drift import DriftMonitor
 from credit_risk.serving.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
+    JsonNotFoundMiddleware,
     RejectionCounterMiddleware,
 )
 from credit_risk.serving.settings import (
@@ -55,7 +56,7 @@ from credit_risk.serving.settings import (
     RUNNER_RETRY_BACKOFF_S,
     Settings,
 )
-from credit_risk.serving.shadow import WIDTH, Rule, Shadow, ShadowScorer, check_same_schema
+from credit_risk.serving.shadow import WIDTH, Shadow, ShadowScorer, check_same_schema
 from credit_risk.serving.ui import app as loan_officer_form
 from credit_risk.serving.workarounds.admission_gate import RETRY_AFTER_S, Admission, service_class
 from credit_risk.serving.workarounds.decision_monitor import MONITOR_TYPE
@@ -70,6 +71,7 @@ from credit_risk.serving.workarounds.validation_errors import (
     ErrorMessageMiddleware,
     install_client_error_log_filter,
 )
+from credit_risk.stability import signals_from_metadata
 
 SETTINGS = Settings.from_env()
 install_client_error_log_filter()
@@ -132,8 +134,8 @@ class CreditScorer:
         self.shadow = (
             ShadowScorer(
                 challenger.scorer,
-                Rule.from_metadata(challenger.tag, challenger.metadata),
-                Rule.from_metadata(loaded.tag, meta),
+                DecisionRule.from_model(challenger.tag, challenger.metadata),
+                DecisionRule.from_model(loaded.tag, meta),
             )
             if challenger
             else None
@@ -231,12 +233,9 @@ class CreditRiskService:
             challenger = self.challenger_ref
         self.model_info = stored.info
         self.challenger_info = challenger.info if challenger else None
-        self.policy = _decision_rule(stored)
+        self.policy = DecisionRule.from_model(str(stored.tag), dict(stored.info.metadata))
         self.shadow = (
-            Shadow(
-                Rule.from_metadata(str(challenger.tag), challenger.info.metadata),
-                self.policy.model_version,
-            )
+            Shadow(str(challenger.tag), dict(challenger.info.metadata), self.policy.model_version)
             if challenger
             else None
         )
@@ -282,27 +281,28 @@ class CreditRiskService:
             metrics.PROBABILITY.observe(d["probability_of_default"])
         return decisions
 
-    # The endpoints declare the pydantic types (request validation, OpenAPI, typed clients) but
-    # answer with JSON serialised once from plain dicts in the same layout: building pydantic
-    # objects and BentoML's per-response schema work cost more than scoring a decision.
+    # The endpoints document their answer as the pydantic types (`output_spec`: OpenAPI, typed
+    # clients) but answer with JSON serialised once from plain dicts in the same layout:
+    # building pydantic objects and BentoML's per-response schema work cost more than scoring
+    # a decision.
 
-    @bentoml.api
-    async def classify(self, applicant: Applicant, /) -> Decision:
+    @bentoml.api(output_spec=Decision)
+    async def classify(self, applicant: Applicant, /) -> Response:
         """Score one applicant: decision, probability of default, score, band and reasons."""
         try:
             decisions = await self._decide([applicant])
         except RunnerUnavailableError:
-            return _runner_unavailable()  # type: ignore[return-value]
-        return _json_response(decisions[0])  # type: ignore[return-value]
+            return _runner_unavailable()
+        return _json_response(decisions[0])
 
-    @bentoml.api
-    async def classify_batch(self, applicants: ApplicantBatch, /) -> list[Decision]:
+    @bentoml.api(output_spec=Decisions)
+    async def classify_batch(self, applicants: ApplicantBatch, /) -> Response:
         """Score 1 to 1,000 applicants in one request; decisions come back in input order."""
         try:
             decisions = await self._decide(applicants)
         except RunnerUnavailableError:
-            return _runner_unavailable()  # type: ignore[return-value]
-        return _json_response(decisions)  # type: ignore[return-value]
+            return _runner_unavailable()
+        return _json_response(decisions)
 
     @bentoml.api
     def model_card(self) -> dict[str, Any]:
@@ -323,16 +323,6 @@ def _card(info: Any) -> dict[str, Any]:
         "labels": dict(info.labels),
         **dict(info.metadata),
     }
-
-
-def _decision_rule(stored: Any) -> DecisionRule:
-    """A model's own decision rule: its threshold and scaling, its version on every record."""
-    meta = stored.info.metadata
-    return DecisionRule(
-        threshold=float(meta["threshold"]),
-        scaling=ScoreScaling.from_metadata(meta["score_scaling"]),
-        model_version=str(stored.tag),
-    )
 
 
 class RunnerUnavailableError(Exception):
@@ -366,10 +356,13 @@ CreditRiskService.add_asgi_middleware(
     count=lambda reason: metrics.REJECTED.labels(reason=reason).inc(),
 )
 CreditRiskService.add_asgi_middleware(ErrorMessageMiddleware)
+CreditRiskService.add_asgi_middleware(JsonNotFoundMiddleware)
 CreditRiskService.add_asgi_middleware(
     BearerAuthMiddleware, paths=API_PATHS, tokens=SETTINGS.api_tokens
 )
 CreditRiskService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 # after the size limit: checking that the body is JSON buffers it
-CreditRiskService.add_asgi_middleware(JsonBodyMiddleware, api_paths=API_PATHS)
+CreditRiskService.add_asgi_middleware(
+    JsonBodyMiddleware, api_paths=API_PATHS, body_paths={"/classify", "/classify_batch"}
+)
 CreditRiskService.add_asgi_middleware(OpenAPIDocumentMiddleware, api_paths=API_PATHS)

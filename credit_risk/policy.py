@@ -141,13 +141,23 @@ MAX_BODY_BYTES: Final = 1 << 20
 """Request-body limit (1 MiB): a full batch is ~0.5 MB, so this only stops abuse."""
 
 
-def risk_bands(scores: FloatArray) -> list[str]:
-    """Band letter per score."""
-    letters = list(BAND_FLOORS)
+RISK_BANDS: Final[tuple[RiskBand, ...]] = tuple(BAND_FLOORS)
+"""Band letters, lowest risk first: a band index is a position in this tuple."""
+
+
+def band_indices(scores: FloatArray) -> npt.NDArray[np.intp]:
+    """Index into `RISK_BANDS` per score: the columnar form bulk scoring writes."""
     floors = np.array(list(BAND_FLOORS.values())[:-1])
     # floors descend; count how many a score fails to reach -> band index
-    idx = (scores[:, np.newaxis] < floors[np.newaxis, :]).sum(axis=1)
-    return [letters[i] for i in idx]
+    idx: npt.NDArray[np.intp] = (scores[:, np.newaxis] < floors[np.newaxis, :]).sum(
+        axis=1, dtype=np.intp
+    )
+    return idx
+
+
+def risk_bands(scores: FloatArray) -> list[str]:
+    """Band letter per score."""
+    return [RISK_BANDS[i] for i in band_indices(scores).tolist()]
 
 
 def markdown_tables(scaling: ScoreScaling = SCALING, costs: CostMatrix = COSTS) -> str:

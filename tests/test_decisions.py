@@ -87,3 +87,20 @@ def test_decisions_validate_against_the_schema() -> None:
         exact_score = POLICY.scaling.score(np.array([d.probability_of_default]))
         assert d.risk_band == risk_bands(exact_score)[0]
         assert abs(d.score - exact_score[0]) <= 0.5
+
+
+def test_records_are_assembled_from_the_decision_columns() -> None:
+    rng = np.random.default_rng(7)
+    p = rng.uniform(0, 0.6, 200)
+    excess = rng.exponential(0.2, (200, len(FEATURES))) * (rng.random((200, len(FEATURES))) > 0.4)
+    columns = POLICY.columns(p, excess)
+    for i, record in enumerate(POLICY.records(p, excess)):
+        k = columns.reason_count[i]
+        assert record["score"] == columns.score[i]
+        assert record["risk_band"] == "ABCDE"[columns.band[i]]
+        assert (record["decision"] == "decline") == columns.declined[i]
+        assert [r["code"] for r in record["reason_codes"]] == [
+            REASONS[FEATURES[j]][0] for j in columns.reason_feature[i][:k]
+        ]
+        assert [r["points"] for r in record["reason_codes"]] == list(columns.reason_points[i][:k])
+    assert not columns.reason_count[~columns.declined].any()

@@ -65,13 +65,14 @@ def test_no_import_cycle() -> None:
 
 
 def _part(module: str) -> str:
+    """The sub-package a module belongs to; the top-level modules are the shared contract."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] in {"training", "serving"} else "contract"
+    return parts[1] if len(parts) > 2 and (PACKAGE / parts[1]).is_dir() else "contract"
 
 
 def test_imports_point_one_way() -> None:
-    """Training and serving build on the contract; neither imports the other, and the contract
-    imports neither."""
+    """Training, serving and the batch jobs build on the contract; none imports another, and the
+    contract imports none of them."""
     wrong = [
         f"{src} -> {dst}"
         for src, targets in import_graph().items()
@@ -83,4 +84,4 @@ def test_imports_point_one_way() -> None:
 
 def test_the_three_parts_exist() -> None:
     parts = {_part(m) for m in import_graph()}
-    assert parts == {"contract", "training", "serving"}
+    assert {"contract", "training", "serving"} <= parts

@@ -112,7 +112,7 @@ def _csv_rows(path: Path) -> tuple[list[dict[str, Any]], list[str], int]:
 
 def _parquet_rows(path: Path) -> tuple[list[dict[str, Any]], list[str], int]:
     try:
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415 (optional: the portfolio extra)
     except ImportError:
         msg = f"reading Parquet needs pyarrow: {PARQUET_HINT}"
         raise BacktestInputError(msg) from None

@@ -47,7 +47,8 @@ BATCH_ROWS = Histogram(
 )
 REJECTED = Counter(
     "credit_risk_rejected_requests",
-    "Requests refused before scoring, by reason (validation, size, auth, overload).",
+    "Requests refused before scoring, by reason (validation, method, size, media_type, auth, "
+    "overload).",
     ["reason"],
 )
 MODEL_INFO = Gauge(

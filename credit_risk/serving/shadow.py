@@ -15,7 +15,7 @@ An error anywhere on the challenger's side loses its records (counted in
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Final
@@ -23,10 +23,10 @@ from typing import Any, Final
 import numpy as np
 
 from credit_risk.compiled import Scorer
-from credit_risk.decisions import top_reasons
+from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import FloatArray
 from credit_risk.model_store import ModelMismatchError
-from credit_risk.policy import BAND_FLOORS, MAX_REASON_CODES, REASONS, ScoreScaling, risk_bands
+from credit_risk.policy import MAX_REASON_CODES, REASONS, RISK_BANDS
 from credit_risk.schema import FEATURES
 from credit_risk.serving import metrics
 
@@ -37,27 +37,10 @@ WIDTH: Final = 1 + len(FEATURES)
 SHADOW_COLUMNS: Final = 4 + MAX_REASON_CODES
 """The challenger's columns after them: P(default), score, band index, declined (0/1), then
 the feature index of each reason code (-1 where there is none)."""
-BANDS: Final = tuple(BAND_FLOORS)
-BAND_INDEX: Final[dict[str, int]] = {band: i for i, band in enumerate(BANDS)}
 REASON_CODES: Final = tuple(REASONS[f][0] for f in FEATURES)
 """Reason code per feature index."""
 
 ShadowRecord = dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A model's threshold and scaling, as its metadata records them."""
-
-    version: str
-    threshold: float
-    scaling: ScoreScaling
-
-    @classmethod
-    def from_metadata(cls, version: str, meta: Mapping[str, Any]) -> Rule:
-        """The rule training stored with a model."""
-        scaling = ScoreScaling.from_metadata(meta["score_scaling"])
-        return cls(version, float(meta["threshold"]), scaling)
 
 
 def check_same_schema(champion: dict[str, Any], challenger: dict[str, Any], tag: str) -> None:
@@ -76,13 +59,13 @@ class ShadowScorer:
     """Runner side: the challenger's scorer and both models' rules."""
 
     scorer: Scorer
-    challenger: Rule
-    champion: Rule
+    challenger: DecisionRule
+    champion: DecisionRule
 
     @property
     def labels(self) -> tuple[str, str]:
         """Metric labels: champion version, challenger version."""
-        return (self.champion.version, self.challenger.version)
+        return (self.champion.model_version, self.challenger.model_version)
 
     @cached_property
     def _counters(self) -> dict[str, Any]:
@@ -112,15 +95,10 @@ class ShadowScorer:
         return both
 
     def _decide(self, proba: FloatArray, excess_logit: FloatArray) -> FloatArray:
-        rule = self.challenger
-        exact = rule.scaling.score(proba)
-        band_index = np.array([BAND_INDEX[b] for b in risk_bands(exact)], dtype=np.float64)
-        declined = proba > rule.threshold
-        points = np.round(excess_logit * rule.scaling.factor, 2)
-        top = top_reasons(points)
-        shown = (np.take_along_axis(points, top, axis=1) > 0) & declined[:, None]
-        reasons = np.where(shown, top, -1)
-        return np.column_stack([proba, np.rint(exact), band_index, declined, reasons])
+        c = self.challenger.columns(proba, excess_logit)
+        shown = np.arange(MAX_REASON_CODES) < c.reason_count[:, None]
+        reasons = np.where(shown, c.reason_feature, -1)
+        return np.column_stack([c.probability, c.score, c.band, c.declined, reasons])
 
     def _compare(self, champion_proba: FloatArray, columns: FloatArray) -> None:
         ours = champion_proba <= self.champion.threshold  # approved by the champion
@@ -141,7 +119,8 @@ class ShadowScorer:
 class Shadow:
     """API side: the challenger's columns as the records the decision log keeps."""
 
-    challenger: Rule
+    version: str
+    metadata: dict[str, Any]
     champion_version: str
 
     def records(self, n: int, out: FloatArray) -> list[ShadowRecord]:
@@ -151,19 +130,19 @@ class Shadow:
                 return [None] * n
             return self._records(out[:, WIDTH : WIDTH + SHADOW_COLUMNS])
         except Exception as exc:  # any failure of the challenger costs only its own records
-            labels = (self.champion_version, self.challenger.version)
+            labels = (self.champion_version, self.version)
             metrics.SHADOW_FAILURES.labels(*labels, "decide").inc(n)
             logger.warning("challenger lost %d records while recording: %r", n, exc)
             return [None] * n
 
     def _records(self, columns: FloatArray) -> list[ShadowRecord]:
-        version, threshold = self.challenger.version, self.challenger.threshold
+        version, threshold = self.version, float(self.metadata["threshold"])
         return [
             {
                 "model_version": version,
                 "probability_of_default": p,
                 "score": int(score),
-                "risk_band": BANDS[int(band)],
+                "risk_band": RISK_BANDS[int(band)],
                 "decision": "decline" if declined else "approve",
                 "threshold": threshold,
                 "reason_codes": _codes(reasons),

@@ -12,7 +12,7 @@ from credit_risk.encoding import encode_applicants
 from credit_risk.model_store import load_serving_model
 from credit_risk.schema import Applicant
 from credit_risk.serving.metrics import SCORE_DIFFERENCE_BUCKETS, observe_all
-from credit_risk.serving.shadow import WIDTH, Rule, Shadow, ShadowScorer
+from credit_risk.serving.shadow import WIDTH, Shadow, ShadowScorer
 from load_tests.applicants import sample_applicants
 
 
@@ -41,15 +41,15 @@ def test_shadow_records_are_the_challengers_own_decisions(
     model_tag: str, challenger_tag: str
 ) -> None:
     champion, challenger = load_serving_model(model_tag), load_serving_model(challenger_tag)
-    rules = [Rule.from_metadata(m.tag, m.metadata) for m in (challenger, champion)]
+    rules = [DecisionRule.from_model(m.tag, m.metadata) for m in (challenger, champion)]
     applicants = [Applicant.model_validate(a) for a in sample_applicants(200, seed=2)]
     codes = encode_applicants(applicants)
     proba, excess = champion.scorer.predict(codes)
     out = ShadowScorer(challenger.scorer, *rules).append(np.column_stack([proba, excess]), codes)
     assert out.shape[1] > WIDTH
-    records = Shadow(rules[0], champion.tag).records(len(applicants), out)
-    rule = DecisionRule(rules[0].threshold, rules[0].scaling, challenger.tag)
-    want = rule.records(*challenger.scorer.predict(codes))
+    shadow = Shadow(challenger.tag, challenger.metadata, champion.tag)
+    records = shadow.records(len(applicants), out)
+    want = rules[0].records(*challenger.scorer.predict(codes))
     assert {r["decision"] for r in want} == {"approve", "decline"}
     for got, expected in zip(records, want, strict=True):
         assert got is not None
@@ -57,5 +57,5 @@ def test_shadow_records_are_the_challengers_own_decisions(
             assert got[key] == expected[key], key
         assert got["probability_of_default"] == expected["probability_of_default"]
         assert got["reason_codes"] == ",".join(r["code"] for r in expected["reason_codes"])
-    lost = Shadow(rules[0], champion.tag).records(3, out[:3, :WIDTH])
+    lost = shadow.records(3, out[:3, :WIDTH])
     assert lost == [None, None, None]

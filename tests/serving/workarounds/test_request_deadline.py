@@ -1,4 +1,5 @@
-"""The admission gate and the request deadline, on plain ASGI apps (no server)."""
+"""The request deadline (in-process, no server), and the canary for why it exists: BentoML's
+TimeoutMiddleware keeps every request's context alive for the whole timeout."""
 
 from __future__ import annotations
 
@@ -15,29 +16,10 @@ import uvloop
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from starlette.applications import Starlette
 
-from credit_risk.serving.asgi import ASGIApp, Message, Receive, Scope, Send
-from credit_risk.serving.workarounds.admission_gate import Admission, AdmissionGate, service_class
+from credit_risk.serving.asgi import Message, Receive, Scope, Send
+from credit_risk.serving.workarounds.admission_gate import service_class
 from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware, replace_timeout
-
-PATHS = frozenset({"/classify"})
-
-
-def http_scope(path: str = "/classify") -> Scope:
-    return {"type": "http", "method": "POST", "path": path, "headers": []}
-
-
-async def call(app: ASGIApp, scope: Scope | None = None) -> list[Message]:
-    """Run one request through `app`; return what it sent."""
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope or http_scope(), receive, send)
-    return sent
+from tests.serving.asgi_calls import call_async as call
 
 
 def status(sent: list[Message]) -> int:
@@ -51,72 +33,6 @@ def body(sent: list[Message]) -> dict[str, Any]:
 async def ok_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"{}"})
-
-
-class Held:
-    """An app whose requests wait until released, to hold requests in flight."""
-
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-        self.entered = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.entered += 1
-        await self.release.wait()
-        await ok_app(scope, receive, send)
-
-
-# --- AdmissionGate ---------------------------------------------------------------------------
-
-
-def test_gate_admits_up_to_the_limit_and_refuses_the_rest_with_429() -> None:
-    async def scenario() -> None:
-        held, refused = Held(), []
-        gate = AdmissionGate(held, PATHS, limit=3, on_refuse=lambda: refused.append(1))
-        admitted = [asyncio.create_task(call(gate)) for _ in range(3)]
-        await asyncio.sleep(0)
-        assert held.entered == 3
-        assert gate.in_flight == 3
-
-        sent = await call(gate)  # the fourth, while three are in flight
-        assert status(sent) == 429
-        assert dict(sent[0]["headers"])[b"retry-after"] == b"1"
-        assert "busy" in body(sent)["error"]
-        assert "3 requests" in body(sent)["error"]
-        assert refused == [1]
-        assert held.entered == 3, "refused without reaching the app"
-
-        held.release.set()
-        assert [status(s) for s in await asyncio.gather(*admitted)] == [200, 200, 200]
-        assert gate.in_flight == 0
-        assert status(await call(gate)) == 200, "admits again once requests finish"
-
-    asyncio.run(scenario())
-
-
-def test_gate_lets_other_paths_through_whatever_the_load() -> None:
-    async def scenario() -> None:
-        held = Held()
-        gate = AdmissionGate(held, PATHS, limit=1, on_refuse=lambda: None)
-        first = asyncio.create_task(call(gate))
-        await asyncio.sleep(0)
-        probe = asyncio.create_task(call(gate, http_scope("/readyz")))
-        await asyncio.sleep(0)
-        assert held.entered == 2, "the probe is not counted or refused"
-        held.release.set()
-        assert [status(s) for s in await asyncio.gather(first, probe)] == [200, 200]
-
-    asyncio.run(scenario())
-
-
-def test_gate_frees_the_slot_of_a_request_that_failed() -> None:
-    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
-        raise RuntimeError("boom")
-
-    gate = AdmissionGate(failing, PATHS, limit=1, on_refuse=lambda: None)
-    with pytest.raises(RuntimeError):
-        asyncio.run(call(gate))
-    assert gate.in_flight == 0
 
 
 # --- DeadlineMiddleware ----------------------------------------------------------------------
@@ -199,38 +115,19 @@ def test_deadline_keeps_nothing_of_an_answered_request() -> None:
 def test_bentoml_timeout_middleware_still_keeps_each_request_for_the_whole_timeout() -> None:
     # Why DeadlineMiddleware exists: BentoML's timer is never cancelled, and it holds the
     # request's context. When this fails, BentoML has fixed it and the replacement can go.
-    assert uvloop.run(_answer_then_report_payload(TimeoutMiddleware))
+    assert uvloop.run(_answer_then_report_payload(TimeoutMiddleware)), (
+        "BentoML now cancels its request timer: delete "
+        "credit_risk/serving/workarounds/request_deadline.py and replace_timeout's call"
+    )
 
 
-# --- the service class -----------------------------------------------------------------------
-
-
-def _tiny_service(cls: type[bentoml.Service[Any]] | None) -> bentoml.Service[Any]:
+def _tiny_service(cls: type[bentoml.Service[Any]]) -> bentoml.Service[Any]:
     class Tiny:
         @bentoml.api
         def classify(self, x: int) -> int:
             return x
 
-    if cls is None:
-        return bentoml.service(traffic={"timeout": 7})(Tiny)
     return bentoml.service(traffic={"timeout": 7}, service_class=cls)(Tiny)
-
-
-def test_service_class_puts_the_gate_outside_and_the_deadline_in_bentomls_place() -> None:
-    plain = _tiny_service(None).to_asgi()
-    assert isinstance(plain, Starlette)
-    bentoml_order = [m.cls for m in plain.user_middleware]
-
-    app = _tiny_service(service_class(Admission(PATHS, 5, lambda: None))).to_asgi()
-    assert isinstance(app, AdmissionGate)
-    assert app.limit == 5
-    assert isinstance(app.app, Starlette)
-    ours = [m.cls for m in app.app.user_middleware]
-    position = bentoml_order.index(TimeoutMiddleware)
-    assert ours == [*bentoml_order[:position], DeadlineMiddleware, *bentoml_order[position + 1 :]]
-    (deadline,) = [m for m in app.app.user_middleware if m.cls is DeadlineMiddleware]
-    assert deadline.kwargs == {"timeout": 7}
-    assert type(deadline.kwargs["timeout"]) is int, "the 504 says '7 seconds', as BentoML's does"
 
 
 def test_service_class_without_admission_only_replaces_the_timeout() -> None:

@@ -1,0 +1,265 @@
+"""Portfolio benchmark: `credit-risk score` Parquet in -> Parquet out, beside the API and Spark.
+
+    python -m load_tests.portfolio_bench [--rows 1000000] [--rss-rows 5000000] [--out reports]
+
+Builds a portfolio resampled (with replacement) from the training data through the training
+data loader, with an `account_id` per row, then in one run measures:
+- the job on ROWS rows in a child process: applicants/s end to end (the job's own clock and the
+  wall clock including start-up) and where the time goes (the run's audit record);
+- its peak RSS on RSS_ROWS rows (the child's `ru_maxrss` from wait4);
+- `/classify_batch` with 1,000 applicants per request, under wrk, on a real `bentoml serve`;
+- the Spark twin (`local[2]`) on the same ROWS file, and its session start-up.
+Results go to `<out>/portfolio-bench.json` and `<out>/portfolio-bench.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from credit_risk.schema import CATEGORIES, FEATURES
+from credit_risk.training.data import load_dataset
+from load_tests import bench
+from load_tests.applicants import sample_applicants, write_bodies
+
+BIN: Final = Path(sys.executable).parent
+GNU_TIME: Final = "/usr/bin/time"
+"""GNU time (Debian package `time`): the job's peak RSS."""
+ROW_GROUP: Final = 131_072
+"""Rows per Parquet row group in the generated portfolio (a typical writer's default scale)."""
+WRITE_CHUNK: Final = 1_000_000
+API_CONNECTIONS: Final = 8
+API_SECONDS: Final = 15
+
+
+def build_portfolio(path: Path, rows: int, seed: int = 14) -> None:
+    """`rows` applicants resampled from the training data, streamed to Parquet with ids."""
+    frame = load_dataset().X
+    base = {
+        name: (
+            pa.array(frame[name].astype(str).tolist(), pa.string())
+            if name in CATEGORIES
+            else pa.array(frame[name].to_numpy())
+        )
+        for name in FEATURES
+    }
+    rng = np.random.default_rng(seed)
+    schema = pa.schema([("account_id", pa.int64()), *((n, base[n].type) for n in FEATURES)])
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, rows, WRITE_CHUNK):
+            n = min(WRITE_CHUNK, rows - start)
+            pick = pa.array(rng.integers(0, len(frame), n))
+            ids = pa.array(np.arange(start, start + n, dtype=np.int64) + 10_000_000)
+            table = pa.table([ids, *(base[name].take(pick) for name in FEATURES)], schema=schema)
+            writer.write_table(table, row_group_size=ROW_GROUP)
+
+
+def run_job(src: Path, out: Path, tag: str, audit: Path) -> dict[str, Any]:
+    """The CLI in a child process: its wall time, exit code, peak RSS and audit record."""
+    argv = [str(BIN / "credit-risk"), "score", str(src), str(out), "--model", tag]
+    argv += ["--id-column", "account_id", "--audit-log", str(audit)]
+    # GNU time reports the job's own peak RSS; a child's ru_maxrss seen from here would also
+    # count pages it shared with this (large) process before exec
+    rss_file = audit.with_name("maxrss.txt")
+    argv = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_file), *argv]
+    start = time.perf_counter()
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        msg = f"credit-risk score exited {done.returncode}: {done.stderr.decode()[-2000:]}"
+        raise RuntimeError(msg)
+    peak_kib, user_s, system_s = rss_file.read_text().split()[-3:]
+    cpu_s = float(user_s) + float(system_s)
+    record = json.loads(audit.read_text().splitlines()[-1])
+    return {
+        "rows": record["rows_read"],
+        "job_seconds": record["seconds"],
+        "wall_seconds": round(wall, 3),
+        "applicants_per_s": round(record["rows_read"] / record["seconds"]),
+        "applicants_per_s_wall": round(record["rows_read"] / wall),
+        "peak_rss_mb": round(int(peak_kib) / 1024, 1),
+        # CPU time is what a busy machine cannot take away: applicants per CPU-second
+        "cpu_seconds": round(cpu_s, 2),
+        "applicants_per_cpu_s": round(record["rows_read"] / cpu_s),
+        "stage_seconds": record["stage_seconds"],
+        "input_mb": round(src.stat().st_size / 2**20, 1),
+        "output_mb": round(out.stat().st_size / 2**20, 1),
+    }
+
+
+def run_api(workdir: Path) -> dict[str, Any]:
+    """/classify_batch (1,000 applicants per request) under wrk on a real server."""
+    server = bench.servers((1,), (API_CONNECTIONS,))[0]
+    bodies = write_bodies(
+        workdir / "batch.json",
+        [sample_applicants(bench.BATCH_SIZE, seed=i) for i in range(bench.BATCH_BODIES)],
+    )
+    port = bench.free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = workdir / "server.log"
+    with bench.running(server, port, log) as (root, started):
+        bench.wait_ready(url + server.ready_path, root, started, log)
+        bench.run_wrk(url, bodies, "/classify_batch", API_CONNECTIONS, 3)  # warm-up
+        result = bench.run_wrk(url, bodies, "/classify_batch", API_CONNECTIONS, API_SECONDS)
+    seconds = result["duration_us"] / 1e6
+    errors = sum(result["errors"].values())
+    return {
+        "connections": API_CONNECTIONS,
+        "seconds": round(seconds, 1),
+        "requests": result["requests"],
+        "errors": errors,
+        "applicants_per_s": round(result["requests"] * bench.BATCH_SIZE / seconds),
+    }
+
+
+def run_spark(src: Path, out: Path, tag: str, rows: int) -> dict[str, Any]:
+    """The Spark twin on `local[2]`, in a child process (its JVM and workers included)."""
+    argv = [sys.executable, "-m", "credit_risk.portfolio.spark", str(src), str(out)]
+    argv += ["--id-column", "account_id", "--model", tag, "--master", "local[2]"]
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        msg = f"spark job exited {done.returncode}: {done.stderr[-2000:]}"
+        raise RuntimeError(msg)
+    line = next(ln for ln in reversed(done.stderr.splitlines()) if ln.startswith("run "))
+    scored_s = float(line.split(" in ")[1].split(" s;")[0])
+    startup_s = float(line.rsplit("started in ", 1)[1].split(" s")[0])
+    return {
+        "rows": rows,
+        "session_start_seconds": startup_s,
+        "score_and_write_seconds": scored_s,
+        "wall_seconds": round(wall, 1),
+        "applicants_per_s": round(rows / scored_s),
+        "applicants_per_s_wall": round(rows / wall),
+    }
+
+
+STAGES: Final = (
+    "load model",
+    "hash input",
+    "read",
+    "validate",
+    "encode",
+    "score",
+    "decide",
+    "write",
+    "ids",
+)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The report's table, the time split and the comparison."""
+    job, big, api, spark = result["job"], result["job_rss"], result["api"], result["spark"]
+    total = sum(job["stage_seconds"].values())
+    lines = [
+        f"# Portfolio scoring benchmark ({result['date']})",
+        "",
+        f"`{result['command']}` on {result['machine']['cpus']} CPUs; machine load before the "
+        f"run: {result['machine']['load_before']} busy cores. Model `{result['model']}`.",
+        "",
+        "| path | rows | applicants/s | notes |",
+        "| --- | ---: | ---: | --- |",
+        f"| `credit-risk score` Parquet -> Parquet | {job['rows']:,} | "
+        f"{job['applicants_per_s']:,} | job clock {job['job_seconds']:.2f} s; "
+        f"{job['applicants_per_s_wall']:,}/s including process start "
+        f"({job['wall_seconds']:.1f} s) |",
+        f"| `credit-risk score`, peak RSS | {big['rows']:,} | {big['applicants_per_s']:,} | "
+        f"peak RSS {big['peak_rss_mb']:,.0f} MB |",
+        f"| `credit-risk score`, CPU time (whole process) | {job['rows']:,} | "
+        f"{job['applicants_per_cpu_s']:,} per CPU-second | {job['cpu_seconds']:.1f} CPU-s "
+        f"(process start and model load included) |",
+        f"| `/classify_batch` (1,000 per request, {api['connections']} connections) | "
+        f"{api['requests'] * 1000:,} | {api['applicants_per_s']:,} | {api['errors']} errors |",
+        f"| Spark `local[2]` (`mapInArrow`) | {spark['rows']:,} | {spark['applicants_per_s']:,} | "
+        f"session start {spark['session_start_seconds']:.1f} s; "
+        f"{spark['applicants_per_s_wall']:,}/s including it |",
+        "",
+        f"Where the job's time goes ({job['rows']:,} rows):",
+        "",
+        "| stage | seconds | share |",
+        "| --- | ---: | ---: |",
+    ]
+    for stage in STAGES:
+        if stage in job["stage_seconds"]:
+            s = job["stage_seconds"][stage]
+            lines.append(f"| {stage} | {s:.3f} | {s / total:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def busy_cores() -> float:
+    """Load average over the last minute: other work sharing this machine."""
+    return round(os.getloadavg()[0], 2)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Rows, rows for the memory run, where reports go."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rss-rows", type=int, default=5_000_000)
+    parser.add_argument("--out", type=Path, default=bench.REPO / "reports")
+    parser.add_argument("--command", default="make bench-portfolio")
+    parser.add_argument("--skip-spark", action="store_true")
+    parser.add_argument("--skip-api", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build the portfolios, measure every path, write the reports."""
+    args = parse_args(argv)
+    tag = bench.resolve_model_tag()
+    result: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": args.command,
+        "model": tag,
+        "machine": {"cpus": os.cpu_count(), "load_before": busy_cores()},
+    }
+    with tempfile.TemporaryDirectory(prefix="portfolio-bench-") as tmp:
+        work = Path(tmp)
+        book, big = work / "book.parquet", work / "book-big.parquet"
+        build_portfolio(book, args.rows)
+        build_portfolio(big, args.rss_rows)
+        audit = work / "runs.jsonl"
+        _log(f"job on {args.rows:,} rows")
+        result["job"] = run_job(book, work / "out.parquet", tag, audit)
+        _log(json.dumps(result["job"]))
+        _log(f"job on {args.rss_rows:,} rows (peak RSS)")
+        result["job_rss"] = run_job(big, work / "out-big.parquet", tag, audit)
+        _log(json.dumps(result["job_rss"]))
+        big.unlink()
+        empty = {"applicants_per_s": 0, "requests": 0, "errors": 0, "connections": 0}
+        result["api"] = empty if args.skip_api else run_api(work)
+        _log(json.dumps(result["api"]))
+        skipped = {"rows": 0, "applicants_per_s": 0, "applicants_per_s_wall": 0}
+        skipped |= {"session_start_seconds": 0.0}
+        result["spark"] = (
+            skipped if args.skip_spark else run_spark(book, work / "spark-out", tag, args.rows)
+        )
+        _log(json.dumps(result["spark"]))
+    result["machine"]["load_after"] = busy_cores()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "portfolio-bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "portfolio-bench.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def _log(message: str) -> None:
+    print(f"[portfolio-bench] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
