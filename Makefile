@@ -81,7 +81,7 @@ run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-o
 		--tmpfs /var/log/credit-risk:size=1g,uid=1034,gid=1034 \
 		-v $(CURDIR)/deploy/k8s/base/bentoml_config.yaml:/etc/bentoml/bentoml_config.yaml:ro \
 		-e BENTOML_CONFIG=/etc/bentoml/bentoml_config.yaml -e BENTOML_HOME=/var/lib/bentoml \
-		-e PYTHONDONTWRITEBYTECODE=1 -e BENTOML_DO_NOT_TRACK=True \
+		-e PYTHONDONTWRITEBYTECODE=1 -e BENTOML_DO_NOT_TRACK=True -e POD_NAME=$(BENTO) \
 		--cpus 2 --memory 1536m $(BENTO):latest
 
 container-test: setup  ## the tests marked `container` (needs an engine: container-env.sh up)
