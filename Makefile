@@ -17,10 +17,13 @@ export DO_NOT_TRACK := 1
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+# Bytecode is compiled at install (uv does not by default): a server process that finds no
+# .pyc compiles every module it imports, on every start where PYTHONDONTWRITEBYTECODE is set
+# or the tree is read-only; that tripled the start-up time (docs/performance.md, "Start-up").
 $(STAMP): requirements-dev.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.lock
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements-dev.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
@@ -149,3 +152,12 @@ overload: setup  ## open-loop 4x capacity for 30 s between normal load -> report
 	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.overload --command "make overload$(if $(OVERLOAD_ARGS), OVERLOAD_ARGS='$(OVERLOAD_ARGS)')" $(OVERLOAD_ARGS)
+
+# --- start-up time (load_tests/startup.py) ----------------------------------------------------
+STARTUP_RUNS ?= 5
+
+.PHONY: startup
+
+startup: setup  ## spawn-to-first-200 on /classify and where it goes, STARTUP_RUNS (5) starts -> reports/startup.{md,json}
+	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 || $(BIN)/python train.py
+	$(BIN)/python -m load_tests.startup --runs $(STARTUP_RUNS) --command "make startup STARTUP_RUNS=$(STARTUP_RUNS)"
