@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import re
 import resource
 import shlex
@@ -466,7 +467,10 @@ def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
     url = f"http://127.0.0.1:{port}"
     log = args.out / "bench-logs" / "overload-server.log"
     busy = bench.machine_busy_cores(bench.BUSY_PROBE_S)
+    server_cpus, generator_cpus = split_cpus()
+    os.sched_setaffinity(0, server_cpus)  # the server's processes inherit this at spawn
     with bench.running(server, port, log) as (root, started):
+        os.sched_setaffinity(0, generator_cpus)  # this process (the open loop) and wrk
         ready_s = bench.wait_ready(url + "/readyz", root, started, log)
         pids_before = tree_pids(root)
         with PssSampler(root) as pss:
@@ -505,6 +509,8 @@ def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
                 # connection attempts the kernel dropped because an accept queue was full; the
                 # client's kernel retries them after 1, 3, 7 s
                 "listen_overflows": listen_overflows,
+                "server_cpus": sorted(server_cpus),
+                "generator_cpus": sorted(generator_cpus),
             }
             marks["capacity_after"] = pss.mark()
             after = wrk_point(url, bodies, args.capacity_seconds)
@@ -513,6 +519,7 @@ def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
         pids_after = tree_pids(root)
         time.sleep(1.0)  # the monitor's file handler flushes per record; let the last land
         logged = read_decision_ids(log_dir)
+    os.sched_setaffinity(0, server_cpus | generator_cpus)
     return Measured(
         ready_s=ready_s,
         busy_before_cores=busy,
@@ -529,6 +536,16 @@ def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
         pids_after=pids_after,
         logged=logged,
     )
+
+
+def split_cpus() -> tuple[set[int], set[int]]:
+    """The usable CPUs split between the server and the load generator, so the generator
+    cannot take the server's capacity during a run (on one CPU, both share it)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return set(cpus), set(cpus)
+    half = len(cpus) // 2
+    return set(cpus[half:]), set(cpus[:half])
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -677,8 +694,10 @@ def render(result: dict[str, Any]) -> str:
         "with other work just before the start. Server: `bentoml serve "
         f"service:CreditRiskService` ({s['max_in_flight_per_worker']} requests in flight per API "
         "worker, 2 API workers, 1 runner), ready in "
-        f"{result['ready_s']} s. The load generators share the 2 cores with the server: during "
-        f"the open loop the server used {result['cpu_during_open_loop']['server_cores']} cores "
+        f"{result['ready_s']} s. The server ran on CPUs "
+        f"{result['cpu_during_open_loop']['server_cpus']} and the load generators on "
+        f"{result['cpu_during_open_loop']['generator_cpus']}: during the open loop the server "
+        f"used {result['cpu_during_open_loop']['server_cores']} cores "
         f"and the generator {result['cpu_during_open_loop']['generator_cores']}; the host's "
         f"CPUs were idle for {result['cpu_during_open_loop']['host_idle_cores']} cores, waiting "
         f"on disk for {result['cpu_during_open_loop']['host_iowait_cores']} and taken by the "
