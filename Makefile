@@ -71,10 +71,13 @@ build: setup  ## bentoml build -> bento credit_risk_service:<version> (trains if
 	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 || $(BIN)/python train.py
 	$(BIN)/bentoml build .
 
+# Run from the temporary directory: BentoML 1.4.40 copies the bento there and refuses to read
+# its Dockerfile template from outside the current directory (docs/design.md).
 containerize: setup  ## OCI image credit_risk_service:<version> (and :latest) from the newest bento
 	@$(BIN)/bentoml get $(BENTO):latest >/dev/null 2>&1 || $(MAKE) build
 	@$(WITH_ENGINE) version=$$($(NEWEST_BENTO)) && set -x && \
-	$(BIN)/bentoml containerize $(BENTO):$$version \
+	cd "$$($(BIN)/python -c 'import tempfile; print(tempfile.gettempdir())')" && \
+	$(CURDIR)/$(BIN)/bentoml containerize $(BENTO):$$version \
 		-t $(BENTO):$$version -t $(BENTO):latest
 
 run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-only, non-root)

@@ -10,12 +10,15 @@ Image size, containerize time and docker-run-to-ready time go to reports/contain
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,7 @@ from credit_risk.schema import Decision, example_applicant
 from credit_risk.serving.decision_log import read_decision_records
 from tests.conftest import ROOT, free_port
 from tests.deploy.test_bento import BENTO_NAME, BuiltBento, bentoml_cli, build_bento
+from tests.deploy.test_decision_records import GRACE_S, PRE_STOP_S, Load, drive
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -199,7 +203,10 @@ def running(
     version = container_bento.tag.split(":")[1]
     image = f"{BENTO_NAME}:test-{version}"
     started = time.monotonic()
-    bentoml_cli("containerize", container_bento.tag, "-t", image, env=DOCKER_ENV)
+    # from the temporary directory, as `make containerize` (BentoML reads the bento's
+    # Dockerfile template from a copy there, and only below the current directory)
+    tmp = Path(tempfile.gettempdir())
+    bentoml_cli("containerize", container_bento.tag, "-t", image, cwd=tmp, env=DOCKER_ENV)
     containerize_s = time.monotonic() - started
     deployment = yaml.safe_load(DEPLOYMENT.read_text(encoding="utf-8"))
     port = free_port()
@@ -274,3 +281,32 @@ def test_metrics_are_exposed_for_scraping(running: Running) -> None:
     assert response.status_code == 200
     assert "bentoml_service_request_duration_seconds" in response.text
     assert 'endpoint="/classify"' in response.text
+
+
+def test_docker_stop_under_load_leaves_one_record_per_answer(running: Running) -> None:
+    """Last in this module: it stops the container. `docker stop` sends the SIGTERM the
+    kubelet sends, with the grace period the manifests leave after their preStop sleep."""
+    load = Load()
+
+    async def scenario() -> None:
+        until = asyncio.Event()
+        traffic = asyncio.create_task(drive(running.url, load, until))
+        await asyncio.sleep(3)
+        assert load.answered, "the load is being served before the stop"
+        await asyncio.to_thread(
+            docker, "stop", "-t", str(GRACE_S - PRE_STOP_S), running.container_id
+        )
+        until.set()
+        await traffic
+
+    asyncio.run(scenario())
+    exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", running.container_id)
+    records = Counter(r["decision_id"] for r in read_decision_records(running.shared_dir))
+    answered = Counter(load.answered)
+    print(
+        f"\ndocker stop under load: exit code {exit_code.stdout.strip()}; {len(answered)} "
+        f"decisions answered 200, {sum(records.values())} records; other {dict(load.other)}"
+    )
+    assert exit_code.stdout.strip() == "0", "stopped by its SIGTERM, not killed after the grace"
+    assert all(records[i] == 1 for i in answered), "one record per answered decision"
+    assert max(records.values()) == 1

@@ -70,7 +70,7 @@ class Load:
     other: Counter[str] = field(default_factory=Counter)
 
 
-async def _drive(url: str, load: Load, until: asyncio.Event, clients: int = 16) -> None:
+async def drive(url: str, load: Load, until: asyncio.Event, clients: int = 16) -> None:
     """Closed-loop clients sending single applicants and batches of 5 until `until` is set
     or the server stops accepting connections."""
 
@@ -110,7 +110,7 @@ def test_sigterm_under_load_leaves_one_record_per_answer(model_tag: str, shared:
 
         async def scenario() -> float:
             until = asyncio.Event()
-            traffic = asyncio.create_task(_drive(server.url, load, until))
+            traffic = asyncio.create_task(drive(server.url, load, until))
             await asyncio.sleep(3)
             assert load.answered, "the load is being served before the SIGTERM"
             os.kill(server.process.pid, signal.SIGTERM)  # what the kubelet and `docker stop` do
