@@ -8,17 +8,21 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import socket
 import statistics
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 
 from credit_risk.schema import example_applicant
+from credit_risk.serving.connections import RESERVED_DESCRIPTORS
 from credit_risk.serving.settings import BODY_READ_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S
 from tests.conftest import Server, start_server, stop_server
 
@@ -37,17 +41,22 @@ BODY = json.dumps(example_applicant()).encode()
 @pytest.fixture(scope="module")
 def served(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own: the stalled connections must not disturb other tests' servers."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = IDLE + 1_000  # this process holds every client socket
-    if hard != resource.RLIM_INFINITY and hard < wanted:
-        pytest.skip(f"needs {wanted} open files, the hard limit is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    _allow_client_sockets()
     workdir = tmp_path_factory.mktemp("stalled")
     srv = start_server(
         "service:CreditRiskService", workdir / "server.log", env={"CREDIT_RISK_MODEL": model_tag}
     )
     yield srv
     stop_server(srv)
+
+
+def _allow_client_sockets() -> None:
+    """This process holds every client socket: raise its open-file limit to fit them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = IDLE + 1_000
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"needs {wanted} open files, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
 
 
 @dataclass
@@ -181,3 +190,67 @@ def test_idle_keep_alive_connections_do_not_stop_service_and_are_closed(served: 
     assert normal.p99 <= P99_BOUND_S
     assert ends == {"closed": IDLE}
     assert waited <= KEEP_ALIVE_TIMEOUT_S + CLOSE_SLACK_S
+
+
+SMALL_LIMIT = 100
+"""CREDIT_RISK_MAX_CONNECTIONS of the server that is driven past its limit."""
+
+
+def test_past_the_connection_limit_new_connections_are_closed_until_some_go(
+    model_tag: str, tmp_path: Path
+) -> None:
+    _allow_client_sockets()
+    server = start_server(
+        "service:CreditRiskService",
+        tmp_path / "limited.log",
+        env={"CREDIT_RISK_MODEL": model_tag, "CREDIT_RISK_MAX_CONNECTIONS": str(SMALL_LIMIT)},
+    )
+    try:
+        workers = psutil.Process(server.process.pid).children(recursive=True)
+        limits = {w.rlimit(psutil.RLIMIT_NOFILE)[0] for w in workers}
+        assert limits == {SMALL_LIMIT + RESERVED_DESCRIPTORS}
+        host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert _classify_status(client) == 200  # a keep-alive connection open before
+            flood = [socket.create_connection((host, port), timeout=5) for _ in range(IDLE // 2)]
+            time.sleep(1)
+            closed = sum(_closed_by_server(s) for s in flood)
+            on_open = Counter(_classify_status(client) for _ in range(20))
+        with httpx.Client(base_url=server.url, timeout=10) as fresh:
+            new = Counter(_classify_status(fresh, new_connection=True) for _ in range(20))
+        for s in flood:
+            s.close()
+        time.sleep(1)
+        with httpx.Client(base_url=server.url, timeout=10) as fresh:
+            after = Counter(_classify_status(fresh, new_connection=True) for _ in range(20))
+    finally:
+        stop_server(server)
+    print(
+        f"\n{IDLE // 2} idle connections past a limit of {SMALL_LIMIT} per worker: "
+        f"{closed} closed by the server at once; meanwhile requests on a connection opened "
+        f"before: {dict(on_open)}, on new connections: {dict(new)}; once the idle ones went: "
+        f"{dict(after)}"
+    )
+    assert closed > 0, "connections past the limit are closed, not held"
+    assert on_open == {200: 20}, "the connections already open keep being served"
+    assert after == {200: 20}
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+
+
+def _classify_status(client: httpx.Client, *, new_connection: bool = False) -> int | str:
+    headers = {"content-type": "application/json"}
+    if new_connection:
+        headers["connection"] = "close"
+    try:
+        return client.post("/classify", content=BODY, headers=headers).status_code
+    except httpx.TransportError as exc:
+        return type(exc).__name__
