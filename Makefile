@@ -15,7 +15,8 @@ export DO_NOT_TRACK := 1
 .PHONY: help setup lock train serve test lint format
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' -v port='$(PORT)' \
+		'{gsub(/\$$\(PORT\)/, port, $$2); printf "  %-14s %s\n", $$1, $$2}'
 
 # Bytecode is compiled at install (uv does not by default): a server process that finds no
 # .pyc compiles every module it imports, on every start where PYTHONDONTWRITEBYTECODE is set
@@ -107,7 +108,7 @@ load-test: setup  ## headless Locust against a running server (LOAD_HOST, LOAD_U
 		-u $(LOAD_USERS) -r $(LOAD_USERS) -t $(LOAD_TIME) --stop-timeout 10 \
 		--csv reports/locust --html reports/locust.html
 
-bench: setup  ## ours (batching on/off) vs Flask+gunicorn under wrk -> reports/benchmark.{md,png} (~12 min)
+bench: setup  ## ours (batching on/off) vs Flask+gunicorn and a no-op ceiling under wrk -> reports/benchmark.{md,png} (~10 min; the schedule: load_tests/bench.py)
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk, the load generator:" \
 		"sudo apt-get install -y wrk (Debian/Ubuntu) or brew install wrk (macOS)." \
 		"Nothing is installed automatically." >&2; exit 2; }
@@ -126,7 +127,7 @@ browser:  ## install Debian's chromium for the form's browser test (tests/servic
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 	@$(CHROMIUM) --version 2>/dev/null
 
-wrk:  ## install Debian's wrk for the load and overload tests (tests/benchmarks/test_load_smoke.py, test_overload.py) if missing
+wrk:  ## install Debian's wrk for make bench, make overload and their tests (tests/benchmarks/test_baseline.py, test_overload.py) if missing
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 	@wrk --version 2>&1 | head -1
@@ -150,11 +151,24 @@ OVERLOAD_ARGS ?=
 faults: setup  ## the fault tests alone: runner SIGKILLed under load, unservable models refused (~2 min)
 	$(BIN)/pytest -q -rxs -p no:cacheprovider tests/service/test_faults.py
 
-overload: setup  ## open-loop 4x capacity for 30 s between normal load -> reports/overload.{md,json} (~3 min, needs wrk)
+overload: setup  ## open-loop 4x capacity for 30 s between normal load -> reports/overload.{md,json} (~2 min; the schedule: load_tests/overload.py; needs wrk)
 	@command -v wrk >/dev/null 2>&1 || { echo "make overload needs wrk: sudo apt-get install -y wrk" >&2; exit 2; }
 	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.overload --command "make overload$(if $(OVERLOAD_ARGS), OVERLOAD_ARGS='$(OVERLOAD_ARGS)')" $(OVERLOAD_ARGS)
+
+# --- retraining pipeline: Prefect flow, MLflow tracking, quality gates (docs/pipeline.md) -----------
+# Prefect and MLflow are the `pipeline` extra, in the dev lock: `make setup` installs them.
+FLOW_ARGS ?=
+MLFLOW_URI ?= sqlite:///mlflow.db
+
+.PHONY: train-flow mlflow-ui
+
+train-flow: setup  ## the training flow: gates, then MLflow run + registry and the BentoML store (FLOW_ARGS='--quick')
+	$(BIN)/credit-risk train --flow $(FLOW_ARGS)
+
+mlflow-ui: setup  ## MLflow's UI on http://127.0.0.1:5000 over the local tracking store (MLFLOW_URI)
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_URI) --host 127.0.0.1 --port 5000
 
 # --- start-up time (load_tests/startup.py) ----------------------------------------------------
 STARTUP_RUNS ?= 5

@@ -27,15 +27,16 @@ from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import FloatArray, encode_applicants
 from credit_risk.model_store import load_serving_model
 from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, ScoreScaling
-from credit_risk.schema import Applicant, Decision
+from credit_risk.schema import Applicant, Decision, Decisions
 from credit_risk.serving import metrics
 from credit_risk.serving.coalesce import Coalescer
 from credit_risk.serving.connections import bound_open_connections
-from credit_risk.serving.decision_log import default_log_path, log_decisions
+from credit_risk.serving.decision_log import log_decisions
 from credit_risk.serving.drift import DriftMonitor, signals_from_metadata
 from credit_risk.serving.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
+    JsonNotFoundMiddleware,
     RejectionCounterMiddleware,
 )
 from credit_risk.serving.settings import (
@@ -148,11 +149,7 @@ API_PATHS = frozenset({"/classify", "/classify_batch", "/model_card"})
     name="credit_risk_service",
     workers=2,
     traffic={"timeout": REQUEST_TIMEOUT_S},
-    monitoring={
-        "enabled": True,
-        "type": MONITOR_TYPE,
-        "options": {"log_path": str(default_log_path())},
-    },
+    monitoring={"enabled": True, "type": MONITOR_TYPE},
     # Every decision is in the decision log and every request in the metrics; BentoML's access
     # log line cost ~8 % of an API worker's CPU under load (py-spy). Turn it back on with
     # BENTOML_CONFIG: services.credit_risk_service.logging.access.enabled: true
@@ -229,27 +226,28 @@ class CreditRiskService:
             metrics.PROBABILITY.observe(d["probability_of_default"])
         return decisions
 
-    # The endpoints declare the pydantic types (request validation, OpenAPI, typed clients) but
-    # answer with JSON serialised once from plain dicts in the same layout: building pydantic
-    # objects and BentoML's per-response schema work cost more than scoring a decision.
+    # The endpoints document their answer as the pydantic types (`output_spec`: OpenAPI, typed
+    # clients) but answer with JSON serialised once from plain dicts in the same layout:
+    # building pydantic objects and BentoML's per-response schema work cost more than scoring
+    # a decision.
 
-    @bentoml.api
-    async def classify(self, applicant: Applicant, /) -> Decision:
+    @bentoml.api(output_spec=Decision)
+    async def classify(self, applicant: Applicant, /) -> Response:
         """Score one applicant: decision, probability of default, score, band and reasons."""
         try:
             decisions = await self._decide([applicant])
         except RunnerUnavailableError:
-            return _runner_unavailable()  # type: ignore[return-value]
-        return _json_response(decisions[0])  # type: ignore[return-value]
+            return _runner_unavailable()
+        return _json_response(decisions[0])
 
-    @bentoml.api
-    async def classify_batch(self, applicants: ApplicantBatch, /) -> list[Decision]:
+    @bentoml.api(output_spec=Decisions)
+    async def classify_batch(self, applicants: ApplicantBatch, /) -> Response:
         """Score 1 to 1,000 applicants in one request; decisions come back in input order."""
         try:
             decisions = await self._decide(applicants)
         except RunnerUnavailableError:
-            return _runner_unavailable()  # type: ignore[return-value]
-        return _json_response(decisions)  # type: ignore[return-value]
+            return _runner_unavailable()
+        return _json_response(decisions)
 
     @bentoml.api
     def model_card(self) -> dict[str, Any]:
@@ -295,10 +293,13 @@ CreditRiskService.add_asgi_middleware(
     count=lambda reason: metrics.REJECTED.labels(reason=reason).inc(),
 )
 CreditRiskService.add_asgi_middleware(ErrorMessageMiddleware)
+CreditRiskService.add_asgi_middleware(JsonNotFoundMiddleware)
 CreditRiskService.add_asgi_middleware(
     BearerAuthMiddleware, paths=API_PATHS, tokens=SETTINGS.api_tokens
 )
 CreditRiskService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 # after the size limit: checking that the body is JSON buffers it
-CreditRiskService.add_asgi_middleware(JsonBodyMiddleware, api_paths=API_PATHS)
+CreditRiskService.add_asgi_middleware(
+    JsonBodyMiddleware, api_paths=API_PATHS, body_paths={"/classify", "/classify_batch"}
+)
 CreditRiskService.add_asgi_middleware(OpenAPIDocumentMiddleware, api_paths=API_PATHS)

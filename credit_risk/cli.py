@@ -7,6 +7,7 @@ each subcommand imports what it needs only when it runs, so `credit-risk --help`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Final
 
 import click
 
@@ -14,6 +15,13 @@ from credit_risk.training import DEFAULT_SEED, MODEL_CHOICES
 
 EXIT_BAD_INPUT = 2
 """Same code click uses for a bad command line: the input, not the program, is wrong."""
+
+
+PIPELINE_MODULES: Final = ("prefect", "mlflow")
+PIPELINE_MISSING: Final = (
+    "training as a flow needs Prefect and MLflow: pip install 'credit-risk-bento[pipeline]' "
+    "(or make setup)"
+)
 
 
 class InputError(click.ClickException):
@@ -52,21 +60,95 @@ def main() -> None:
     help="Where training.json and training.png go (default: reports/).",
 )
 @click.option("--quick", is_flag=True, help="Tiny search and single CV repeats (smoke runs).")
-def train(data: Path | None, model: str, seed: int, report_dir: Path | None, quick: bool) -> None:
-    """Fit, select and evaluate a pipeline, then save it as credit_risk:<version>."""
+@click.option(
+    "--flow",
+    "as_flow",
+    is_flag=True,
+    help="Run as the Prefect flow: tracked in MLflow, quality gates before anything is saved.",
+)
+@click.option(
+    "--auc-floor", type=float, default=None, help="With --flow: the protocol ROC AUC floor."
+)
+@click.option(
+    "--champion-tolerance",
+    type=float,
+    default=None,
+    help="With --flow: how far the protocol ROC AUC may fall below the model it replaces.",
+)
+@click.option(
+    "--fairness-blocking", is_flag=True, help="With --flow: a failed fairness gate stops the run."
+)
+@click.option(
+    "--serve-monthly",
+    is_flag=True,
+    help="With --flow: serve the flow on its monthly schedule with Prefect's scheduler (blocks).",
+)
+def train(
+    *,
+    data: Path | None,
+    model: str,
+    seed: int,
+    report_dir: Path | None,
+    quick: bool,
+    as_flow: bool,
+    auc_floor: float | None,
+    champion_tolerance: float | None,
+    fairness_blocking: bool,
+    serve_monthly: bool,
+) -> None:
+    """Fit, select and evaluate a pipeline, then save it as credit_risk:<version>.
+
+    Defaults for the gates and what each option overrides: docs/pipeline.md.
+    """
     from credit_risk.training.data import DEFAULT_DATA_PATH, DataError  # noqa: PLC0415
     from credit_risk.training.run import DEFAULT_REPORT_DIR, train_and_save  # noqa: PLC0415
 
+    gate_options = {
+        "auc_floor": auc_floor,
+        "champion_tolerance": champion_tolerance,
+        "fairness_blocking": fairness_blocking or None,
+    }
+    gate_options = {k: v for k, v in gate_options.items() if v is not None}
+    if not as_flow and (gate_options or serve_monthly):
+        raise InputError("the gate options and --serve-monthly need --flow")
+    arguments: dict[str, Any] = {
+        "data_path": str(data or DEFAULT_DATA_PATH),
+        "model": model,
+        "seed": seed,
+        "report_dir": str(report_dir or DEFAULT_REPORT_DIR),
+        "quick": quick,
+    }
     try:
-        train_and_save(
-            data or DEFAULT_DATA_PATH,
-            model,
-            seed,
-            report_dir=report_dir or DEFAULT_REPORT_DIR,
-            quick=quick,
-        )
+        if as_flow:
+            _run_flow(arguments, gate_options, serve_monthly=serve_monthly)
+        else:
+            train_and_save(
+                arguments["data_path"], model, seed, report_dir=arguments["report_dir"], quick=quick
+            )
     except DataError as exc:
         raise InputError(str(exc)) from None
+
+
+def _run_flow(
+    arguments: dict[str, Any], gate_options: dict[str, Any], *, serve_monthly: bool
+) -> None:
+    """The flow, or its monthly schedule; one line naming the extra when it is not installed."""
+    try:
+        from credit_risk.training import flow  # noqa: PLC0415
+        from credit_risk.training.gates import GateFailedError  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in PIPELINE_MODULES:
+            raise InputError(PIPELINE_MISSING) from None
+        raise
+    if gate_options:
+        arguments["gates"] = gate_options  # the flow validates them into its GateSettings
+    if serve_monthly:
+        flow.serve_monthly(**arguments)
+        return
+    try:
+        flow.run_and_print(**arguments)
+    except GateFailedError as exc:
+        raise click.ClickException(f"nothing saved: {exc}") from None
 
 
 @main.command()

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from credit_risk.policy import BAND_FLOORS, COSTS, MAX_REASON_CODES, SCALING, RiskBand
 
@@ -300,6 +300,10 @@ class Decision(BaseModel):
             examples=["3f2b8c1e9a7d4e0f8b6a5c4d3e2f1a0b"],
         ),
     ]
+
+
+class Decisions(RootModel[list[Decision]]):
+    """The answer for a batch: one decision per applicant, in input order."""
 
 
 def example_applicant() -> dict[str, Any]:

@@ -11,6 +11,12 @@ service of the same topology (load_tests/ceiling/) is measured alongside as the 
 BentoML alone reaches on this machine in this run. The results go
 to `<out>/benchmark.json` (every measurement), `benchmark.md` (the table) and `benchmark.png`.
 
+Duration, with the defaults: 2 rounds x 19 runs (ours with batching: 4 concurrencies of
+/classify and 3 of /classify_batch; each other configuration: 4 of /classify) x (2 s warm-up +
+10 s measured) = 7.6 min of load, plus 8 server starts (about 10 s each to be ready, checked and
+at rest) and the idleness probes around each run: about 10 min. `run` prints its own schedule
+first (`schedule`), for any settings.
+
 wrk is the load generator because it costs a few microseconds of CPU per request; Locust costs
 ~0.4-1 ms, which on a 2-core machine would be taken from the server being measured.
 """
@@ -55,7 +61,7 @@ WRK_INSTALL_HINT: Final = (
 )
 
 BATCH_SIZE: Final = 1000
-"""Applicants per /classify_batch request: the API's largest batch (the issue's target load)."""
+"""Applicants per /classify_batch request: the API's largest batch (the batch target's load)."""
 SINGLE_BODIES: Final = 2000
 """Distinct one-applicant bodies wrk rotates through (twice the data set: no fixed payload)."""
 BATCH_BODIES: Final = 12
@@ -308,8 +314,12 @@ def _children_cpu_s() -> float:
     return usage.children_user + usage.children_system
 
 
+Spawned = tuple[psutil.Process, float]
+"""A started server's root process and its spawn time (perf_counter)."""
+
+
 @contextlib.contextmanager
-def running(server: Server, port: int, log_path: Path) -> Iterator[tuple[psutil.Process, float]]:
+def running(server: Server, port: int, log_path: Path) -> Iterator[Spawned]:
     """Start a server in its own process group; stop the whole group afterwards."""
     argv = [a.format(port=port) for a in server.argv]
     env = {**os.environ, **server.env}
@@ -470,51 +480,47 @@ def measure(
     )
 
 
+QUIET: Final = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO)}
+"""Environment of every configuration: no usage data sent, the repository importable."""
+
+
+def bentoml_serve(service: str) -> tuple[str, ...]:
+    """The command line that serves a BentoML service on 127.0.0.1 (port filled in per start)."""
+    return (str(BIN / "bentoml"), "serve", service, "--host", "127.0.0.1", "--port", "{port}")
+
+
+def ours(key: str, label: str, *, batching: bool, loads: tuple[Load, ...]) -> Server:
+    """Our service as `bentoml serve` starts it, with adaptive batching on or off."""
+    return Server(
+        key=key,
+        label=label,
+        argv=bentoml_serve("service:CreditRiskService"),
+        # the token list empty: measure the service, not a 401 from its authentication
+        env={**QUIET, "CREDIT_RISK_API_TOKENS": "", "CREDIT_RISK_BATCHING": str(int(batching))},
+        ready_path="/readyz",
+        check_path="/classify",
+        loads=loads,
+        is_ours=True,
+    )
+
+
 def servers(concurrency: tuple[int, ...], batch_concurrency: tuple[int, ...]) -> list[Server]:
     """The configurations under test, in their first-round order."""
-    bentoml = str(BIN / "bentoml")
-    gunicorn = str(BIN / "gunicorn")
-    ours = ("service:CreditRiskService", "--host", "127.0.0.1", "--port", "{port}")
     classify = Load("classify", "/classify", "single", 1, concurrency)
-    quiet = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO)}
-    open_api = {"CREDIT_RISK_API_TOKENS": ""}  # measure the service, not a 401 from its auth
+    batch = Load("classify_batch", "/classify_batch", "batch", BATCH_SIZE, batch_concurrency)
     return [
-        Server(
-            key="ours-batching",
-            label="ours, adaptive batching",
-            argv=(bentoml, "serve", *ours),
-            env={**quiet, **open_api, "CREDIT_RISK_BATCHING": "1"},
-            ready_path="/readyz",
-            check_path="/classify",
-            loads=(
-                classify,
-                Load("classify_batch", "/classify_batch", "batch", BATCH_SIZE, batch_concurrency),
-            ),
-            is_ours=True,
-        ),
-        Server(
-            key="ours-no-batching",
-            label="ours, batching off",
-            argv=(bentoml, "serve", *ours),
-            env={**quiet, **open_api, "CREDIT_RISK_BATCHING": "0"},
-            ready_path="/readyz",
-            check_path="/classify",
-            loads=(classify,),
-            is_ours=True,
-        ),
+        ours("ours-batching", "ours, adaptive batching", batching=True, loads=(classify, batch)),
+        ours("ours-no-batching", "ours, batching off", batching=False, loads=(classify,)),
         Server(
             key="flask-gunicorn",
             label="Flask + gunicorn, 2 sync workers",
             argv=(
-                gunicorn,
+                str(BIN / "gunicorn"),
                 "--no-control-socket",
-                "--workers",
-                "2",
-                "--bind",
-                "127.0.0.1:{port}",
+                *("--workers", "2", "--bind", "127.0.0.1:{port}"),
                 "load_tests.baseline.app:app",
             ),
-            env=quiet,
+            env=dict(QUIET),
             ready_path="/health",
             check_path="/predict",
             loads=(Load("classify", "/predict", "single", 1, concurrency),),
@@ -523,19 +529,11 @@ def servers(concurrency: tuple[int, ...], batch_concurrency: tuple[int, ...]) ->
         Server(
             key="bentoml-noop",
             label="BentoML, no-op model (ceiling)",
-            argv=(
-                bentoml,
-                "serve",
-                "load_tests.ceiling.service:CeilingService",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-            ),
-            env={**quiet},
+            argv=bentoml_serve("load_tests.ceiling.service:CeilingService"),
+            env=dict(QUIET),
+            loads=(classify,),  # one applicant per request only: the ceiling of /classify
             ready_path="/readyz",
             check_path="/classify",
-            loads=(classify,),  # one applicant per request only: the ceiling of /classify
             is_ours=False,
             scores_model=False,
         ),
@@ -587,84 +585,140 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every round, every configuration, every load; returns the raw results."""
-    out: Path = args.out
-    tag = args.model or resolve_model_tag()
-    configs = servers(args.concurrency, args.batch_concurrency)
-    if args.only:
-        configs = [c for c in configs if c.key in args.only]
-    for c in configs:
-        c.env["CREDIT_RISK_MODEL"] = tag  # pin every configuration to the same model version
-    workdir = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
-    bodies = {
+@dataclass(frozen=True)
+class Plan:
+    """What every start in a run shares: its settings, the pinned model, bodies and check set."""
+
+    args: argparse.Namespace
+    tag: str
+    bodies: dict[str, Path]
+    check_set: list[dict[str, Any]]
+
+
+def write_load_bodies(workdir: Path) -> dict[str, Path]:
+    """The body files wrk rotates through, one per kind of load."""
+    return {
         "single": write_bodies(workdir / "single.jsonl", sample_applicants(SINGLE_BODIES, seed=1)),
         "batch": write_bodies(
             workdir / "batch.jsonl",
             [sample_applicants(BATCH_SIZE, seed=100 + i) for i in range(BATCH_BODIES)],
         ),
     }
-    check_set = sample_applicants(CHECK_APPLICANTS, seed=7)
+
+
+def schedule(configs: Sequence[Server], args: argparse.Namespace) -> str:
+    """How long the run drives load: every measured run, each a warm-up plus a measured window."""
+    runs = args.rounds * sum(len(load.concurrency) for c in configs for load in c.loads)
+    load_min = runs * (args.warmup + args.duration) / 60
+    return (
+        f"{runs} runs x ({args.warmup} s warm-up + {args.duration} s) = {load_min:.1f} min of "
+        f"load, plus {args.rounds * len(configs)} server starts"
+    )
+
+
+def ready_and_checked(
+    start: Start, server: Server, plan: Plan, *, base: str, log: Path, spawned: Spawned
+) -> None:
+    """Fill in `start`: time to ready, checked answers, memory at rest; raise if anything is off."""
+    root, started = spawned
+    start.ready_s = wait_ready(base + server.ready_path, root, started, log)
+    start.probabilities, start.model_version = check_answers(base, server, plan.check_set)
+    start.first_answer_s = time.perf_counter() - started
+    if server.scores_model and start.model_version != plan.tag:
+        msg = f"serves {start.model_version}, expected {plan.tag}"
+        raise RuntimeError(msg)
+    time.sleep(1.0)  # let start-up work settle before reading memory
+    start.pss_idle_mb = tree_pss_mb(root)
+    start.processes = len(process_tree(root))
+    _log(
+        f"  ready in {start.ready_s:.1f} s, {start.processes} processes, "
+        f"{start.pss_idle_mb:.0f} MB PSS idle"
+    )
+
+
+def _log_point(point: Point) -> None:
+    _log(
+        f"  {point.load:>14} c={point.concurrency:<4} "
+        f"{point.requests_per_s:8.1f} req/s  "
+        f"p50 {point.p50_ms or 0:7.1f} ms  "
+        f"p99 {point.p99_ms or 0:7.1f} ms  "
+        f"errors {sum(point.errors.values())}  "
+        f"cpu {point.server_cpu_cores:.2f}+"
+        f"{point.generator_cpu_cores:.2f} cores"
+    )
+
+
+def start_and_drive(round_: int, server: Server, plan: Plan) -> tuple[Start, list[Point]]:
+    """One configuration in one round: start it, check it, measure every load at every
+    concurrency. A failure ends its measurements and is recorded in the Start, not raised."""
+    _log(f"round {round_}: {server.label}")
+    start = Start(round_, server.key, None, None, None, 0, None)
+    start.busy_before_cores = machine_busy_cores(BUSY_PROBE_S)
+    points: list[Point] = []
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = plan.args.out / "bench-logs" / f"{server.key}-round{round_}.log"
+    with running(server, port, log) as spawned:
+        try:
+            ready_and_checked(start, server, plan, base=base, log=log, spawned=spawned)
+            for load in server.loads:
+                for connections in load.concurrency:
+                    point = measure(
+                        round_=round_,
+                        server=server,
+                        load=load,
+                        connections=connections,
+                        root=spawned[0],
+                        url=base,
+                        bodies=plan.bodies[load.bodies],
+                        warmup_s=plan.args.warmup,
+                        duration_s=plan.args.duration,
+                    )
+                    points.append(point)
+                    _log_point(point)
+        except (RuntimeError, httpx.HTTPError) as exc:
+            start.failure = str(exc)
+            _log(f"  FAILED: {exc} (log: {log})")
+    return start, points
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every round, every configuration, every load; returns the raw results."""
+    tag = args.model or resolve_model_tag()
+    configs = servers(args.concurrency, args.batch_concurrency)
+    if args.only:
+        configs = [c for c in configs if c.key in args.only]
+    for c in configs:
+        c.env["CREDIT_RISK_MODEL"] = tag  # pin every configuration to the same model version
+    _log(f"schedule: {schedule(configs, args)}")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
     starts: list[Start] = []
     points: list[Point] = []
     t_begin = time.perf_counter()
     try:
+        plan = Plan(
+            args, tag, write_load_bodies(workdir), sample_applicants(CHECK_APPLICANTS, seed=7)
+        )
         for round_ in range(1, args.rounds + 1):
-            order = configs if round_ % 2 else list(reversed(configs))
-            for server in order:
-                _log(f"round {round_}: {server.label}")
-                busy_before = machine_busy_cores(BUSY_PROBE_S)
-                port = free_port()
-                base = f"http://127.0.0.1:{port}"
-                log = out / "bench-logs" / f"{server.key}-round{round_}.log"
-                with running(server, port, log) as (root, started):
-                    start = Start(round_, server.key, None, None, None, 0, None)
-                    start.busy_before_cores = busy_before
-                    starts.append(start)
-                    try:
-                        start.ready_s = wait_ready(base + server.ready_path, root, started, log)
-                        start.probabilities, start.model_version = check_answers(
-                            base, server, check_set
-                        )
-                        start.first_answer_s = time.perf_counter() - started
-                        if server.scores_model and start.model_version != tag:
-                            msg = f"serves {start.model_version}, expected {tag}"
-                            raise RuntimeError(msg)
-                        time.sleep(1.0)  # let start-up work settle before reading memory
-                        start.pss_idle_mb = tree_pss_mb(root)
-                        start.processes = len(process_tree(root))
-                        _log(
-                            f"  ready in {start.ready_s:.1f} s, {start.processes} processes, "
-                            f"{start.pss_idle_mb:.0f} MB PSS idle"
-                        )
-                        for load in server.loads:
-                            for connections in load.concurrency:
-                                point = measure(
-                                    round_=round_,
-                                    server=server,
-                                    load=load,
-                                    connections=connections,
-                                    root=root,
-                                    url=base,
-                                    bodies=bodies[load.bodies],
-                                    warmup_s=args.warmup,
-                                    duration_s=args.duration,
-                                )
-                                points.append(point)
-                                _log(
-                                    f"  {load.name:>14} c={connections:<4} "
-                                    f"{point.requests_per_s:8.1f} req/s  "
-                                    f"p50 {point.p50_ms or 0:7.1f} ms  "
-                                    f"p99 {point.p99_ms or 0:7.1f} ms  "
-                                    f"errors {sum(point.errors.values())}  "
-                                    f"cpu {point.server_cpu_cores:.2f}+"
-                                    f"{point.generator_cpu_cores:.2f} cores"
-                                )
-                    except (RuntimeError, httpx.HTTPError) as exc:
-                        start.failure = str(exc)
-                        _log(f"  FAILED: {exc} (log: {log})")
+            for server in configs if round_ % 2 else list(reversed(configs)):
+                start, measured = start_and_drive(round_, server, plan)
+                starts.append(start)
+                points.extend(measured)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    return record(args, tag, configs=configs, starts=starts, points=points, t_begin=t_begin)
+
+
+def record(
+    args: argparse.Namespace,
+    tag: str,
+    *,
+    configs: Sequence[Server],
+    starts: Sequence[Start],
+    points: Sequence[Point],
+    t_begin: float,
+) -> dict[str, Any]:
+    """The raw results as plain data: what ran, on what, with which settings, and every figure."""
     return {
         "model": tag,
         "machine": machine_facts(),
@@ -685,6 +739,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "starts": [asdict(s) for s in starts],
         "points": [asdict(p) for p in points],
     }
+
+
+def ready_to_drive(out: Path) -> bool:
+    """False (after saying how to install it) without wrk; else create `out` and make SIGTERM
+    an exit, so that `running` still stops the servers, which run in their own sessions."""
+    if shutil.which("wrk") is None:
+        print(WRK_INSTALL_HINT, file=sys.stderr)
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    return True
+
+
+def command_line(module: str, argv: Sequence[str] | None) -> str:
+    """The command as the report prints it when the caller names none."""
+    given = list(argv if argv is not None else sys.argv[1:])
+    return shlex.join(["python", "-m", module, *given])
 
 
 def _log(message: str) -> None:
@@ -712,15 +783,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "reports")
     parser.add_argument("--command", default=None, help="command line to print in the report")
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        print(WRK_INSTALL_HINT, file=sys.stderr)
+    if not ready_to_drive(args.out):
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    # servers run in their own sessions; turn SIGTERM into an exit so `running` still stops them
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     results = run(args)
-    given = list(argv if argv is not None else sys.argv[1:])
-    results["command"] = args.command or shlex.join(["python", "-m", "load_tests.bench", *given])
+    results["command"] = args.command or command_line("load_tests.bench", argv)
     (args.out / "benchmark.json").write_text(json.dumps(results, indent=2))
     from load_tests.report import write_report  # noqa: PLC0415 (matplotlib is slow to import)
 

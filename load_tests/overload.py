@@ -18,6 +18,10 @@ PSS once a second (flat once the flood is on?), the process tree's PIDs before a
 crashed and restarted worker has a new PID), and the decision log: every 200's decision_id must
 be in it exactly once. Results go to
 `<out>/overload.json` and `<out>/overload.md`.
+
+Duration, with the defaults: 3 s of warm-up, two 10 s capacity runs and 10 + 30 + 20 s of open
+loop = 83 s of load, plus the server's start (about 10 s) and the drains between the steps:
+about 2 min.
 """
 
 from __future__ import annotations
@@ -30,10 +34,7 @@ import math
 import os
 import re
 import resource
-import shlex
 import shutil
-import signal
-import sys
 import tempfile
 import threading
 import time
@@ -413,18 +414,9 @@ def server_config(tag: str, log_dir: Path, extra_env: Sequence[str]) -> bench.Se
     return bench.Server(
         key="overload",
         label="ours, default settings",
-        argv=(
-            str(bench.BIN / "bentoml"),
-            "serve",
-            "service:CreditRiskService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-        ),
+        argv=bench.bentoml_serve("service:CreditRiskService"),
         env={
-            "BENTOML_DO_NOT_TRACK": "true",
-            "PYTHONPATH": str(bench.REPO),
+            **bench.QUIET,
             "CREDIT_RISK_MODEL": tag,
             "CREDIT_RISK_API_TOKENS": "",
             "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides),
@@ -455,6 +447,35 @@ class Measured:
     pids_before: dict[int, str]
     pids_after: dict[int, str]
     logged: Counter[str]
+
+
+def drive_open_loop(
+    loop: OpenLoop, phases: Sequence[Phase], root: psutil.Process, pss: PssSampler, since: float
+) -> tuple[list[Shot], dict[str, float]]:
+    """Run the open loop; also where the CPU went meanwhile (the server, this generator, the
+    host's idle, iowait and steal) and how many connections a full accept queue dropped."""
+    server_cpu0, own_cpu0, host0 = _tree_cpu_s(root), _own_cpu_s(), psutil.cpu_times()
+    overflows0 = _listen_overflows()
+    shots = uvloop.run(loop.run(phases))
+    open_loop_s = pss.mark() - since
+    host1 = psutil.cpu_times()
+    listen_overflows = _listen_overflows() - overflows0
+    cpu = {
+        "open_loop_s": round(open_loop_s, 1),
+        "server_cores": round((_tree_cpu_s(root) - server_cpu0) / open_loop_s, 2),
+        "generator_cores": round((_own_cpu_s() - own_cpu0) / open_loop_s, 2),
+        # a virtual machine's CPUs can be taken by its host (steal) or wait on disk
+        **{
+            f"host_{field}_cores": round(
+                (getattr(host1, field, 0.0) - getattr(host0, field, 0.0)) / open_loop_s, 2
+            )
+            for field in ("idle", "iowait", "steal")
+        },
+        # connection attempts the kernel dropped because an accept queue was full; the
+        # client's kernel retries them after 1, 3, 7 s
+        "listen_overflows": listen_overflows,
+    }
+    return shots, cpu
 
 
 def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
@@ -489,29 +510,8 @@ def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
             ]
             marks["open_loop"] = pss.mark()
             loop = OpenLoop("127.0.0.1", port, encode_requests("127.0.0.1", port, applicants))
-            server_cpu0, own_cpu0, host0 = _tree_cpu_s(root), _own_cpu_s(), psutil.cpu_times()
-            overflows0 = _listen_overflows()
-            shots = uvloop.run(loop.run(phases))
-            open_loop_s = pss.mark() - marks["open_loop"]
-            host1 = psutil.cpu_times()
-            listen_overflows = _listen_overflows() - overflows0
-            cpu = {
-                "open_loop_s": round(open_loop_s, 1),
-                "server_cores": round((_tree_cpu_s(root) - server_cpu0) / open_loop_s, 2),
-                "generator_cores": round((_own_cpu_s() - own_cpu0) / open_loop_s, 2),
-                # a virtual machine's CPUs can be taken by its host (steal) or wait on disk
-                **{
-                    f"host_{field}_cores": round(
-                        (getattr(host1, field, 0.0) - getattr(host0, field, 0.0)) / open_loop_s, 2
-                    )
-                    for field in ("idle", "iowait", "steal")
-                },
-                # connection attempts the kernel dropped because an accept queue was full; the
-                # client's kernel retries them after 1, 3, 7 s
-                "listen_overflows": listen_overflows,
-                "server_cpus": sorted(server_cpus),
-                "generator_cpus": sorted(generator_cpus),
-            }
+            shots, cpu = drive_open_loop(loop, phases, root, pss, since=marks["open_loop"])
+            cpu.update(server_cpus=sorted(server_cpus), generator_cpus=sorted(generator_cpus))
             marks["capacity_after"] = pss.mark()
             after = wrk_point(url, bodies, args.capacity_seconds)
             bench.drain(root, url + "/readyz")
@@ -561,21 +561,110 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def figures(m: Measured, args: argparse.Namespace, tag: str) -> dict[str, Any]:
     """What the report and the test read from one run."""
-    shots, phases, logged = m.shots, m.phases, m.logged
-    before, after, warmup = m.before, m.after, m.warmup
-    result: dict[str, Any] = {
+    shots = m.shots
+    return {
         "model": tag,
         "machine": {**bench.machine_facts(), "busy_before_cores": round(m.busy_before_cores, 2)},
         "ready_s": round(m.ready_s, 2),
+        "settings": run_settings(args, m.phases),
+        "cpu_during_open_loop": m.cpu,
+        "server_env": args.server_env,
+        "capacity_before": m.before,
+        "capacity_after": m.after,
+        "throughput_after_vs_before": round(
+            m.after["requests_per_s"] / m.before["requests_per_s"], 3
+        ),
+        **open_loop_figures(shots, m.phases, flood_start=args.before),
+        "server_errors": sum(
+            1 for s in shots if isinstance(s.status, int) and s.status >= 500 and s.status != 503
+        ),
+        "resent_after_stale_connection": m.resent,
+        "client_failures": dict(
+            Counter(str(s.status) for s in shots if not isinstance(s.status, int))
+        ),
+        "pss_mb": pss_figures(m.pss, m.marks, args),
+        "processes": {
+            "before": {str(k): v for k, v in sorted(m.pids_before.items())},
+            "after": {str(k): v for k, v in sorted(m.pids_after.items())},
+            "unchanged": m.pids_before == m.pids_after,
+        },
+        "decision_log": decision_log_figures(shots, m.logged, (m.warmup, m.before, m.after)),
     }
-    pids_before, pids_after, marks, cpu = m.pids_before, m.pids_after, m.marks, m.cpu
+
+
+def run_settings(args: argparse.Namespace, phases: Sequence[Phase]) -> dict[str, Any]:
+    """The run's parameters and the bounds its checks use."""
+    server_env = dict(kv.split("=", 1) for kv in args.server_env)
+    return {
+        "capacity_connections": CAPACITY_CONNECTIONS,
+        "capacity_given": args.capacity,
+        "factor": args.factor,
+        "normal_fraction": NORMAL_FRACTION,
+        "phases": [asdict(p) for p in phases],
+        "max_in_flight_per_worker": int(
+            server_env.get("CREDIT_RISK_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)
+        ),
+        "accepted_p99_bound_ms": ACCEPTED_P99_BOUND_MS,
+        "shed_p99_bound_ms": SHED_P99_BOUND_MS,
+        "onset_s": ONSET_S,
+        "generator": "open loop, keep-alive, latency from the scheduled send time",
+    }
+
+
+def open_loop_figures(
+    shots: Sequence[Shot], phases: Sequence[Phase], flood_start: float
+) -> dict[str, Any]:
+    """Per phase and per second, the settled flood against the latency bounds, and recovery."""
+    flood = phases[1]
+    per_phase = [phase_figures(shots, p) for p in phases]
+    before, _, after = (p["accepted_latency_ms"]["p99"] for p in per_phase)
+    settled = phase_figures(shots, flood, ONSET_S, phase_start=flood_start)
+    seconds = per_second(shots)
+    return {
+        "phases": per_phase,
+        "flood_after_onset": settled,
+        "per_second": seconds,
+        "recovered_after_s": recovery_s(seconds, flood_start + flood.seconds),
+        "p99_after_vs_before": _r((after or 0.0) / (before or math.inf), 2),
+        "accepted_p99_within_bound": _within(
+            settled["accepted_latency_ms"]["p99"], ACCEPTED_P99_BOUND_MS
+        ),
+        "shed_p99_within_bound": _within(settled["shed_latency_ms"]["p99"], SHED_P99_BOUND_MS),
+    }
+
+
+def pss_figures(
+    samples: Sequence[tuple[float, float]], marks: dict[str, float], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The server tree's memory at the run's landmarks, and whether it stayed flat from the
+    middle of the flood on."""
+    values = [mb for _, mb in samples]
+    settled = marks["open_loop"] + args.before + args.flood / 2
+    at_settled = [mb for t, mb in samples if t >= settled]
+    drift = (max(at_settled) - min(at_settled)) / at_settled[0] if at_settled else None
+    return {
+        "samples": [(round(t, 1), round(mb, 1)) for t, mb in samples],
+        "marks_s": {k: round(v, 1) for k, v in marks.items()},
+        "first": round(values[0], 1) if values else None,
+        "before_flood": _r(_pss_at(samples, marks["open_loop"] + args.before)),
+        "mid_flood": _r(at_settled[0]) if at_settled else None,
+        "end_of_flood": _r(_pss_at(samples, marks["open_loop"] + args.before + args.flood)),
+        "range_from_mid_flood": _r(drift, 4),
+        "flat_from_mid_flood": drift is not None and drift <= FLAT_PSS_TOLERANCE,
+        "peak": round(max(values), 1) if values else None,
+        "last": round(values[-1], 1) if values else None,
+    }
+
+
+def decision_log_figures(
+    shots: Sequence[Shot], logged: Counter[str], wrk_runs: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Every open-loop 200 logged exactly once, and every other record accounted for."""
     ok_ids = [s.decision_id for s in shots if s.status == 200]
     answered = Counter(ok_ids)
-    missing = [i for i in answered if logged.get(i, 0) == 0]
-    twice = [i for i, n in logged.items() if n > 1]
     # wrk keeps no bodies: its 200s are counted, not matched; a request still in flight when a
     # wrk run ends is decided and logged but never counted, at most one per connection
-    wrk_ok = sum(p["ok"] for p in (warmup, before, after))
+    wrk_ok = sum(p["ok"] for p in wrk_runs)
     unmatched = sum(logged.values()) - sum(logged[i] for i in answered)
     # an open-loop request the client gave up on after sending may still have been decided
     gave_up = sum(
@@ -583,132 +672,65 @@ def figures(m: Measured, args: argparse.Namespace, tag: str) -> dict[str, Any]:
         for s in shots
         if isinstance(s.status, str) and s.status != "not_sent" and not s.status.startswith("c")
     )
-    settled_flood = phase_figures(shots, phases[1], ONSET_S, phase_start=args.before)
-    before_phase = phase_figures(shots, phases[0])
-    after_phase = phase_figures(shots, phases[2])
-    seconds = per_second(shots)
-    flood_end = args.before + args.flood
-    pss_values = [mb for _, mb in m.pss]
-    settled = marks["open_loop"] + args.before + args.flood / 2
-    at_settled = [mb for t, mb in m.pss if t >= settled]
-    pss_drift = (max(at_settled) - min(at_settled)) / at_settled[0] if at_settled else None
-    result.update(
-        {
-            "settings": {
-                "capacity_connections": CAPACITY_CONNECTIONS,
-                "capacity_given": args.capacity,
-                "factor": args.factor,
-                "normal_fraction": NORMAL_FRACTION,
-                "phases": [asdict(p) for p in phases],
-                "max_in_flight_per_worker": int(
-                    dict(kv.split("=", 1) for kv in args.server_env).get(
-                        "CREDIT_RISK_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT
-                    )
-                ),
-                "accepted_p99_bound_ms": ACCEPTED_P99_BOUND_MS,
-                "shed_p99_bound_ms": SHED_P99_BOUND_MS,
-                "onset_s": ONSET_S,
-                "generator": "open loop, keep-alive, latency from the scheduled send time",
-            },
-            "cpu_during_open_loop": cpu,
-            "server_env": args.server_env,
-            "capacity_before": before,
-            "capacity_after": after,
-            "throughput_after_vs_before": round(
-                after["requests_per_s"] / before["requests_per_s"], 3
-            ),
-            "phases": [phase_figures(shots, p) for p in phases],
-            "flood_after_onset": settled_flood,
-            "per_second": seconds,
-            "recovered_after_s": recovery_s(seconds, flood_end),
-            "p99_after_vs_before": _r(
-                (after_phase["accepted_latency_ms"]["p99"] or 0.0)
-                / (before_phase["accepted_latency_ms"]["p99"] or math.inf),
-                2,
-            ),
-            "accepted_p99_within_bound": _within(
-                settled_flood["accepted_latency_ms"]["p99"], ACCEPTED_P99_BOUND_MS
-            ),
-            "shed_p99_within_bound": _within(
-                settled_flood["shed_latency_ms"]["p99"], SHED_P99_BOUND_MS
-            ),
-            "server_errors": sum(
-                1
-                for s in shots
-                if isinstance(s.status, int) and s.status >= 500 and s.status != 503
-            ),
-            "resent_after_stale_connection": m.resent,
-            "client_failures": dict(
-                Counter(str(s.status) for s in shots if not isinstance(s.status, int))
-            ),
-            "pss_mb": {
-                "samples": [(round(t, 1), round(mb, 1)) for t, mb in m.pss],
-                "marks_s": {k: round(v, 1) for k, v in marks.items()},
-                "first": round(pss_values[0], 1) if pss_values else None,
-                "before_flood": _r(_pss_at(m.pss, marks["open_loop"] + args.before)),
-                "mid_flood": _r(at_settled[0]) if at_settled else None,
-                "end_of_flood": _r(_pss_at(m.pss, marks["open_loop"] + flood_end)),
-                "range_from_mid_flood": _r(pss_drift, 4),
-                "flat_from_mid_flood": pss_drift is not None and pss_drift <= FLAT_PSS_TOLERANCE,
-                "peak": round(max(pss_values), 1) if pss_values else None,
-                "last": round(pss_values[-1], 1) if pss_values else None,
-            },
-            "processes": {
-                "before": {str(k): v for k, v in sorted(pids_before.items())},
-                "after": {str(k): v for k, v in sorted(pids_after.items())},
-                "unchanged": pids_before == pids_after,
-            },
-            "decision_log": {
-                "open_loop_200s": len(ok_ids),
-                "open_loop_200s_without_id": sum(1 for i in ok_ids if i is None),
-                "wrk_200s_counted": wrk_ok,
-                "records_not_from_the_open_loop": unmatched,
-                "open_loop_given_up": gave_up,
-                "in_flight_at_end_at_most": 3 * CAPACITY_CONNECTIONS + gave_up,
-                "other_records_accounted": 0
-                <= unmatched - wrk_ok
-                <= 3 * CAPACITY_CONNECTIONS + gave_up,
-                "records": sum(logged.values()),
-                "distinct_ids": len(logged),
-                "answered_ids_missing_from_log": len(missing),
-                "ids_logged_more_than_once": len(twice),
-                "answered_ids_logged_exactly_once": all(logged.get(i) == 1 for i in answered)
-                and None not in answered,
-            },
-        }
-    )
-    return result
+    in_flight_at_most = len(wrk_runs) * CAPACITY_CONNECTIONS + gave_up
+    return {
+        "open_loop_200s": len(ok_ids),
+        "open_loop_200s_without_id": sum(1 for i in ok_ids if i is None),
+        "wrk_200s_counted": wrk_ok,
+        "records_not_from_the_open_loop": unmatched,
+        "open_loop_given_up": gave_up,
+        "in_flight_at_end_at_most": in_flight_at_most,
+        "other_records_accounted": 0 <= unmatched - wrk_ok <= in_flight_at_most,
+        "records": sum(logged.values()),
+        "distinct_ids": len(logged),
+        "answered_ids_missing_from_log": len([i for i in answered if logged.get(i, 0) == 0]),
+        "ids_logged_more_than_once": len([n for n in logged.values() if n > 1]),
+        "answered_ids_logged_exactly_once": all(logged.get(i) == 1 for i in answered)
+        and None not in answered,
+    }
 
 
 def render(result: dict[str, Any]) -> str:
     """reports/overload.md"""
-    s = result["settings"]
-    lines = [
+    lines = [*intro(result), *capacity_table(result), *open_loop_table(result)]
+    lines += [*checks(result), ""]
+    return "\n".join(lines)
+
+
+def intro(result: dict[str, Any]) -> list[str]:
+    """The command, the machine, the server and where the CPU went during the open loop."""
+    machine, cpu = result["machine"], result["cpu_during_open_loop"]
+    return [
         "# Overload",
         "",
         f"Command: `{result['command']}`",
         "",
-        f"Model `{result['model']}`; {result['machine']['cpu']}, "
-        f"{result['machine']['usable_cpus']} CPUs, commit {result['machine']['commit']}, "
-        f"{result['machine']['date']}; {result['machine']['busy_before_cores']} cores busy "
+        f"Model `{result['model']}`; {machine['cpu']}, "
+        f"{machine['usable_cpus']} CPUs, commit {machine['commit']}, "
+        f"{machine['date']}; {machine['busy_before_cores']} cores busy "
         "with other work just before the start. Server: `bentoml serve "
-        f"service:CreditRiskService` ({s['max_in_flight_per_worker']} requests in flight per API "
+        "service:CreditRiskService` "
+        f"({result['settings']['max_in_flight_per_worker']} requests in flight per API "
         "worker, 2 API workers, 1 runner), ready in "
-        f"{result['ready_s']} s. The server ran on CPUs "
-        f"{result['cpu_during_open_loop']['server_cpus']} and the load generators on "
-        f"{result['cpu_during_open_loop']['generator_cpus']}: during the open loop the server "
-        f"used {result['cpu_during_open_loop']['server_cores']} cores "
-        f"and the generator {result['cpu_during_open_loop']['generator_cores']}; the host's "
-        f"CPUs were idle for {result['cpu_during_open_loop']['host_idle_cores']} cores, waiting "
-        f"on disk for {result['cpu_during_open_loop']['host_iowait_cores']} and taken by the "
-        f"hypervisor (steal) for {result['cpu_during_open_loop']['host_steal_cores']}. "
+        f"{result['ready_s']} s. The server ran on CPUs {cpu['server_cpus']} and the load "
+        f"generators on {cpu['generator_cpus']}: during the open loop the server used "
+        f"{cpu['server_cores']} cores and the generator {cpu['generator_cores']}; the host's "
+        f"CPUs were idle for {cpu['host_idle_cores']} cores, waiting "
+        f"on disk for {cpu['host_iowait_cores']} and taken by the "
+        f"hypervisor (steal) for {cpu['host_steal_cores']}. "
         "Connection attempts dropped at a full accept queue during the open loop: "
-        f"{result['cpu_during_open_loop']['listen_overflows']}."
+        f"{cpu['listen_overflows']}."
         + (
             f" Server environment: `{' '.join(result['server_env'])}`."
             if result["server_env"]
             else ""
         ),
+    ]
+
+
+def capacity_table(result: dict[str, Any]) -> list[str]:
+    """wrk's closed-loop capacity before and after the flood."""
+    lines = [
         "",
         "## Capacity (wrk, 64 connections, closed loop)",
         "",
@@ -722,9 +744,17 @@ def render(result: dict[str, Any]) -> str:
             f"| {when.removeprefix('capacity_')} the flood | {p['requests_per_s']:.0f} | "
             f"{p['p50_ms']} | {p['p99_ms']} | {errors or 'none'} |"
         )
-    lines += [
+    return [
+        *lines,
         "",
         f"Throughput after / before: **{result['throughput_after_vs_before']:.2f}**.",
+    ]
+
+
+def open_loop_table(result: dict[str, Any]) -> list[str]:
+    """Each open-loop phase, and the flood once settled: statuses, rates, latencies."""
+    s = result["settings"]
+    lines = [
         "",
         f"## Open loop: {s['normal_fraction']:g}x, {s['factor']:g}x, {s['normal_fraction']:g}x "
         "the capacity",
@@ -744,9 +774,13 @@ def render(result: dict[str, Any]) -> str:
             f"{statuses} | {p['accepted_per_s']:.0f} | {a['p50']} / {a['p99']} / {a['max']} | "
             f"{p['shed_share']:.1%} | {r['p50']} / {r['p99']} / {r['max']} |"
         )
-    d = result["decision_log"]
-    pss = result["pss_mb"]
-    lines += [
+    return lines
+
+
+def checks(result: dict[str, Any]) -> list[str]:
+    """What must hold under overload, each with its measured value."""
+    s = result["settings"]
+    return [
         "",
         "## Checks",
         "",
@@ -765,22 +799,34 @@ def render(result: dict[str, Any]) -> str:
         f"the server had closed an idle one: {result['resent_after_stale_connection']}",
         f"- server processes unchanged (no worker crashed or restarted): "
         f"**{result['processes']['unchanged']}**",
+        pss_check(result["pss_mb"]),
+        decision_log_check(result["decision_log"]),
+    ]
+
+
+def pss_check(pss: dict[str, Any]) -> str:
+    """The server tree's memory through the run, and whether it stayed flat."""
+    return (
         f"- PSS of the server tree: {pss['first']} MB at the start, {pss['before_flood']} MB "
         f"when the flood began, {pss['mid_flood']} MB in its middle, "
         f"{pss['end_of_flood']} MB at its end, {pss['last']} MB at the end of the run, "
         f"{pss['peak']} MB peak ({len(pss['samples'])} samples, one a second); flat from the "
         f"middle of the flood to the end of the run (range within {FLAT_PSS_TOLERANCE:.0%}): "
-        f"**{pss['flat_from_mid_flood']}** ({pss['range_from_mid_flood']:.1%})",
+        f"**{pss['flat_from_mid_flood']}** ({pss['range_from_mid_flood']:.1%})"
+    )
+
+
+def decision_log_check(d: dict[str, Any]) -> str:
+    """Every answered decision logged once, and the other records accounted for."""
+    return (
         f"- decision log: {d['open_loop_200s']} open-loop 200s, each decision_id logged exactly "
         f"once: **{d['answered_ids_logged_exactly_once']}** ({d['answered_ids_missing_from_log']}"
         f" missing, {d['ids_logged_more_than_once']} logged twice); the other "
         f"{d['records_not_from_the_open_loop']} records are wrk's {d['wrk_200s_counted']} counted "
         f"200s plus requests decided after their client stopped waiting (in flight when a wrk "
         f"run ended, or open-loop requests given up after {REQUEST_TIMEOUT_S:g} s; at most "
-        f"{d['in_flight_at_end_at_most']}): **{d['other_records_accounted']}**",
-        "",
-    ]
-    return "\n".join(lines)
+        f"{d['in_flight_at_end_at_most']}): **{d['other_records_accounted']}**"
+    )
 
 
 def _within(value: float | None, bound: float) -> bool | None:
@@ -853,14 +899,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (`make overload`)."""
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print(bench.WRK_INSTALL_HINT, file=sys.stderr)
+    if not bench.ready_to_drive(args.out):
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     result = run(args)
-    given = list(argv if argv is not None else sys.argv[1:])
-    result["command"] = args.command or shlex.join(["python", "-m", "load_tests.overload", *given])
+    result["command"] = args.command or bench.command_line("load_tests.overload", argv)
     (args.out / "overload.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "overload.md").write_text(render(result))
     print(render(result))

@@ -24,7 +24,7 @@ NO_BATCHING: Final = "ours-no-batching"
 BASELINE: Final = "flask-gunicorn"
 CEILING: Final = "bentoml-noop"
 HEADLINE_CONNECTIONS: Final = 64
-"""The issue's headline load: 64 concurrent connections."""
+"""The headline load of the targets: 64 concurrent connections."""
 LEGEND_BAND: Final = 0.07
 """Fraction of the figure's height kept free below the panels for the shared legend."""
 OTHER_LOAD_WARNING_CORES: Final = 0.25
@@ -33,7 +33,7 @@ OTHER_LOAD_WARNING_CORES: Final = 0.25
 
 @dataclass(frozen=True)
 class Target:
-    """One target from issue 4, checked against a figure derived from the measurements."""
+    """One performance target, checked against a figure derived from the measurements."""
 
     text: str
     figure: Callable[[Summary], float | None]
@@ -69,6 +69,11 @@ class Summary:
         return [s for s in self.results["starts"] if s["server"] == server]
 
 
+def _headline_rps(s: Summary, server: str) -> float | None:
+    """Requests/s of one configuration's `/classify` at the headline load."""
+    return s.median((server, "classify", HEADLINE_CONNECTIONS), "requests_per_s")
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -81,16 +86,13 @@ def _max_or_none(values: list[float | None]) -> float | None:
 TARGETS: Final[list[Target]] = [
     Target(
         "`/classify` at 64 connections: >= 800 requests/s",
-        lambda s: s.median((OURS, "classify", HEADLINE_CONNECTIONS), "requests_per_s"),
+        lambda s: _headline_rps(s, OURS),
         "req/s",
         lambda v: v >= 800,
     ),
     Target(
         "`/classify` at 64 connections: >= 4x Flask + gunicorn",
-        lambda s: _ratio(
-            s.median((OURS, "classify", HEADLINE_CONNECTIONS), "requests_per_s"),
-            s.median((BASELINE, "classify", HEADLINE_CONNECTIONS), "requests_per_s"),
-        ),
+        lambda s: _ratio(_headline_rps(s, OURS), _headline_rps(s, BASELINE)),
         "x",
         lambda v: v >= 4,
     ),
@@ -136,10 +138,7 @@ TARGETS: Final[list[Target]] = [
     ),
     Target(
         "adaptive batching on vs off at 64 connections: >= 3x",
-        lambda s: _ratio(
-            s.median((OURS, "classify", HEADLINE_CONNECTIONS), "requests_per_s"),
-            s.median((NO_BATCHING, "classify", HEADLINE_CONNECTIONS), "requests_per_s"),
-        ),
+        lambda s: _ratio(_headline_rps(s, OURS), _headline_rps(s, NO_BATCHING)),
         "x",
         lambda v: v >= 3,
     ),
@@ -192,9 +191,17 @@ def _latency_digits(value: float) -> int:
 def markdown(results: dict[str, Any]) -> str:
     """The report: how it was measured, the table, start-up, same-model check, targets."""
     s = Summary(results)
+    lines = [*method(results), "", *measurements(s), *other_load_warning(results)]
+    lines += ["", *startup(s), "", "## Same model everywhere", "", same_model(results)]
+    lines += ["", *against_targets(s), "", ceiling(s), ""]
+    return "\n".join(lines)
+
+
+def method(results: dict[str, Any]) -> list[str]:
+    """What ran, where, and how each figure is measured."""
     m = results["machine"]
     st = results["settings"]
-    lines = [
+    return [
         "# Benchmark",
         "",
         f"Command: `{results['command']}` — {m['date']}, commit `{m['commit']}`, "
@@ -218,59 +225,77 @@ def markdown(results: dict[str, Any]) -> str:
         f"is shown beside it (both share the machine's {m['usable_cpus']} CPUs), and 'other' is "
         f"whatever else kept the machine busy meanwhile (near 0 for a clean run). PSS is the peak "
         f"proportional set size of all server processes together, sampled every 0.5 s.",
-        "",
+    ]
+
+
+def measurements(s: Summary) -> list[str]:
+    """The main table: one row per configuration, endpoint and concurrency."""
+    lines = [
         "| configuration | endpoint | connections | requests/s | applicants/s | p50 ms "
         "| p99 ms | errors | server CPU (cores) | server CPU ms/request | wrk CPU (cores) "
         "| other CPU (cores) | PSS MB |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    order = [srv["key"] for srv in results["servers"]]
+    order = [srv["key"] for srv in s.results["servers"]]
     for key in sorted(s.groups, key=lambda k: (order.index(k[0]), k[1], k[2])):
-        pts = s.groups[key]
-        server, load, conns = key
-        rps = [p["requests_per_s"] for p in pts]
-        aps = [p["applicants_per_s"] for p in pts]
-        p50 = [p["p50_ms"] for p in pts if p["p50_ms"] is not None]
-        p99 = [p["p99_ms"] for p in pts if p["p99_ms"] is not None]
-        other = [
-            max(0.0, p["machine_busy_cores"] - p["server_cpu_cores"] - p["generator_cpu_cores"])
-            for p in pts
-        ]
-        failed, total = s.errors(key)
-        lines.append(
-            f"| {s.labels[server]} | `/{load}` | {conns} | {_spread(rps)} "
-            f"| {_spread(aps) if load == 'classify_batch' else _fmt(statistics.median(aps))} "
-            f"| {_spread(p50, _latency_digits(max(p50, default=0)))} "
-            f"| {_spread(p99, _latency_digits(max(p99, default=0)))} "
-            f"| {failed:,} / {total:,}{_error_kinds(pts)} "
-            f"| {_fmt(s.median(key, 'server_cpu_cores'), 2)} "
-            f"| {_fmt(s.median(key, 'server_cpu_ms_per_request'), 2)} "
-            f"| {_fmt(s.median(key, 'generator_cpu_cores'), 2)} "
-            f"| {_fmt(statistics.median(other), 2)} "
-            f"| {_fmt(s.median(key, 'pss_peak_mb'))} |"
-        )
-    busiest = max(
-        (
-            p["machine_busy_cores"] - p["server_cpu_cores"] - p["generator_cpu_cores"]
-            for p in results["points"]
-        ),
-        default=0.0,
+        lines.append(measurement_row(s, key))
+    return lines
+
+
+def _other_cores(point: dict[str, Any]) -> float:
+    """CPU the machine spent on neither the server nor the load generator during a point."""
+    busy, server, generator = (
+        float(point[k]) for k in ("machine_busy_cores", "server_cpu_cores", "generator_cpu_cores")
     )
-    if busiest > OTHER_LOAD_WARNING_CORES:
-        lines += [
-            "",
-            f"**Warning:** other processes kept up to {busiest:.2f} CPUs busy during this run "
-            "(column 'other CPU'); the figures of those points are depressed by it.",
-        ]
-    lines += [
+    return busy - server - generator
+
+
+def measurement_row(s: Summary, key: Key) -> str:
+    """One row of the main table: medians over the rounds, with their spread."""
+    pts = s.groups[key]
+    server, load, conns = key
+    rps = [p["requests_per_s"] for p in pts]
+    aps = [p["applicants_per_s"] for p in pts]
+    p50 = [p["p50_ms"] for p in pts if p["p50_ms"] is not None]
+    p99 = [p["p99_ms"] for p in pts if p["p99_ms"] is not None]
+    other = [max(0.0, _other_cores(p)) for p in pts]
+    failed, total = s.errors(key)
+    return (
+        f"| {s.labels[server]} | `/{load}` | {conns} | {_spread(rps)} "
+        f"| {_spread(aps) if load == 'classify_batch' else _fmt(statistics.median(aps))} "
+        f"| {_spread(p50, _latency_digits(max(p50, default=0)))} "
+        f"| {_spread(p99, _latency_digits(max(p99, default=0)))} "
+        f"| {failed:,} / {total:,}{_error_kinds(pts)} "
+        f"| {_fmt(s.median(key, 'server_cpu_cores'), 2)} "
+        f"| {_fmt(s.median(key, 'server_cpu_ms_per_request'), 2)} "
+        f"| {_fmt(s.median(key, 'generator_cpu_cores'), 2)} "
+        f"| {_fmt(statistics.median(other), 2)} "
+        f"| {_fmt(s.median(key, 'pss_peak_mb'))} |"
+    )
+
+
+def other_load_warning(results: dict[str, Any]) -> list[str]:
+    """A warning when other processes took enough CPU to depress the figures; else nothing."""
+    busiest = max((_other_cores(p) for p in results["points"]), default=0.0)
+    if busiest <= OTHER_LOAD_WARNING_CORES:
+        return []
+    return [
         "",
+        f"**Warning:** other processes kept up to {busiest:.2f} CPUs busy during this run "
+        "(column 'other CPU'); the figures of those points are depressed by it.",
+    ]
+
+
+def startup(s: Summary) -> list[str]:
+    """Time to ready, processes and memory at rest of every start, and why any failed."""
+    lines = [
         "## Start-up and memory at rest",
         "",
         "| configuration | ready after start, s (per round) | processes | PSS idle MB "
         "| machine busy before start (cores) | failure |",
         "|---|---|--:|--:|--:|---|",
     ]
-    for srv in results["servers"]:
+    for srv in s.results["servers"]:
         starts = s.starts(srv["key"])
         ready = ", ".join(_fmt(x["ready_s"], 1) for x in starts)
         procs = _fmt(_max_or_none([x["processes"] or None for x in starts]))
@@ -278,21 +303,24 @@ def markdown(results: dict[str, Any]) -> str:
         failures = "; ".join(x["failure"] for x in starts if x["failure"]) or "none"
         busy = ", ".join(_fmt(x.get("busy_before_cores"), 2) for x in starts)
         lines.append(f"| {srv['label']} | {ready} | {procs} | {idle} | {busy} | {failures} |")
-    lines += ["", "## Same model everywhere", "", same_model(results), "", "## Against the targets"]
-    lines += ["", "| target (issue 4) | measured | met |", "|---|--:|---|"]
+    return lines
+
+
+def against_targets(s: Summary) -> list[str]:
+    """Each target with the figure measured for it and whether it is met."""
+    lines = ["## Against the targets", "", "| target | measured | met |", "|---|--:|---|"]
     for t in TARGETS:
         value = t.figure(s)
         met = "-" if value is None else ("yes" if t.ok(value) else "**no**")
         digits = 2 if t.unit == "x" else (1 if t.unit in {"ms", "s"} else 0)
         lines.append(f"| {t.text} | {_fmt(value, digits)} {t.unit} | {met} |")
-    lines += ["", ceiling(s), ""]
-    return "\n".join(lines)
+    return lines
 
 
 def ceiling(s: Summary) -> str:
     """Ours against BentoML's no-op ceiling at the headline load: how much is left to gain."""
-    ours = s.median((OURS, "classify", HEADLINE_CONNECTIONS), "requests_per_s")
-    noop = s.median((CEILING, "classify", HEADLINE_CONNECTIONS), "requests_per_s")
+    ours = _headline_rps(s, OURS)
+    noop = _headline_rps(s, CEILING)
     share = _ratio(ours, noop)
     if share is None or ours is None or noop is None:
         return (

@@ -69,6 +69,8 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    home: Path
+    """The server's BENTOML_HOME (its default decision log is under `home / "monitoring"`)."""
 
     def log(self) -> str:
         """Everything the server printed so far."""
@@ -131,7 +133,12 @@ def start_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    server = Server(
+        url=f"http://127.0.0.1:{port}",
+        process=process,
+        log_path=log_path,
+        home=Path(full_env["BENTOML_HOME"]),
+    )
     if wait:
         try:
             wait_ready(server.url, process, SERVER_READY_TIMEOUT_S)

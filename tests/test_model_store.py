@@ -18,6 +18,7 @@ import yaml
 from credit_risk import model_store
 from credit_risk.compiled import LinearScorecard
 from credit_risk.model_store import (
+    MODEL_FILE,
     ModelLoadError,
     ModelMismatchError,
     ModelNotFoundError,
@@ -216,3 +217,48 @@ def test_a_scorecard_is_not_saved_without_its_check_rows(
 ) -> None:
     with pytest.raises(ValueError, match="check_codes"):
         save_model(trained.pipeline, trained.metadata, trained.labels)
+
+
+def _save_as_before_the_move(trained: TrainingResult) -> str:
+    """Save the pipeline as a model trained before the package moved would have been pickled:
+    its transformers under their old module path, `credit_risk.preprocessing`."""
+    from credit_risk.training import preprocessing  # noqa: PLC0415
+
+    classes = (preprocessing.SchemaEncoder, preprocessing.WoEEncoder)
+    sys.modules["credit_risk.preprocessing"] = preprocessing
+    try:
+        for cls in classes:
+            cls.__module__ = "credit_risk.preprocessing"
+        tag = save_model(
+            trained.pipeline, trained.metadata, trained.labels, check_codes=trained.check_codes
+        )
+    finally:
+        for cls in classes:
+            cls.__module__ = preprocessing.__name__
+        del sys.modules["credit_risk.preprocessing"]
+    return str(tag)
+
+
+def test_a_pipeline_pickled_before_the_move_is_refused_with_the_retrain_line(
+    isolated_home: Path, trained: TrainingResult
+) -> None:
+    tag = _save_as_before_the_move(trained)
+    pickled = isolated_home / "models" / "credit_risk" / tag.split(":")[1] / MODEL_FILE
+    assert b"credit_risk.preprocessing" in pickled.read_bytes()
+    with pytest.raises(ModelLoadError) as excinfo:
+        model_store.load_model(tag)
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert "No module named 'credit_risk.preprocessing'" in message
+    assert "retrain with `make train`" in message
+
+
+def test_a_scorecard_saved_before_the_move_still_serves(
+    isolated_home: Path, trained: TrainingResult
+) -> None:
+    """Serving reads only the compiled tables, which hold no pickle and no module path."""
+    tag = _save_as_before_the_move(trained)
+    served = model_store.load_serving_model(tag)
+    codes = encode_frame(load_dataset().X)
+    got, _ = served.scorer.predict(codes)
+    np.testing.assert_allclose(got, trained.pipeline.predict_proba(codes)[:, 1], atol=1e-12)

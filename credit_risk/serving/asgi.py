@@ -93,9 +93,12 @@ async def run_rewriting_response(
     *,
     wants: Callable[[Message], bool],
     rewrite: Callable[[Message, bytes], bytes],
+    content_type: bytes | None = None,
 ) -> None:
     """Run `app`; a response whose start message `wants` picks is buffered and sent as
-    `rewrite(start, body)` with its Content-Length corrected; any other streams through."""
+    `rewrite(start, body)` with its Content-Length (and, given, its Content-Type) corrected; any
+    other streams through."""
+    replaced = {b"content-length"} | ({b"content-type"} if content_type else set())
     start: Message | None = None
     chunks: list[bytes] = []
 
@@ -110,10 +113,10 @@ async def run_rewriting_response(
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             body = rewrite(start, b"".join(chunks))
-            headers = [
-                (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
-            ]
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in replaced]
             headers.append((b"content-length", str(len(body)).encode()))
+            if content_type:
+                headers.append((b"content-type", content_type))
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": body})
 

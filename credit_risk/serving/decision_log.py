@@ -25,9 +25,20 @@ DECISION_LOG: Final = "credit_risk_decisions"
 """Monitor name: the folder under the monitoring log path."""
 
 
+BENTOML_DEFAULT_LOG_PATH: Final = "monitoring"
+"""BentoML's default `monitoring.options.log_path`: relative, so relative to the model store."""
+
+
+def resolve_log_path(configured: str) -> Path:
+    """A configured log path; a relative one is taken from the BentoML home, not the working
+    directory (BentoML's own reading), so every store keeps its own decision log."""
+    path = Path(configured)
+    return path if path.is_absolute() else store_home() / path
+
+
 def default_log_path() -> Path:
     """Where the decision log goes unless BentoML's config says otherwise."""
-    return store_home() / "monitoring"
+    return resolve_log_path(BENTOML_DEFAULT_LOG_PATH)
 
 
 _OUTPUTS: Final = (

@@ -45,7 +45,8 @@ BATCH_ROWS = Histogram(
 )
 REJECTED = Counter(
     "credit_risk_rejected_requests",
-    "Requests refused before scoring, by reason (validation, size, auth, overload, body_timeout).",
+    "Requests refused before scoring, by reason (validation, method, size, media_type, auth, "
+    "overload, body_timeout).",
     ["reason"],
 )
 MODEL_INFO = Gauge(

@@ -1,9 +1,10 @@
-"""The service's own ASGI middleware: a request-size limit, optional bearer auth, and a count
-of every refusal by reason."""
+"""The service's own ASGI middleware: a request-size limit, optional bearer auth, a count of
+every refusal by reason, and JSON answers for unknown routes and methods."""
 
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 from typing import Final
 
@@ -18,6 +19,7 @@ from credit_risk.serving.asgi import (
     Send,
     read_body,
     replay_body,
+    run_rewriting_response,
     send_json,
 )
 
@@ -98,7 +100,9 @@ class RejectionCounterMiddleware:
 
 REJECTION_REASONS: Final[dict[int, str]] = {
     400: "validation",
+    405: "method",
     413: "size",
+    415: "media_type",
     401: "auth",
     429: "overload",
     503: "overload",
@@ -142,4 +146,47 @@ class BearerAuthMiddleware:
             401,
             {"error": "missing or invalid bearer token"},
             extra_headers=[(b"www-authenticate", b'Bearer realm="credit-risk"')],
+        )
+
+
+PLAIN_PATHS: Final = frozenset({"/livez", "/readyz", "/metrics"})
+"""Probes and the scrape endpoint: answered as orchestrators and Prometheus expect, untouched."""
+
+
+class JsonNotFoundMiddleware:
+    """Answer an unknown path (404) or a wrong method (405) with JSON `{"error": ...}`, as every
+    other refusal is, instead of Starlette's plain text; the Allow header of a 405 stays."""
+
+    def __init__(self, app: ASGIApp, plain_paths: frozenset[str] = PLAIN_PATHS) -> None:
+        self.app = app
+        self.plain_paths = plain_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Rewrite plain-text 404 and 405 answers; stream everything else through."""
+        if scope["type"] != "http" or scope["path"] in self.plain_paths:
+            await self.app(scope, receive, send)
+            return
+        method, path = scope.get("method", ""), scope["path"]
+
+        def plain_refusal(start: Message) -> bool:
+            headers = dict(start.get("headers") or [])
+            is_json = headers.get(b"content-type", b"").startswith(b"application/json")
+            return start["status"] in (404, 405) and not is_json
+
+        def explain(start: Message, _body: bytes) -> bytes:
+            if start["status"] == 404:
+                error = f"no such route: {path}"
+            else:
+                allowed = dict(start.get("headers") or []).get(b"allow", b"").decode("latin-1")
+                error = f"method {method} not allowed on {path}; allowed: {allowed}"
+            return json.dumps({"error": error}).encode()
+
+        await run_rewriting_response(
+            self.app,
+            scope,
+            receive,
+            send,
+            wants=plain_refusal,
+            rewrite=explain,
+            content_type=b"application/json",
         )

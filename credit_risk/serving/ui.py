@@ -155,6 +155,14 @@ class FormField:
     def _digits(self) -> int:
         return 0 if self.kind == "integer" else 2
 
+    def hint(self) -> str:
+        """The hint under the label: the schema's description, where each quoted API value
+        reads as its select shows it ('200_or_more' -> “200 or more”), then the range."""
+        text = self.description
+        for value in self.options:
+            text = text.replace(f"'{value}'", f"“{option_label(self.name, value)}”")
+        return " ".join(part for part in (text, self.bounds_text()) if part)
+
 
 def form_fields() -> list[FormField]:
     """Every applicant field, in schema order, with the documented example as its value."""
@@ -169,7 +177,7 @@ def form_fields() -> list[FormField]:
 def _render_field(spec: FormField) -> str:
     esc = html.escape
     name = spec.name
-    hint = " ".join(part for part in (spec.description, spec.bounds_text()) if part)
+    hint = spec.hint()
     common = (
         f'id="f-{esc(name)}" name="{esc(name)}" data-kind="{esc(spec.kind)}" required '
         f'aria-describedby="hint-{esc(name)}"'

@@ -234,3 +234,22 @@ def applicant_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 record[name] = float(value)
         records.append(record)
     return records
+
+
+def protected_attributes(path: Path = DEFAULT_DATA_PATH) -> pd.DataFrame:
+    """The protected columns, row for row with `load_dataset`: for fairness reporting only.
+
+    They never reach a model: `load_dataset` leaves them out. Sex follows from
+    `personal_status_and_sex` (its part before " : ").
+    """
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in PROTECTED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            msg = f"{path}, row 1 (header): missing column(s) {', '.join(map(repr, missing))}"
+            raise DataError(msg)
+        rows = [[row[c] for c in PROTECTED_COLUMNS] for row in reader]
+    frame = pd.DataFrame(rows, columns=list(PROTECTED_COLUMNS))
+    frame["sex"] = frame["personal_status_and_sex"].str.split(" : ").str[0].str.strip()
+    return frame

@@ -42,6 +42,10 @@ class Budget:
     baselines: bool
     sweep_runs: int
 
+    def grid(self, family: str) -> tuple[dict[str, float], ...]:
+        """The grid points this budget searches for a family."""
+        return {"logreg": self.logreg_grid, "hgb": self.hgb_grid}[family]
+
 
 FULL_BUDGET: Final = Budget(
     search_repeats=2,

@@ -103,6 +103,9 @@ def classification_metrics(
         "expected_cost": expected_cost(outcome, p, threshold, costs),
         "expected_cost_at_bayes_threshold": expected_cost(outcome, p, costs.bayes_threshold, costs),
         "approval_rate": float(np.mean(p <= threshold)),
+        # what the model buys: the cost of the two policies that need no model at all
+        "expected_cost_decline_all": decision_cost(outcome, np.ones(len(outcome), bool), costs),
+        "expected_cost_approve_all": decision_cost(outcome, np.zeros(len(outcome), bool), costs),
         "confusion": confusion(outcome, p, threshold),
     }
 

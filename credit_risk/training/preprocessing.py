@@ -19,7 +19,7 @@ from credit_risk.schema import CATEGORIES, FEATURES, NUMERIC_FEATURES
 
 DEFAULT_SMOOTHING: Final = 8.0
 """Pseudo-applicants per WoE bin; 2 to 16 scored alike in repeated CV on the training split,
-8 was best by a hair (README, "Model")."""
+8 was best by a hair (docs/model.md, "The scorecard")."""
 
 U_SHAPED_FEATURES: Final = ("credit_amount",)
 """Numbers whose bad rate falls then rises: both very small and very large loans go bad more

@@ -87,12 +87,20 @@ def plot(report: dict[str, Any], curves: Curves, path: Path) -> None:
 
 def render_table(report: dict[str, Any]) -> str:
     """The report as aligned text: what was chosen and how it measures against the target."""
-    held = report["metrics"]["held_out"]
-    cv = report["metrics"]["cv"]
-    proto = report["cv"]
-    target = proto["target"]
-    conf = held["confusion"]
     lines = [
+        *_header(report),
+        *_figures(report),
+        *_verdicts(report),
+        *_stability(report["cv"]),
+        *_baselines(report["cv"]),
+        *_search(report),
+        "",
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _header(report: dict[str, Any]) -> list[str]:
+    return [
         "",
         f"credit_risk model {report.get('tag', '(not saved)')}",
         f"  estimator     {report['estimator']}  {_params(report['estimator_params']['searched'])}",
@@ -101,6 +109,12 @@ def render_table(report: dict[str, Any]) -> str:
         f"  data          sha256 {report['data_sha256'][:16]}…  seed {report['seed']}"
         f"  train {report['data_rows']['train']} / held-out {report['data_rows']['held_out']}",
         "",
+    ]
+
+
+def _figures(report: dict[str, Any]) -> list[str]:
+    held, cv, proto = report["metrics"]["held_out"], report["metrics"]["cv"], report["cv"]
+    return [
         f"  {'figure':<34}{'held-out':>10}{'CV (train split)':>20}{'protocol':>20}",
         f"  {'-' * 84}",
         _row("ROC AUC", held["roc_auc"], cv["roc_auc"], proto["roc_auc"]),
@@ -120,8 +134,17 @@ def render_table(report: dict[str, Any]) -> str:
             None,
             proto["expected_cost_at_bayes_threshold"],
         ),
+        _row("  declining everyone instead", held["expected_cost_decline_all"], None, None),
+        _row("  approving everyone instead", held["expected_cost_approve_all"], None, None),
         _row("approval rate", held["approval_rate"], None, None),
         "",
+    ]
+
+
+def _verdicts(report: dict[str, Any]) -> list[str]:
+    conf, proto = report["metrics"]["held_out"]["confusion"], report["cv"]
+    target = proto["target"]
+    return [
         f"  held-out confusion at the threshold: bad declined {conf['bad_declined']}, "
         f"bad approved {conf['bad_approved']}, good declined {conf['good_declined']}, "
         f"good approved {conf['good_approved']}",
@@ -136,34 +159,47 @@ def render_table(report: dict[str, Any]) -> str:
             higher=False,
         ),
     ]
+
+
+def _stability(proto: dict[str, Any]) -> list[str]:
     sweep = proto.get("seed_sweep")
-    if sweep:
-        auc, cost = sweep["roc_auc"], sweep["expected_cost_at_bayes_threshold"]
-        lines.append(
-            f"  stability: {sweep['description']}: ROC AUC {auc['mean']:.4f} "
-            f"(runs {auc['min']:.4f}-{auc['max']:.4f}), "
-            f"cost at {COSTS.bayes_label} {cost['mean']:.4f} "
-            f"(runs {cost['min']:.4f}-{cost['max']:.4f})"
-        )
-    if proto.get("baselines"):
-        lines += ["", "  baselines under the same protocol:"]
-        for b in proto["baselines"]:
-            lines.append(
-                f"    {b['estimator']:<8} {_params(b['params']):<58} ROC AUC "
-                f"{_spread(b['roc_auc'])}  "
-                f"cost@{COSTS.bayes_label} {_spread(b['expected_cost_at_bayes_threshold'])}"
-            )
+    if not sweep:
+        return []
+    auc, cost = sweep["roc_auc"], sweep["expected_cost_at_bayes_threshold"]
+    return [
+        f"  stability: {sweep['description']}: ROC AUC {auc['mean']:.4f} "
+        f"(runs {auc['min']:.4f}-{auc['max']:.4f}), "
+        f"cost at {COSTS.bayes_label} {cost['mean']:.4f} "
+        f"(runs {cost['min']:.4f}-{cost['max']:.4f})"
+    ]
+
+
+def _baselines(proto: dict[str, Any]) -> list[str]:
+    baselines = proto.get("baselines") or []
+    if not baselines:
+        return []
+    width = max(len(_params(b["params"])) for b in baselines)
+    return ["", "  baselines under the same protocol:"] + [
+        f"    {b['estimator']:<8} {_params(b['params']):<{width}}  ROC AUC "
+        f"{_spread(b['roc_auc'])}  "
+        f"cost@{COSTS.bayes_label} {_spread(b['expected_cost_at_bayes_threshold'])}"
+        for b in baselines
+    ]
+
+
+def _search(report: dict[str, Any], shown: int = 5) -> list[str]:
     search = report.get("model_search", [])
-    if search:
-        lines += ["", "  model search (CV ROC AUC on the training split, best first):"]
-        for s in search[:5]:
-            lines.append(
-                f"    {s['estimator']:<8} {_params(s['params']):<58} {_spread(s['roc_auc'])}"
-            )
-        if len(search) > 5:
-            lines.append(f"    … and {len(search) - 5} more in training.json")
-    lines.append("")
-    return "\n".join(line.rstrip() for line in lines)
+    if not search:
+        return []
+    width = max(len(_params(s["params"])) for s in search[:shown])
+    lines = ["", "  model search (CV ROC AUC on the training split, best first):"]
+    lines += [
+        f"    {s['estimator']:<8} {_params(s['params']):<{width}}  {_spread(s['roc_auc'])}"
+        for s in search[:shown]
+    ]
+    if len(search) > shown:
+        lines.append(f"    … and {len(search) - shown} more in training.json")
+    return lines
 
 
 def _row(

@@ -88,10 +88,9 @@ def search(
     progress: Progress,
 ) -> list[CandidateScore]:
     """Every grid point of the requested families, best CV ROC AUC first."""
-    grids = {"logreg": budget.logreg_grid, "hgb": budget.hgb_grid}
     scores: list[CandidateScore] = []
     for family in families:
-        grid = grids[family]
+        grid = budget.grid(family)
         started = time.perf_counter()
         for i, params in enumerate(grid, start=1):
             scores.append(

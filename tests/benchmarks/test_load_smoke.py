@@ -2,7 +2,9 @@
 
 The smoke run is not a benchmark: it drives the real server for a few seconds through the same
 locustfile `make load-test` uses and requires zero failures, where a failure includes a 200 whose
-body is not a valid Decision and bad input not refused with the documented 4xx.
+body is not a valid Decision and bad input not refused with the documented 4xx. How many requests
+of each kind those seconds allow is the host's business; the whole bad-input mix is sent once by
+`test_server_refuses_every_kind_of_bad_input`.
 """
 
 from __future__ import annotations
@@ -99,9 +101,15 @@ def test_locust_smoke(server, tmp_path: Path) -> None:
     failures = Path(f"{prefix}_failures.csv").read_text()
     report = f"{run.stderr[-3000:]}\n{failures}\n{server.log()[-3000:]}"
     assert run.returncode == 0, report
+    # how many requests a few seconds allow depends on the host; that every one was answered
+    # correctly, and that the summary adds up, does not
+    rows = {name: row for name, row in stats.items() if name != "Aggregated"}
+    assert set(rows) <= {"/classify", "/classify_batch"} | {
+        f"bad input: {bad.name}" for bad in bad_requests()
+    }, report
+    assert int(stats["/classify"]["Request Count"]) > 0, report
+    for column in ("Request Count", "Failure Count"):
+        total = sum(int(row[column]) for row in rows.values())
+        assert int(stats["Aggregated"][column]) == total, report
     assert int(stats["Aggregated"]["Failure Count"]) == 0, report
-    assert int(stats["/classify"]["Request Count"]) > 20, report
-    assert int(stats["/classify_batch"]["Request Count"]) > 0, report
-    bad = [name for name in stats if name.startswith("bad input: ")]
-    assert bad, report
-    assert sum(int(stats[name]["Request Count"]) for name in bad) > 0
+    assert not failures.strip().splitlines()[1:], report  # the header, no failure rows

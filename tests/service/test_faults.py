@@ -1,6 +1,6 @@
 """Failing parts, against the real server: the runner killed under load, unservable models.
 
-What BentoML 1.4.39 does, measured here (README "Reliability" -> "Faults" has the figures):
+What BentoML 1.4.39 does, measured here (docs/reliability.md, "Faults", has the figures):
 the runner listens on a Unix socket that the supervisor (circus) holds, so a SIGKILLed runner
 leaves requests waiting in that socket's backlog rather than refused; the supervisor notices the
 dead worker on its next check (every 10 s, fixed by BentoML) and starts a new one, which loads the
@@ -44,7 +44,7 @@ REFUSAL_BOUND_S = 120.0
 RECOVERY_BOUND_S = 90.0
 """Longest wait for the restarted runner to answer: the supervisor's 10 s check plus a cold
 worker start (~5-15 s on 2 busy cores), with room for a slow CI machine. A liveness bound, not a
-performance target: the measured figure is in the README."""
+performance target: the measured figure is in docs/reliability.md."""
 LOAD_CLIENTS = 8
 """Concurrent /classify callers while the runner is killed: a steady load, not an overload."""
 KILL_AFTER_S = 3.0
@@ -307,7 +307,7 @@ def kill_run(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> KillRu
 
 
 def summarise(run: KillRun) -> dict[str, Any]:
-    """The figures the README quotes."""
+    """The figures docs/reliability.md quotes."""
     statuses: dict[str, int] = {}
     for o in run.outcomes:
         statuses[str(o.status)] = statuses.get(str(o.status), 0) + 1

@@ -155,6 +155,14 @@ def test_every_metric_moves_by_the_expected_amount(secured: Server) -> None:
     assert oversize.status_code == 413
     for _ in range(2):
         assert httpx.post(f"{secured.url}/classify", json=example_applicant()).status_code == 401
+    form_body = httpx.post(
+        f"{secured.url}/classify",
+        content=b"age_years=35",
+        headers={**AUTH, "content-type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+    assert form_body.status_code == 415
+    assert httpx.get(f"{secured.url}/classify", headers=AUTH, timeout=30).status_code == 405
 
     def call(a: dict[str, Any]) -> int:
         return httpx.post(f"{secured.url}/classify", json=a, headers=AUTH, timeout=30).status_code
@@ -182,6 +190,8 @@ def test_every_metric_moves_by_the_expected_amount(secured: Server) -> None:
     assert delta("credit_risk_rejected_requests_total", reason="validation") == len(invalid)
     assert delta("credit_risk_rejected_requests_total", reason="size") == 1
     assert delta("credit_risk_rejected_requests_total", reason="auth") == 2
+    assert delta("credit_risk_rejected_requests_total", reason="media_type") == 1
+    assert delta("credit_risk_rejected_requests_total", reason="method") == 1
     assert delta("credit_risk_rejected_requests_total", reason="overload") == statuses[429]
 
     model_version = decisions[0]["model_version"]

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -15,11 +20,12 @@ import pandas as pd
 import pytest
 
 from credit_risk.model_store import load_model
-from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES
-from credit_risk.schema import Decision, example_applicant
+from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, SCALING, ScoreScaling
+from credit_risk.schema import FEATURES, Decision, example_applicant
+from credit_risk.serving.decision_log import DECISION_LOG
 from credit_risk.serving.settings import DEFAULT_MAX_IN_FLIGHT
 from credit_risk.training.data import applicant_records, load_dataset
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import ROOT, Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -159,12 +165,23 @@ def test_batch_order_is_preserved_under_concurrency(server: Server, applicants, 
 
 def test_model_card(client, model_tag: str) -> None:
     card = client.model_card()
+    stored = bentoml.models.get(model_tag)
+    meta = stored.info.metadata
     assert card["tag"] == model_tag
+    assert datetime.fromisoformat(card["created_at"]) == stored.info.creation_time
+    assert card["labels"] == dict(stored.info.labels)
+    assert card["threshold"] == meta["threshold"]
     assert 0 < card["threshold"] < 1
+    assert card["score_scaling"] == meta["score_scaling"]
+    assert ScoreScaling.from_metadata(card["score_scaling"]) == SCALING
+    assert card["features"] == list(FEATURES)
     assert card["features"] == list(applicant_records(load_dataset().X.iloc[:1])[0])
-    assert card["score_scaling"]["pdo"] == 20
-    assert "metrics" in card
     assert card["estimator"] in {"logreg", "hgb"}
+    held_out = card["metrics"]["held_out"]
+    assert held_out == meta["metrics"]["held_out"]
+    assert 0.5 < held_out["roc_auc"] <= 1
+    assert held_out["threshold"] == card["threshold"]
+    assert card["metrics"]["cv"]["roc_auc"]["n"] >= 1
 
 
 # --- bad input: every case a 4xx that names the field or limit, never a 5xx -------------------
@@ -205,8 +222,22 @@ def test_bad_single_input_is_400_naming_the_field(server: Server, case, body, fi
 
 def test_non_json_body_is_400(server: Server) -> None:
     r = _post(server, "/classify", "this is not json")
-    assert 400 <= r.status_code < 500, r.text
-    assert "json" in r.text.lower(), r.text
+    assert r.status_code == 400, r.text
+    assert "invalid input: body: Invalid JSON" in r.json()["error"], r.text
+
+
+@pytest.mark.parametrize("path", ["/classify", "/classify_batch"])
+def test_empty_body_is_400_saying_so(server: Server, path: str) -> None:
+    r = _post(server, path, b"")
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("the request body is empty"), r.text
+
+
+def test_an_error_locates_the_field_the_same_way_in_loc_and_message(server: Server) -> None:
+    r = _post(server, "/classify", _with(age_years=...))
+    assert r.status_code == 400, r.text
+    assert [d["loc"] for d in r.json()["detail"]] == [["age_years"]]
+    assert r.json()["error"] == "invalid input: age_years: Field required"
 
 
 def test_empty_batch_is_400(server: Server) -> None:
@@ -227,8 +258,47 @@ def test_bad_item_in_batch_names_its_index_and_field(server: Server) -> None:
     items = [example_applicant(), {**example_applicant(), "housing": "castle"}]
     r = _post(server, "/classify_batch", json.dumps(items))
     assert r.status_code == 400, r.text
-    detail = r.json()["detail"]
-    assert any(1 in d["loc"] and "housing" in d["loc"] for d in detail), detail
+    assert [d["loc"] for d in r.json()["detail"]] == [[1, "housing"]], r.text
+    assert r.json()["error"].startswith("invalid input: 1.housing: "), r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/classify", 405), ("GET", "/model_card", 405), ("GET", "/nowhere", 404)],
+)
+def test_unknown_routes_and_methods_answer_json(
+    server: Server, method: str, path: str, status: int
+) -> None:
+    r = httpx.request(method, f"{server.url}{path}", timeout=30)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert path in r.json()["error"]
+    if status == 405:
+        assert r.headers["allow"] == "POST"
+
+
+def test_probes_and_metrics_keep_their_plain_answers(server: Server) -> None:
+    for path in ("/livez", "/readyz"):
+        r = httpx.get(f"{server.url}{path}", timeout=30)
+        assert (r.status_code, r.headers["content-type"].split(";")[0]) == (200, "text/plain")
+    r = httpx.get(f"{server.url}/metrics", timeout=30)
+    assert r.headers["content-type"].startswith("text/plain"), r.headers
+    wrong = httpx.post(f"{server.url}/livez", timeout=30)
+    assert wrong.status_code == 405
+    assert not wrong.headers["content-type"].startswith("application/json")
+
+
+def test_a_decision_is_logged_in_the_servers_own_home_not_the_repository(server: Server) -> None:
+    r = httpx.post(f"{server.url}/classify", json=example_applicant(), timeout=30)
+    assert r.status_code == 200, r.text
+    decision_id = r.json()["decision_id"]
+    logs = server.home / "monitoring" / DECISION_LOG / "data"
+    assert server.home.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+    assert any(decision_id in p.read_text() for p in logs.glob("data.*.log*")), list(logs.glob("*"))
+    in_repo = ROOT / "monitoring"
+    assert not any(
+        decision_id in p.read_text(errors="replace") for p in in_repo.rglob("*") if p.is_file()
+    ), f"a test's decision reached {in_repo}"
 
 
 def test_body_over_limit_is_413(server: Server) -> None:
@@ -249,3 +319,47 @@ def test_chunked_body_over_limit_is_413(server: Server) -> None:
         timeout=30,
     )
     assert r.status_code == 413
+
+
+def test_the_document_gives_each_endpoint_its_decision_schema(server: Server) -> None:
+    doc = httpx.get(f"{server.url}/docs.json", timeout=30).json()
+
+    def answer(path: str) -> dict[str, Any]:
+        ok = doc["paths"][path]["post"]["responses"]["200"]
+        return dict(ok["content"]["application/json"]["schema"])
+
+    assert set(answer("/classify")["required"]) == set(Decision.model_fields)
+    batch = answer("/classify_batch")
+    assert batch["type"] == "array"
+    assert batch["items"] == {"$ref": "#/components/schemas/Decision"}
+    assert set(doc["components"]["schemas"]["Decision"]["required"]) == set(Decision.model_fields)
+
+
+def test_the_example_client_runs_with_the_venv_interpreter_alone(
+    server: Server, tmp_path: Path
+) -> None:
+    # as a new user runs it from a fresh clone: no Makefile, no PYTHONPATH, any directory; the
+    # copy proves the project itself is installed (the docstring says to copy it)
+    python = ROOT / ".venv" / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"{python} missing: `make setup` creates it")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    copy = tmp_path / "my_client.py"
+    copy.write_text((ROOT / "client.py").read_text())
+    for script in (ROOT / "client.py", copy):
+        run = subprocess.run(
+            [str(python), str(script), "--url", server.url],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        decoder, text, decisions = json.JSONDecoder(), run.stdout.strip(), []
+        while text:
+            decision, end = decoder.raw_decode(text)
+            decisions.append(Decision.model_validate(decision))
+            text = text[end:].strip()
+        assert len(decisions) == 3, run.stdout

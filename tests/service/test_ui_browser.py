@@ -1,6 +1,7 @@
 """The loan-officer form end to end: Debian's headless Chromium against the real server.
 
-Set UI_SCREENSHOTS=docs to refresh the README's screenshots (ui.png, ui-phone.png) on the way.
+Set UI_SCREENSHOTS=docs to refresh the form's screenshots in docs/api.md (ui.png, ui-phone.png)
+on the way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ IN_CI = os.environ.get("CI") == "true"
 DESKTOP = {"width": 1000, "height": 900}
 PHONE = {"width": 390, "height": 844}
 SCREENSHOT_COLOURS = 128
-"""Palette for the README screenshots: keeps the small coloured areas (64 lost the decline
+"""Palette for the form's screenshots: keeps the small coloured areas (64 lost the decline
 red) while a full desktop page stays under ~100 KB."""
 SCREENSHOTS = os.environ.get("UI_SCREENSHOTS")
 
@@ -187,6 +188,30 @@ def test_an_invalid_value_is_shown_next_to_its_field(form: Page, server: Server)
     form.locator("#result-decision").wait_for()
     assert error.is_hidden()
     assert age.get_attribute("aria-invalid") is None
+
+
+def test_a_submit_the_browser_blocks_leaves_no_decision_on_screen(form: Page) -> None:
+    _, status = submit_and_capture(form)
+    assert status == 200
+    form.locator("#result-decision").wait_for()
+
+    requests: list[str] = []
+    form.on("request", lambda r: requests.append(r.url))
+    fill(form, {"age_years": 12})  # below the field's minimum: the browser refuses to submit
+    form.click("#submit")
+    form.wait_for_function("() => !document.getElementById('result-decision')")
+    assert "no longer applies" in form.inner_text("#result")
+    assert form.evaluate("document.getElementById('f-age_years').validity.rangeUnderflow")
+    assert not [url for url in requests if url.endswith("/classify")], "nothing was sent"
+
+
+def test_hints_read_like_the_selects(form: Page) -> None:
+    hint = form.inner_text("#hint-checking_account")
+    assert "'200_or_more'" not in hint
+    assert "“200 or more” includes salary assignments" in hint
+    assert form.locator("#f-checking_account option[value='200_or_more']").inner_text() == (
+        "200 or more"
+    )
 
 
 def test_keyboard_alone_reaches_every_field_in_order_and_submits(form: Page) -> None:

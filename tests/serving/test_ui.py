@@ -23,6 +23,7 @@ from credit_risk.schema import (
 from credit_risk.serving.ui import (
     FIELD_LABELS,
     OPTION_LABELS,
+    FormField,
     app,
     field_label,
     option_label,
@@ -110,7 +111,13 @@ def test_every_applicant_field_has_one_labelled_control_in_schema_order(page: Pa
         assert control.attrs["aria-describedby"] == hint.attrs["id"]
         description = Applicant.model_fields[name].description
         assert description
-        assert hint.text.startswith(description)
+        assert hint.text.startswith(description.split("'")[0])
+        assert (
+            hint.text
+            == FormField.from_schema(
+                name, Applicant.model_json_schema()["properties"][name], None
+            ).hint()
+        )
         assert page.by_id(f"err-{name}").attrs.keys() >= {"hidden"}
     assert len(set(labels.values())) == len(FEATURES), "labels tell fields apart"
 
@@ -130,6 +137,21 @@ def test_selects_hold_exactly_the_schema_categories_with_the_example_selected(
         assert len(set(texts)) == len(texts), f"{name}: options read differently"
         assert all("_" not in t for t in texts), f"{name}: raw identifiers shown"
     assert all(o.select for o in page.all("option"))
+
+
+def test_hints_show_categories_in_the_words_their_select_shows(page: PageModel) -> None:
+    quoted = 0
+    for name in CATEGORICAL_FEATURES:
+        hint = page.by_id(f"hint-{name}").text
+        for value in CATEGORIES[name]:
+            assert f"'{value}'" not in hint, f"{name}: the hint shows the API code {value!r}"
+            if f"'{value}'" in (Applicant.model_fields[name].description or ""):
+                assert f"“{option_label(name, value)}”" in hint
+                quoted += 1
+    assert quoted >= 2, "the schema quotes API values in some descriptions"
+    checking = page.by_id("hint-checking_account").text
+    assert "“200 or more” includes salary assignments" in checking
+    assert "“No current account” if there is no current account" in checking
 
 
 def test_number_inputs_carry_the_schema_bounds_and_the_example(page: PageModel) -> None:

@@ -90,6 +90,13 @@ def test_classification_metrics_are_consistent() -> None:
     assert m["approval_rate"] == pytest.approx(np.mean(p <= 0.4))
 
 
+def test_classification_metrics_price_the_policies_that_need_no_model() -> None:
+    y = np.array([1, 0, 0, 0, 1, 0, 0, 0, 0, 0])  # 2 bad, 8 good
+    m = classification_metrics(y, np.linspace(0.05, 0.95, 10), 0.5)
+    assert m["expected_cost_decline_all"] == pytest.approx(8 * COSTS.good_declined / 10)
+    assert m["expected_cost_approve_all"] == pytest.approx(2 * COSTS.bad_approved / 10)
+
+
 def test_distribution_summary_bins_like_the_scorecard() -> None:
     x = np.arange(100, dtype=float)
     summary = distribution_summary(x)

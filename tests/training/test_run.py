@@ -12,15 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from credit_risk.policy import ScoreScaling
 from credit_risk.schema import FEATURES, NUMERIC_FEATURES
 from credit_risk.training.data import DEFAULT_DATA_PATH, load_dataset
-from credit_risk.training.estimators import QUICK_BUDGET, build_pipeline
+from credit_risk.training.estimators import FULL_BUDGET, QUICK_BUDGET, build_pipeline
 from credit_risk.training.evaluation import choose_threshold
 from credit_risk.training.preprocessing import SchemaEncoder, WoEEncoder, encode_frame
+from credit_risk.training.report import render_table
 from credit_risk.training.run import TrainingResult, train, train_and_save
 from credit_risk.training.validation import out_of_fold
 from tests.conftest import ROOT
@@ -155,14 +158,21 @@ def test_woe_rejects_u_shape_on_a_category() -> None:
 
 
 def test_out_of_fold_predictions_never_see_their_row() -> None:
+    # On labels that are pure noise, a model that saw a row's label "predicts" it (in-sample
+    # ROC AUC well above 0.5); predictions from models that never saw the row have no skill.
     ds = load_dataset()
     codes = encode_frame(ds.X)[:300]
-    y = ds.y[:300]
-    oof = out_of_fold("logreg", QUICK_BUDGET.logreg_grid[0], codes, y, folds=5, seed=0)
-    fitted = build_pipeline("logreg", QUICK_BUDGET.logreg_grid[0]).fit(codes, y)
-    in_sample = fitted.predict_proba(codes)[:, 1]
-    assert oof.shape == (300,)
-    assert not np.allclose(oof, in_sample)
+    noise = np.random.default_rng(0).permutation(ds.y[:300])
+    for family, params in (
+        ("logreg", QUICK_BUDGET.logreg_grid[0]),
+        ("hgb", QUICK_BUDGET.hgb_grid[0]),
+    ):
+        oof = out_of_fold(family, params, codes, noise, folds=5, seed=0)
+        fitted = build_pipeline(family, params).fit(codes, noise)
+        in_sample = roc_auc_score(noise, fitted.predict_proba(codes)[:, 1])
+        assert oof.shape == (300,)
+        assert in_sample > 0.7, f"{family}: the check could not see a leak"
+        assert 0.35 < roc_auc_score(noise, oof) < 0.65, f"{family}: out-of-fold has skill on noise"
 
 
 def test_train_and_save_writes_the_report(tmp_path: Path, isolated_home: Path) -> None:
@@ -170,9 +180,59 @@ def test_train_and_save_writes_the_report(tmp_path: Path, isolated_home: Path) -
     report = json.loads((tmp_path / "training.json").read_text())
     assert report["tag"] == str(tag)
     assert "reference_codes" not in report
-    png = (tmp_path / "training.png").read_bytes()
-    assert png.startswith(b"\x89PNG")
-    assert len(png) > 10_000
+    image = np.asarray(Image.open(tmp_path / "training.png").convert("L"), dtype=float)
+    assert image.shape == (500, 1200), "12 x 5 inches at 100 dpi"
+    left, right = image[:, :600], image[:, 600:]
+    for panel in (left, right):  # the ROC curves and the score histogram, each drawn
+        assert (panel < 128).mean() > 0.01, "a panel is blank"
+    # the histogram's filled bars cover far more of its panel than the ROC's lines do
+    drawn = (right < 250) & (right > 5)
+    assert drawn.mean() > ((left < 250) & (left > 5)).mean()
+
+
+def test_report_table_aligns_its_lists_and_prices_the_no_model_policies(
+    quick_result: TrainingResult,
+) -> None:
+    # the full search's lists: parameters of both families, strings of different widths
+    spread = {"mean": 0.75, "std": 0.01, "n": 5}
+    entries = [
+        {"estimator": "logreg", "params": FULL_BUDGET.logreg_grid[0]},
+        {"estimator": "hgb", "params": FULL_BUDGET.hgb_grid[-1]},
+        {"estimator": "hgb", "params": {**FULL_BUDGET.hgb_grid[0], "learning_rate": 0.125}},
+    ]
+    report = {
+        **quick_result.report,
+        "tag": "credit_risk:test",
+        "cv": {
+            **quick_result.report["cv"],
+            "baselines": [
+                {**e, "roc_auc": spread, "expected_cost_at_bayes_threshold": spread}
+                for e in entries
+            ],
+        },
+        "model_search": [{**e, "roc_auc": spread} for e in entries],
+    }
+    table = render_table(report)
+    held = report["metrics"]["held_out"]
+    for label, key in (
+        ("declining everyone instead", "expected_cost_decline_all"),
+        ("approving everyone instead", "expected_cost_approve_all"),
+    ):
+        (line,) = [row for row in table.splitlines() if label in row]
+        assert line.rstrip().endswith(f"{held[key]:.4f}")
+    assert held["expected_cost"] < min(
+        held["expected_cost_decline_all"], held["expected_cost_approve_all"]
+    ), "the model costs less than either policy without one"
+    lists = table.split("baselines under the same protocol:")[1]
+    baselines, search = lists.split("model search")
+    families = set()
+    for block, column in ((baselines, "ROC AUC"), (search, " ± ")):
+        rows = [r for r in block.splitlines() if r.startswith("    ") and column in r]
+        families |= {r.split()[0] for r in rows}
+        starts = {r.index(column) for r in rows}
+        assert len(rows) == len(entries)
+        assert len(starts) == 1, f"misaligned figures:\n{block}"
+    assert {"logreg", "hgb"} <= families, "both families in the lists"
 
 
 def _run_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:

@@ -196,6 +196,13 @@
   }
 
   form.addEventListener("submit", onSubmit);
+  // A value the browser refuses (age 12) blocks the submit before any request: the last
+  // decision would stay on screen as if it answered the values now in the form.
+  form.addEventListener("invalid", () => {
+    if (!document.getElementById("result-decision")) return;
+    showProblem("", "No decision for these values",
+      "The decision shown before no longer applies: correct the marked value and submit again.");
+  }, true); // `invalid` does not bubble
   form.addEventListener("reset", () => {
     clearErrors();
     show("");

@@ -7,6 +7,11 @@ writes the same files in the same JSON layout, a whole request's records in one 
 canary in tests/serving/workarounds/test_decision_monitor.py fails once upstream's
 `log_batch` or `export_data` change; then measure again and delete this module if they no
 longer cost more than the decision.
+
+BentoML also takes a relative `log_path` (its default is `monitoring`) from the working
+directory, so whoever started a server in the source tree wrote decisions into it, tests
+included. Here a relative path is taken from the BentoML home instead (the same canary checks
+upstream's reading of the path).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from bentoml._internal.monitoring.base import MON_COLUMN_VAR, MON_DATAS_VAR
 from bentoml._internal.monitoring.default import DefaultMonitor
 from pydantic_core import to_json
 
+from credit_risk.serving.decision_log import resolve_log_path
+
 MONITOR_TYPE: Final = "credit_risk.serving.workarounds.decision_monitor.JsonLinesMonitor"
 """Import path for BentoML's `monitoring.type` setting."""
 
@@ -34,6 +41,9 @@ class JsonLinesMonitor(DefaultMonitor):
     decision costs. Here a column is appended in one call and a request's records go to the same
     rotating file handler as one block of lines, in the same JSON layout.
     """
+
+    def __init__(self, name: str, log_path: str, **options: Any) -> None:
+        super().__init__(name, str(resolve_log_path(log_path)), **options)
 
     def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
         """Append a whole column of the current record set."""

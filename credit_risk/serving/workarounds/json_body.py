@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
+from typing import Final
 
 from credit_risk.serving.asgi import (
     BODILESS_METHODS,
@@ -38,12 +39,16 @@ class JsonBodyMiddleware:
     (/classify_batch) it parses with `json.loads` and lets the JSONDecodeError (or the
     RecursionError of a deeply nested body, or the ValueError of a 5,000-digit number) escape
     as a 500. Checking with the same `json.loads` first refuses exactly what it would choke on.
-    An empty body passes: BentoML reads it as `{}` and validation names the missing fields.
+    An empty body is refused as such on `body_paths` (BentoML would read it as `{}` and name
+    every missing field); elsewhere (an endpoint without parameters) it passes.
     """
 
-    def __init__(self, app: ASGIApp, api_paths: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, api_paths: Iterable[str], body_paths: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.api_paths = frozenset(api_paths)
+        self.body_paths = frozenset(body_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check API request bodies; pass other paths and bodiless methods straight through."""
@@ -72,6 +77,9 @@ class JsonBodyMiddleware:
             body = await read_body(receive)
         except ClientGoneError:
             return
+        if not body and scope["path"] in self.body_paths:
+            await send_json(send, 400, {"error": EMPTY_BODY})
+            return
         problem = json_problem(body) if body else None
         if problem is not None:
             detail = {"type": "json_invalid", "loc": [], "msg": f"Invalid JSON: {problem}"}
@@ -80,6 +88,9 @@ class JsonBodyMiddleware:
             )
             return
         await self.app(scope, replay_body(body, receive), send)
+
+
+EMPTY_BODY: Final = "the request body is empty: send the applicant(s) as JSON"
 
 
 def json_problem(body: bytes) -> str | None:

@@ -7,8 +7,8 @@ it documents the 400 body as `{"error": str, "detail": str}` while `detail` is p
 of field errors, and it knows nothing of the refusals the service adds (401, 413, 415, 429,
 503). Schemathesis, run against the served document in tests/service/test_fuzz_api.py, found
 each of these. The canary in tests/serving/workarounds/test_openapi_document.py fails once
-BentoML labels its document 3.1 and describes the 400 body as a list of field errors; then
-`truthful_openapi` shrinks to the refusals BentoML cannot know of.
+BentoML labels its document 3.1 or describes the 400 body as a list of field errors; once both
+have, `truthful_openapi` shrinks to the refusals BentoML cannot know of.
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ FIELD_ERROR_SCHEMA: Final[dict[str, Any]] = {
         "loc": {
             "type": "array",
             "title": "Location",
-            "description": "Path to the offending value: field name, or list index then field.",
+            "description": "Path to the offending value inside the request body: the field name "
+            "for one applicant, the list index then the field for a batch, empty for the body as "
+            "a whole. The one-line `error` names it joined by dots (`3.housing`), or `body`.",
             "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-            "examples": [["age_years"], ["root", 3, "housing"]],
+            "examples": [["age_years"], [3, "housing"], []],
         },
         "msg": {"type": "string", "title": "Message", "examples": ["Field required"]},
         "url": {"type": "string", "title": "Documentation URL"},
@@ -56,7 +58,8 @@ VALIDATION_ERROR_SCHEMA: Final[dict[str, Any]] = {
             "type": "string",
             "title": "Message",
             "description": "One line naming each offending field (the first few), e.g. "
-            "'invalid input: age_years: Field required'.",
+            "'invalid input: age_years: Field required' or 'invalid input: 3.housing: Input "
+            "should be ...'; an empty body is 'the request body is empty: ...'.",
         },
         "detail": {
             "type": "array",
@@ -103,8 +106,7 @@ def truthful_openapi(document: dict[str, Any], api_paths: Iterable[str]) -> dict
                 responses[str(status)] = {"description": description, "content": refusal}
             body = operation.get("requestBody")
             if body is not None and _requires_content(body, schemas):
-                # an empty body is read as `{}` and refused for its missing fields
-                body["required"] = True
+                body["required"] = True  # an empty body is refused as such
     return doc
 
 

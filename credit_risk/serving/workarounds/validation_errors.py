@@ -5,10 +5,14 @@ Upstream (BentoML 1.4.40, checked): a body that fails validation is answered 400
 no field, and `bentoml._internal.server.http_app` logs every such request at ERROR with a full
 traceback, so a client sending bad data floods the error log and buries real server errors.
 
+BentoML also prefixes the locations of a list body's errors with "root" (`["root", 1,
+"housing"]`) where a single body's start at the field.
+
 Here `ErrorMessageMiddleware` rewrites the 400's `error` into one line naming each offending
-field (pydantic's `detail` list stays as it is) and `ClientErrorLogFilter` demotes those records
-to one INFO line. Canaries: tests/serving/workarounds/test_validation_errors.py (delete both
-once BentoML names the fields and logs client errors below ERROR).
+field and gives every `detail[].loc` one shape, the path inside the request body, and
+`ClientErrorLogFilter` demotes those records to one INFO line. Canaries:
+tests/serving/workarounds/test_validation_errors.py (delete the middleware once BentoML names
+the fields in one location shape, the filter once it logs client errors below ERROR).
 """
 
 from __future__ import annotations
@@ -25,8 +29,15 @@ MAX_ERRORS_IN_MESSAGE: Final = 5
 """Errors spelled out in the one-line message; the full list stays in `detail`."""
 
 
+def body_location(loc: list[Any]) -> list[Any]:
+    """Where in the request body an error is: `["age_years"]` for one applicant, `[1, "housing"]`
+    for a batch, `[]` for the body as a whole; BentoML's list wrapper adds a leading "root"."""
+    return loc[1:] if loc[:1] == ["root"] else loc
+
+
 def validation_message(detail: list[dict[str, Any]]) -> str:
-    """One line naming each offending field: `invalid input: age_years: Field required`."""
+    """One line naming each offending field, as its location joined by dots (`body` for the body
+    as a whole): `invalid input: age_years: Field required; 1.housing: ...`."""
     parts = []
     for err in detail[:MAX_ERRORS_IN_MESSAGE]:
         loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
@@ -39,7 +50,7 @@ def validation_message(detail: list[dict[str, Any]]) -> str:
 
 class ErrorMessageMiddleware:
     """Rewrite BentoML's generic 400 ("N validation error for ...IODescriptor") into a message
-    that names every offending field, keeping pydantic's `detail` list as it is."""
+    that names every offending field; each `detail[].loc` becomes its `body_location`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -67,6 +78,9 @@ def _name_fields(_start: Message, body: bytes) -> bytes:
     detail = data.get("detail") if isinstance(data, dict) else None
     if not (isinstance(detail, list) and detail):
         return body
+    for err in detail:
+        if isinstance(err, dict) and isinstance(err.get("loc"), list):
+            err["loc"] = body_location(err["loc"])
     data["error"] = validation_message(detail)
     return json.dumps(data).encode()
 

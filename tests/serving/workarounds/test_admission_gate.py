@@ -1,49 +1,31 @@
-"""The admission gate and the request deadline, on plain ASGI apps (no server)."""
+"""The admission gate (in-process, no server), and the canary for why it exists: BentoML's
+own concurrency limit refuses from inside its tracing and metrics middleware."""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import gc
 import json
-import weakref
 from typing import Any
 
 import bentoml
 import pytest
-import uvloop
-from bentoml._internal.server.http.traffic import TimeoutMiddleware
+from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware, TimeoutMiddleware
 from starlette.applications import Starlette
 
-from credit_risk.serving.asgi import ASGIApp, Message, Receive, Scope, Send
+from credit_risk.serving.asgi import Message, Receive, Scope, Send
 from credit_risk.serving.workarounds.admission_gate import (
     Admission,
     AdmissionGate,
     BodyRead,
     service_class,
 )
-from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware, replace_timeout
+from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware
+from tests.serving.asgi_calls import call_async as call
+from tests.serving.asgi_calls import http_scope
+from tests.serving.workarounds.conftest import Upstream
 
 PATHS = frozenset({"/classify"})
 BODY = BodyRead(timeout_s=5, max_bytes=1_000, on_timeout=lambda: None)
-
-
-def http_scope(path: str = "/classify") -> Scope:
-    return {"type": "http", "method": "POST", "path": path, "headers": []}
-
-
-async def call(app: ASGIApp, scope: Scope | None = None) -> list[Message]:
-    """Run one request through `app`; return what it sent."""
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope or http_scope(), receive, send)
-    return sent
 
 
 def status(sent: list[Message]) -> int:
@@ -273,90 +255,7 @@ def test_refusing_when_full_reads_no_body() -> None:
     asyncio.run(scenario())
 
 
-# --- DeadlineMiddleware ----------------------------------------------------------------------
-
-
-def test_deadline_answers_504_when_nothing_was_answered_in_time() -> None:
-    async def silent(scope: Scope, receive: Receive, send: Send) -> None:
-        await asyncio.sleep(30)
-
-    sent = asyncio.run(call(DeadlineMiddleware(silent, timeout=0.05)))
-    assert status(sent) == 504
-    assert body(sent) == {"error": "Not able to process the request in 0.05 seconds"}
-
-
-def test_deadline_stops_once_the_answer_has_started() -> None:
-    async def slow_body(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await asyncio.sleep(0.1)  # past the deadline, but the answer is under way
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    sent = asyncio.run(call(DeadlineMiddleware(slow_body, timeout=0.05)))
-    assert status(sent) == 200
-    assert sent[1]["body"] == b"{}"
-
-
-def test_deadline_lets_the_apps_own_timeout_error_through() -> None:
-    async def times_out(scope: Scope, receive: Receive, send: Send) -> None:
-        raise TimeoutError("the app's own")
-
-    with pytest.raises(TimeoutError, match="the app's own"):
-        asyncio.run(call(DeadlineMiddleware(times_out, timeout=5)))
-
-
-def test_deadline_lets_an_app_that_outlived_its_cancellation_answer() -> None:
-    async def stubborn(scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            await ok_app(scope, receive, send)  # swallows the cancellation and answers anyway
-
-    sent = asyncio.run(call(DeadlineMiddleware(stubborn, timeout=0.05)))
-    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
-    assert status(sent) == 200, "one answer, never a 504 after it or a 500 instead"
-
-
-REQUEST_STATE: contextvars.ContextVar[object] = contextvars.ContextVar("request_state")
-
-
-class Payload:
-    """Stands for what a request's context holds (its span, its parsed body)."""
-
-
-async def _answer_then_report_payload(middleware: type[Any]) -> bool:
-    """Answer one request through `middleware` inside a layer that puts state in the request's
-    context, as BentoML's tracing does; is that state still alive once the request is done?"""
-    ref: weakref.ref[Payload] | None = None
-    inner = middleware(ok_app, timeout=60)
-
-    async def traced(scope: Scope, receive: Receive, send: Send) -> None:
-        nonlocal ref
-        payload = Payload()
-        ref = weakref.ref(payload)
-        REQUEST_STATE.set(payload)
-        await inner(scope, receive, send)
-
-    async def one_request() -> None:
-        assert status(await call(traced)) == 200
-
-    await asyncio.create_task(one_request())  # a task per request, as a server runs them
-    await asyncio.sleep(0)
-    gc.collect()
-    assert ref is not None
-    return ref() is not None
-
-
-def test_deadline_keeps_nothing_of_an_answered_request() -> None:
-    assert not uvloop.run(_answer_then_report_payload(DeadlineMiddleware))  # the server's loop
-
-
-def test_bentoml_timeout_middleware_still_keeps_each_request_for_the_whole_timeout() -> None:
-    # Why DeadlineMiddleware exists: BentoML's timer is never cancelled, and it holds the
-    # request's context. When this fails, BentoML has fixed it and the replacement can go.
-    assert uvloop.run(_answer_then_report_payload(TimeoutMiddleware))
-
-
-# --- the service class -----------------------------------------------------------------------
+# --- the service class puts the gate outside BentoML's stack ------------------------------------
 
 
 def _tiny_service(cls: type[bentoml.Service[Any]] | None) -> bentoml.Service[Any]:
@@ -387,17 +286,24 @@ def test_service_class_puts_the_gate_outside_and_the_deadline_in_bentomls_place(
     assert type(deadline.kwargs["timeout"]) is int, "the 504 says '7 seconds', as BentoML's does"
 
 
-def test_service_class_without_admission_only_replaces_the_timeout() -> None:
-    app = _tiny_service(service_class()).to_asgi()
-    assert isinstance(app, Starlette)
-    assert [m.cls for m in app.user_middleware].count(DeadlineMiddleware) == 1
-    assert TimeoutMiddleware not in [m.cls for m in app.user_middleware]
+# --- canary -------------------------------------------------------------------------------------
 
 
-def test_replace_timeout_refuses_an_app_it_cannot_fix() -> None:
-    serving = Starlette(middleware=[])
-    serving.middleware_stack = serving.build_middleware_stack()
-    with pytest.raises(RuntimeError, match="built on the first request"):
-        replace_timeout(serving)
-    with pytest.raises(RuntimeError, match="found 0"):
-        replace_timeout(Starlette(middleware=[]))
+def test_bentomls_concurrency_limit_still_refuses_inside_its_tracing_and_metrics() -> None:
+    # Why the gate exists: BentoML's own 429 (traffic.max_concurrency) comes from middleware
+    # that runs after a request has been traced, measured and given a timeout task, so refusing
+    # costs as much as serving a probe. When this fails, BentoML's limit sits outside them:
+    # measure its refusal rate again and delete AdmissionGate if it is as cheap.
+    order = [m.cls.__name__ for m in Upstream.to_asgi().user_middleware]
+    limit = order.index(MaxConcurrencyMiddleware.__name__)
+    for outer in ("OpenTelemetryMiddleware", TimeoutMiddleware.__name__):
+        assert order.index(outer) < limit, (
+            f"BentoML's concurrency limit now runs before {outer} ({order}): "
+            "revisit credit_risk/serving/workarounds/admission_gate.py"
+        )
+    metrics = [name for name in order if "Metrics" in name]
+    assert metrics, order
+    assert all(order.index(name) < limit for name in metrics), (
+        f"BentoML's concurrency limit now runs before its request metrics ({order}): "
+        "revisit credit_risk/serving/workarounds/admission_gate.py"
+    )

@@ -1,0 +1,89 @@
+"""The corrected OpenAPI document, in-process, and the canary for why: BentoML labels its
+document OpenAPI 3.0 (pydantic emits 3.1's JSON Schema) and documents the 400's `detail` as a
+string."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from credit_risk.serving.workarounds.openapi_document import (
+    OPENAPI_DOCUMENT_PATH,
+    OPENAPI_VERSION,
+    REFUSALS,
+    OpenAPIDocumentMiddleware,
+    truthful_openapi,
+)
+from tests.serving.asgi_calls import call, http_scope, responding
+
+PATHS = ("/one", "/many")
+
+
+@pytest.fixture(scope="module")
+def generated(upstream: TestClient) -> dict[str, Any]:
+    """The document BentoML serves for the tiny service."""
+    r = upstream.get(OPENAPI_DOCUMENT_PATH)
+    assert r.status_code == 200
+    return dict(r.json())
+
+
+# --- canaries ----------------------------------------------------------------------------------
+
+
+def test_bentoml_still_labels_its_document_openapi_30(generated: dict[str, Any]) -> None:
+    assert generated["openapi"].startswith("3.0."), (
+        f"BentoML now serves OpenAPI {generated['openapi']}: drop the version fix in "
+        "credit_risk/serving/workarounds/openapi_document.py"
+    )
+
+
+def test_bentoml_still_documents_the_400_detail_as_a_string(generated: dict[str, Any]) -> None:
+    detail = generated["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]
+    assert detail.get("type") == "string", (
+        f"BentoML now documents the 400's detail as {detail}: drop the 400 fix in "
+        "credit_risk/serving/workarounds/openapi_document.py"
+    )
+
+
+# --- truthful_openapi --------------------------------------------------------------------------
+
+
+def test_the_document_is_31_with_the_real_400_and_every_refusal(
+    generated: dict[str, Any],
+) -> None:
+    before = json.dumps(generated, sort_keys=True)
+    doc = truthful_openapi(generated, PATHS)
+    assert json.dumps(generated, sort_keys=True) == before, "the input is left as it was"
+    assert doc["openapi"] == OPENAPI_VERSION
+    schemas = doc["components"]["schemas"]
+    assert schemas["InvalidArgument"]["properties"]["detail"]["type"] == "array"
+    assert schemas["FieldError"]["properties"]["loc"]["examples"][1] == [3, "housing"]
+    for path in PATHS:
+        operation = doc["paths"][path]["post"]
+        for status in REFUSALS:
+            refusal = operation["responses"][str(status)]
+            assert refusal["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Refusal"
+            }
+    # an empty body fails an object with required fields, not a list that may be empty
+    assert doc["paths"]["/one"]["post"]["requestBody"]["required"] is True
+    assert "required" not in doc["paths"]["/many"]["post"]["requestBody"]
+    assert (
+        doc["paths"]["/one"]["post"]["responses"]["200"]
+        == (generated["paths"]["/one"]["post"]["responses"]["200"])
+    )
+
+
+def test_only_the_document_is_rewritten(generated: dict[str, Any]) -> None:
+    served = responding(200, json.dumps(generated).encode(), b"application/json")
+    sent = call(OpenAPIDocumentMiddleware(served, PATHS), http_scope(OPENAPI_DOCUMENT_PATH, "GET"))
+    assert sent.json() == truthful_openapi(generated, PATHS)
+    assert sent.headers[b"content-length"] == str(len(sent.body)).encode()
+    elsewhere = call(OpenAPIDocumentMiddleware(served, PATHS), http_scope("/one"))
+    assert json.loads(elsewhere.body) == generated
+    failed = responding(500, b"oops")
+    sent = call(OpenAPIDocumentMiddleware(failed, PATHS), http_scope(OPENAPI_DOCUMENT_PATH, "GET"))
+    assert (sent.status, sent.body) == (500, b"oops")
