@@ -18,10 +18,13 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' -v port='$(PORT)' \
 		'{gsub(/\$$\(PORT\)/, port, $$2); printf "  %-14s %s\n", $$1, $$2}'
 
+# Bytecode is compiled at install (uv does not by default): a server process that finds no
+# .pyc compiles every module it imports, on every start where PYTHONDONTWRITEBYTECODE is set
+# or the tree is read-only; that tripled the start-up time (docs/performance.md, "Start-up").
 $(STAMP): requirements-dev.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-dev.lock
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements-dev.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
@@ -71,10 +74,13 @@ build: setup  ## bentoml build -> bento credit_risk_service:<version> (trains if
 	$(BIN)/credit-risk champion --export promoted_models.json
 	$(BIN)/bentoml build .; status=$$?; rm -f promoted_models.json; exit $$status
 
+# Run from the temporary directory: BentoML 1.4.40 copies the bento there and refuses to read
+# its Dockerfile template from outside the current directory (docs/design.md).
 containerize: setup  ## OCI image credit_risk_service:<version> (and :latest) from the newest bento
 	@$(BIN)/bentoml get $(BENTO):latest >/dev/null 2>&1 || $(MAKE) build
 	@$(WITH_ENGINE) version=$$($(NEWEST_BENTO)) && set -x && \
-	$(BIN)/bentoml containerize $(BENTO):$$version \
+	cd "$$($(BIN)/python -c 'import tempfile; print(tempfile.gettempdir())')" && \
+	$(CURDIR)/$(BIN)/bentoml containerize $(BENTO):$$version \
 		-t $(BENTO):$$version -t $(BENTO):latest
 
 run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-only, non-root)
@@ -84,7 +90,7 @@ run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-o
 		--tmpfs /var/log/credit-risk:size=1g,uid=1034,gid=1034 \
 		-v $(CURDIR)/deploy/k8s/base/bentoml_config.yaml:/etc/bentoml/bentoml_config.yaml:ro \
 		-e BENTOML_CONFIG=/etc/bentoml/bentoml_config.yaml -e BENTOML_HOME=/var/lib/bentoml \
-		-e PYTHONDONTWRITEBYTECODE=1 -e BENTOML_DO_NOT_TRACK=True \
+		-e PYTHONDONTWRITEBYTECODE=1 -e BENTOML_DO_NOT_TRACK=True -e POD_NAME=$(BENTO) \
 		--cpus 2 --memory 1536m $(BENTO):latest
 
 container-test: setup  ## the tests marked `container` (needs an engine: container-env.sh up)
@@ -183,6 +189,15 @@ bench-portfolio: setup  ## 1M-row book Parquet->Parquet, peak RSS on 5M, /classi
 	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.portfolio_bench --command "make bench-portfolio$(if $(PORTFOLIO_BENCH_ARGS), PORTFOLIO_BENCH_ARGS='$(PORTFOLIO_BENCH_ARGS)')" $(PORTFOLIO_BENCH_ARGS)
+
+# --- start-up time (load_tests/startup.py) ----------------------------------------------------
+STARTUP_RUNS ?= 5
+
+.PHONY: startup
+
+startup: setup  ## spawn-to-first-200 on /classify and where it goes, STARTUP_RUNS (5) starts -> reports/startup.{md,json}
+	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 || $(BIN)/python train.py
+	$(BIN)/python -m load_tests.startup --runs $(STARTUP_RUNS) --command "make startup STARTUP_RUNS=$(STARTUP_RUNS)"
 
 # --- champion and challenger: promotion state, shadow scoring, back-test (docs/champion-challenger.md)
 OUTCOMES ?=

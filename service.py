@@ -38,6 +38,7 @@ from credit_risk.promotion import read_state
 from credit_risk.schema import Applicant, Decision, Decisions
 from credit_risk.serving import metrics
 from credit_risk.serving.coalesce import Coalescer
+from credit_risk.serving.connections import bound_open_connections
 from credit_risk.serving.decision_log import log_decisions
 from credit_risk.serving.drift import DriftMonitor
 from credit_risk.serving.middleware import (
@@ -47,6 +48,7 @@ from credit_risk.serving.middleware import (
     RejectionCounterMiddleware,
 )
 from credit_risk.serving.settings import (
+    BODY_READ_TIMEOUT_S,
     DRIFT_PUBLISH_INTERVAL_S,
     REQUEST_TIMEOUT_S,
     RUNNER_CALL_ATTEMPTS,
@@ -58,7 +60,12 @@ from credit_risk.serving.settings import (
 )
 from credit_risk.serving.shadow import WIDTH, Shadow, ShadowScorer, check_same_schema
 from credit_risk.serving.ui import app as loan_officer_form
-from credit_risk.serving.workarounds.admission_gate import RETRY_AFTER_S, Admission, service_class
+from credit_risk.serving.workarounds.admission_gate import (
+    RETRY_AFTER_S,
+    Admission,
+    BodyRead,
+    service_class,
+)
 from credit_risk.serving.workarounds.decision_monitor import MONITOR_TYPE
 from credit_risk.serving.workarounds.json_body import JsonBodyMiddleware
 from credit_risk.serving.workarounds.model_reference import (
@@ -75,6 +82,7 @@ from credit_risk.stability import signals_from_metadata
 
 SETTINGS = Settings.from_env()
 install_client_error_log_filter()
+bound_open_connections(SETTINGS.max_connections)
 logger = logging.getLogger(__name__)
 
 CHAMPION_REF = served_model(SETTINGS.model_tag)
@@ -215,9 +223,19 @@ API_PATHS = frozenset({"/classify", "/classify_batch", "/model_card"})
     # log line cost ~8 % of an API worker's CPU under load (py-spy). Turn it back on with
     # BENTOML_CONFIG: services.credit_risk_service.logging.access.enabled: true
     logging={"access": {"enabled": False}},
-    # past CREDIT_RISK_MAX_IN_FLIGHT requests a worker answers 429 before BentoML's stack runs
+    # past CREDIT_RISK_MAX_IN_FLIGHT requests a worker answers 429 before BentoML's stack runs;
+    # a request counts once its body has arrived, and a body late past the deadline gets 408
     service_class=service_class(
-        Admission(API_PATHS, SETTINGS.max_in_flight, metrics.REJECTED.labels(reason="overload").inc)
+        Admission(
+            API_PATHS,
+            SETTINGS.max_in_flight,
+            metrics.REJECTED.labels(reason="overload").inc,
+            BodyRead(
+                BODY_READ_TIMEOUT_S,
+                MAX_BODY_BYTES,
+                metrics.REJECTED.labels(reason="body_timeout").inc,
+            ),
+        )
     ),
 )
 class CreditRiskService:

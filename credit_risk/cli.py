@@ -318,7 +318,8 @@ def champion(as_json: bool, export: Path | None) -> None:
     "--decision-log",
     type=click.Path(path_type=Path),
     default=None,
-    help="A decision log file or folder (default: the one beside the model store).",
+    help="A monitoring log path (a pod directory each, or one server's), a folder of decision "
+    "log files, or one file (default: the log beside the model store).",
 )
 @click.option(
     "--report-dir",

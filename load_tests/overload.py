@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import re
 import resource
 import shutil
@@ -487,7 +488,10 @@ def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
     url = f"http://127.0.0.1:{port}"
     log = args.out / "bench-logs" / "overload-server.log"
     busy = bench.machine_busy_cores(bench.BUSY_PROBE_S)
+    server_cpus, generator_cpus = split_cpus()
+    os.sched_setaffinity(0, server_cpus)  # the server's processes inherit this at spawn
     with bench.running(server, port, log) as (root, started):
+        os.sched_setaffinity(0, generator_cpus)  # this process (the open loop) and wrk
         ready_s = bench.wait_ready(url + "/readyz", root, started, log)
         pids_before = tree_pids(root)
         with PssSampler(root) as pss:
@@ -507,6 +511,7 @@ def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
             marks["open_loop"] = pss.mark()
             loop = OpenLoop("127.0.0.1", port, encode_requests("127.0.0.1", port, applicants))
             shots, cpu = drive_open_loop(loop, phases, root, pss, since=marks["open_loop"])
+            cpu.update(server_cpus=sorted(server_cpus), generator_cpus=sorted(generator_cpus))
             marks["capacity_after"] = pss.mark()
             after = wrk_point(url, bodies, args.capacity_seconds)
             bench.drain(root, url + "/readyz")
@@ -514,6 +519,7 @@ def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
         pids_after = tree_pids(root)
         time.sleep(1.0)  # the monitor's file handler flushes per record; let the last land
         logged = read_decision_ids(log_dir)
+    os.sched_setaffinity(0, server_cpus | generator_cpus)
     return Measured(
         ready_s=ready_s,
         busy_before_cores=busy,
@@ -530,6 +536,16 @@ def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
         pids_after=pids_after,
         logged=logged,
     )
+
+
+def split_cpus() -> tuple[set[int], set[int]]:
+    """The usable CPUs split between the server and the load generator, so the generator
+    cannot take the server's capacity during a run (on one CPU, both share it)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return set(cpus), set(cpus)
+    half = len(cpus) // 2
+    return set(cpus[half:]), set(cpus[:half])
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -696,9 +712,9 @@ def intro(result: dict[str, Any]) -> list[str]:
         "service:CreditRiskService` "
         f"({result['settings']['max_in_flight_per_worker']} requests in flight per API "
         "worker, 2 API workers, 1 runner), ready in "
-        f"{result['ready_s']} s. The load generators share the 2 cores with the server: during "
-        f"the open loop the server used {cpu['server_cores']} cores "
-        f"and the generator {cpu['generator_cores']}; the host's "
+        f"{result['ready_s']} s. The server ran on CPUs {cpu['server_cpus']} and the load "
+        f"generators on {cpu['generator_cpus']}: during the open loop the server used "
+        f"{cpu['server_cores']} cores and the generator {cpu['generator_cores']}; the host's "
         f"CPUs were idle for {cpu['host_idle_cores']} cores, waiting "
         f"on disk for {cpu['host_iowait_cores']} and taken by the "
         f"hypervisor (steal) for {cpu['host_steal_cores']}. "

@@ -36,8 +36,15 @@ class Outcome:
 
 
 def read_decisions(path: Path) -> dict[str, dict[str, Any]]:
-    """Every logged decision by id: `path` is a log file or a folder of them (searched deep)."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*.log*") if p.is_file())
+    """Every logged decision by id. `path` is a monitoring log path (one server's, or a shared
+    one with a directory per pod), a folder of log files, or one file."""
+    from credit_risk.serving.decision_log import decision_log_files  # noqa: PLC0415
+
+    files = (
+        [path]
+        if path.is_file()
+        else decision_log_files(path) or sorted(p for p in path.rglob("*.log*") if p.is_file())
+    )
     if not files:
         msg = f"{path}: no decision log files (*.log) found"
         raise BacktestInputError(msg)

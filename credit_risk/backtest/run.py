@@ -36,10 +36,10 @@ class BacktestResult:
 
 
 def default_decision_log() -> Path:
-    """Where the service writes its decision log by default."""
-    from credit_risk.serving.decision_log import DECISION_LOG, default_log_path  # noqa: PLC0415
+    """Where the service writes its decision log by default (the monitoring log path)."""
+    from credit_risk.serving.decision_log import default_log_path  # noqa: PLC0415
 
-    return default_log_path() / DECISION_LOG / "data"
+    return default_log_path()
 
 
 def backtest(

@@ -20,7 +20,13 @@ class ClientGoneError(Exception):
 
 
 class BodyTooLargeError(Exception):
-    """The body grew past the limit while it was being read."""
+    """The body grew past the limit while it was being read; `partial` is what was read, and
+    `more_body` whether the client has more to send."""
+
+    def __init__(self, partial: bytes = b"", *, more_body: bool = False) -> None:
+        super().__init__("request body over the limit")
+        self.partial = partial
+        self.more_body = more_body
 
 
 async def send_json(
@@ -45,15 +51,16 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-def replay_body(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the app a body middleware has already read, then passes through."""
+def replay_body(body: bytes, receive: Receive, *, more_body: bool = False) -> Receive:
+    """A `receive` that hands the app a body middleware has already read (or, with `more_body`,
+    its beginning), then passes through."""
     replayed = False
 
     async def replay() -> Message:
         nonlocal replayed
         if not replayed:
             replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": more_body}
         return await receive()
 
     return replay
@@ -70,9 +77,10 @@ async def read_body(receive: Receive, max_bytes: int | None = None) -> bytes:
             raise ClientGoneError
         chunk = message.get("body", b"")
         size += len(chunk)
-        if max_bytes is not None and size > max_bytes:
-            raise BodyTooLargeError
         chunks.append(chunk)
+        if max_bytes is not None and size > max_bytes:
+            more = bool(message.get("more_body", False))
+            raise BodyTooLargeError(b"".join(chunks), more_body=more)
         if not message.get("more_body", False):
             return b"".join(chunks)
 

@@ -5,11 +5,14 @@ default JSON lines under `$BENTOML_HOME/monitoring/credit_risk_decisions/data/`,
 worker rotated daily, beside the model store that made the decisions (so a test's temporary
 store never shares a log with `make serve`). `monitoring.options.log_path` in BENTOML_CONFIG
 moves it; `monitoring.type: otlp` sends the records to an OpenTelemetry collector instead.
+In Kubernetes every pod logs under its own directory of one shared volume
+(`log_path: .../${POD_NAME}`), and `read_decision_records` reads them all back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -75,3 +78,19 @@ def log_decisions(
         if challenger is not None:
             assert len(challenger) == len(decisions), "one challenger record per decision"
             mon.log_batch(challenger, CHALLENGER_COLUMN, "prediction", "categorical")
+
+
+def decision_log_files(root: Path) -> list[Path]:
+    """Every decision-log file under `root`: one server's log path, or a shared directory
+    holding one log path per pod (`<root>/<pod>/`), rotated files included."""
+    pattern = f"{DECISION_LOG}/data/data.*.log*"
+    return sorted([*root.glob(pattern), *root.glob(f"*/{pattern}")])
+
+
+def read_decision_records(root: Path) -> Iterator[dict[str, Any]]:
+    """The decision records of every server that logged under `root`, file by file."""
+    for path in decision_log_files(root):
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)

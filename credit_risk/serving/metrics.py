@@ -48,7 +48,7 @@ BATCH_ROWS = Histogram(
 REJECTED = Counter(
     "credit_risk_rejected_requests",
     "Requests refused before scoring, by reason (validation, method, size, media_type, auth, "
-    "overload).",
+    "overload, body_timeout).",
     ["reason"],
 )
 MODEL_INFO = Gauge(

@@ -28,6 +28,21 @@ requests queue ~0.2 s and their p99 stays well inside the documented 1 s; 128 pe
 measured a p99 of 2.1 s, and 16 refused some requests at half load (`make overload`). The 64
 connections of the load benchmark fit; a closed loop of 256 connections is half refused."""
 
+BODY_READ_TIMEOUT_S: Final = 5.0
+"""Longest a request's body may take to arrive, from its headers to its last byte; past it the
+admission gate answers 408 and closes the connection. A batch of 1,000 applicants (~0.3 MB)
+needs 5 s only below ~0.5 Mbit/s; a client that stalls mid-body holds nothing but its
+connection meanwhile (docs/reliability.md, "Stalled and idle clients")."""
+
+DEFAULT_MAX_CONNECTIONS: Final = 4096
+"""Client connections one worker holds open at most (credit_risk/serving/connections.py). An
+idle connection costs ~10 KB; 2,000 idle keep-alive connections leave service untouched
+(tests/service/test_stalled_clients.py). Further connections are closed as they arrive."""
+
+KEEP_ALIVE_TIMEOUT_S: Final = 5
+"""Uvicorn closes a connection idle this long after its last response (BentoML's default,
+changed only by `bentoml serve --timeout-keep-alive`; there is no config key for it)."""
+
 REQUEST_TIMEOUT_S: Final = 10
 """BentoML `traffic.timeout`: a request still unanswered after this gets 504."""
 
@@ -94,12 +109,13 @@ class Settings:
     coalescing: bool = True
     api_tokens: frozenset[str] = field(default_factory=frozenset)
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     drift_window: int = DEFAULT_DRIFT_WINDOW
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """CREDIT_RISK_MODEL, _CHALLENGER (else the promotion state), _BATCHING, _COALESCING,
-        _API_TOKENS, _MAX_IN_FLIGHT, _DRIFT_WINDOW."""
+        _API_TOKENS, _MAX_IN_FLIGHT, _MAX_CONNECTIONS, _DRIFT_WINDOW."""
         served = served_tags(environ)
         return cls(
             model_tag=served.champion,
@@ -113,6 +129,11 @@ class Settings:
                 "CREDIT_RISK_MAX_IN_FLIGHT",
                 environ.get("CREDIT_RISK_MAX_IN_FLIGHT"),
                 DEFAULT_MAX_IN_FLIGHT,
+            ),
+            max_connections=_positive_int(
+                "CREDIT_RISK_MAX_CONNECTIONS",
+                environ.get("CREDIT_RISK_MAX_CONNECTIONS"),
+                DEFAULT_MAX_CONNECTIONS,
             ),
             drift_window=_positive_int(
                 "CREDIT_RISK_DRIFT_WINDOW",

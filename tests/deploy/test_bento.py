@@ -130,7 +130,7 @@ def test_bento_records_the_trained_model(bento: BuiltBento, model_tag: str) -> N
 
 
 def test_bento_image_pins_threads_and_python(bento: BuiltBento) -> None:
-    envs = {e["name"]: e["value"] for e in bento.info["envs"]}
+    envs = bento.info["docker"]["env"]  # the image recipe's environment
     for name in THREAD_PINS:
         assert envs[name] == "1"
     dockerfile = (bento.path / "env" / "docker" / "Dockerfile").read_text(encoding="utf-8")
@@ -138,6 +138,16 @@ def test_bento_image_pins_threads_and_python(bento: BuiltBento) -> None:
     for name in THREAD_PINS:
         assert f"ENV {name}=${name}" in dockerfile
     assert "USER bentoml" in dockerfile
+
+
+def test_bento_image_installs_no_compiler(bento: BuiltBento) -> None:
+    # BentoML's Debian recipe would add `apt-get install ... build-essential git`; the runtime
+    # image is BentoML's steps on a base with Python only (deploy/image/Dockerfile.template).
+    dockerfile = (bento.path / "env" / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    for compiler in ("build-essential", "gcc", "g++", "clang", " git"):
+        assert compiler not in dockerfile, compiler
+    assert "apt-get install" not in dockerfile
+    assert 'RUN python -m compileall -q "$BENTO_PATH/src"' in dockerfile
 
 
 def test_bento_publishes_the_openapi_document(bento: BuiltBento) -> None:

@@ -10,12 +10,15 @@ Image size, containerize time and docker-run-to-ready time go to reports/contain
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +31,10 @@ import yaml
 from bentoml._internal.container.generate import BENTO_UID_GID
 
 from credit_risk.schema import Decision, example_applicant
+from credit_risk.serving.decision_log import read_decision_records
 from tests.conftest import ROOT, free_port
 from tests.deploy.test_bento import BENTO_NAME, BuiltBento, bentoml_cli, build_bento
+from tests.deploy.test_decision_records import GRACE_S, PRE_STOP_S, Load, drive
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -115,8 +120,11 @@ def _bytes_flag(quantity: str) -> str:
     return quantity
 
 
-def pod_like_run_args(deployment: dict[str, Any], config_file: Path) -> list[str]:
-    """`docker run` flags that reproduce the Deployment's pod for its one container."""
+def pod_like_run_args(
+    deployment: dict[str, Any], config_file: Path, shared_dir: Path, pod_name: str
+) -> list[str]:
+    """`docker run` flags that reproduce the Deployment's pod for its one container: a host
+    directory stands for the persistent volume, `pod_name` for the pod's name."""
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     pod_ctx, ctx = pod["securityContext"], container["securityContext"]
@@ -131,6 +139,8 @@ def pod_like_run_args(deployment: dict[str, Any], config_file: Path) -> list[str
     for env in container.get("env", []):
         if "value" in env:
             args += ["-e", f"{env['name']}={env['value']}"]
+        elif env["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            args += ["-e", f"{env['name']}={pod_name}"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     env_values = {e["name"]: e.get("value") for e in container.get("env", [])}
     for mount in container["volumeMounts"]:
@@ -143,6 +153,9 @@ def pod_like_run_args(deployment: dict[str, Any], config_file: Path) -> list[str
             target = Path(env_values["BENTOML_CONFIG"] or "")
             assert target.parent == Path(mount["mountPath"])
             args += ["-v", f"{config_file}:{target}:ro"]
+        elif "persistentVolumeClaim" in volume:
+            shared_dir.chmod(0o777)  # the pod's user writes it, as fsGroup lets it on the claim
+            args += ["-v", f"{shared_dir}:{mount['mountPath']}"]
         else:
             pytest.fail(f"volume type of {mount['name']} not reproduced under docker")
     return args
@@ -156,6 +169,8 @@ class Running:
     container_id: str
     url: str
     seconds_to_ready: float
+    name: str
+    shared_dir: Path
 
 
 def _wait_ready(url: str, container_id: str, started: float) -> float:
@@ -181,22 +196,28 @@ def container_bento(model_tag: str) -> BuiltBento:
 
 
 @pytest.fixture(scope="module")
-def running(container_bento: BuiltBento) -> Iterator[Running]:
+def running(
+    container_bento: BuiltBento, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
     """Containerize the bento, start it like the pod, and remove both at the end."""
     version = container_bento.tag.split(":")[1]
     image = f"{BENTO_NAME}:test-{version}"
     started = time.monotonic()
-    bentoml_cli("containerize", container_bento.tag, "-t", image, env=DOCKER_ENV)
+    # from the temporary directory, as `make containerize` (BentoML reads the bento's
+    # Dockerfile template from a copy there, and only below the current directory)
+    tmp = Path(tempfile.gettempdir())
+    bentoml_cli("containerize", container_bento.tag, "-t", image, cwd=tmp, env=DOCKER_ENV)
     containerize_s = time.monotonic() - started
     deployment = yaml.safe_load(DEPLOYMENT.read_text(encoding="utf-8"))
     port = free_port()
     name = f"credit-risk-test-{uuid.uuid4().hex[:8]}"
+    shared_dir = tmp_path_factory.mktemp("decisions")
     container_id = ""
     try:
         started = time.monotonic()
         container_id = docker(
             "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:3000",
-            *pod_like_run_args(deployment, CONFIG), image,
+            *pod_like_run_args(deployment, CONFIG, shared_dir, name), image,
         ).stdout.strip()  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         seconds_to_ready = _wait_ready(url, container_id, started)
@@ -215,7 +236,7 @@ def running(container_bento: BuiltBento) -> Iterator[Running]:
             + "\n",
             encoding="utf-8",
         )
-        yield Running(image, container_id, url, seconds_to_ready)
+        yield Running(image, container_id, url, seconds_to_ready, name, shared_dir)
     finally:
         if container_id:
             docker("rm", "-f", container_id, check=False)
@@ -245,9 +266,12 @@ def test_decision_log_lands_on_its_volume(running: Running) -> None:
     config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     log_path = config["services"]["credit_risk_service"]["monitoring"]["options"]["log_path"]
     with bentoml.SyncHTTPClient(running.url, server_ready_timeout=30) as client:
-        client.classify(example_applicant())
-    out = docker("exec", running.container_id, "find", log_path, "-type", "f", "-size", "+0")
+        decision = client.classify(example_applicant())
+    in_pod = log_path.replace("${POD_NAME}", running.name)
+    out = docker("exec", running.container_id, "find", in_pod, "-type", "f", "-size", "+0")
     assert "credit_risk_decisions" in out.stdout, out.stdout
+    ids = {r["decision_id"] for r in read_decision_records(running.shared_dir)}
+    assert decision["decision_id"] in ids, "on the volume, outside the container"
 
 
 def test_metrics_are_exposed_for_scraping(running: Running) -> None:
@@ -257,3 +281,32 @@ def test_metrics_are_exposed_for_scraping(running: Running) -> None:
     assert response.status_code == 200
     assert "bentoml_service_request_duration_seconds" in response.text
     assert 'endpoint="/classify"' in response.text
+
+
+def test_docker_stop_under_load_leaves_one_record_per_answer(running: Running) -> None:
+    """Last in this module: it stops the container. `docker stop` sends the SIGTERM the
+    kubelet sends, with the grace period the manifests leave after their preStop sleep."""
+    load = Load()
+
+    async def scenario() -> None:
+        until = asyncio.Event()
+        traffic = asyncio.create_task(drive(running.url, load, until))
+        await asyncio.sleep(3)
+        assert load.answered, "the load is being served before the stop"
+        await asyncio.to_thread(
+            docker, "stop", "-t", str(GRACE_S - PRE_STOP_S), running.container_id
+        )
+        until.set()
+        await traffic
+
+    asyncio.run(scenario())
+    exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", running.container_id)
+    records = Counter(r["decision_id"] for r in read_decision_records(running.shared_dir))
+    answered = Counter(load.answered)
+    print(
+        f"\ndocker stop under load: exit code {exit_code.stdout.strip()}; {len(answered)} "
+        f"decisions answered 200, {sum(records.values())} records; other {dict(load.other)}"
+    )
+    assert exit_code.stdout.strip() == "0", "stopped by its SIGTERM, not killed after the grace"
+    assert all(records[i] == 1 for i in answered), "one record per answered decision"
+    assert max(records.values()) == 1

@@ -19,6 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from bentoml._internal.configuration.containers import BentoMLConfiguration
+from bentoml._internal.configuration.helpers import expand_env_var
 from bentoml._internal.configuration.v2 import _SERVICE_CONFIG as SERVICE_CONFIG_SCHEMA
 from bentoml._internal.container.generate import BENTO_UID_GID
 from bentoml.exceptions import BentoMLConfigException
@@ -173,7 +174,8 @@ def _check_bentoml_config(text: str, tmp_path: Path) -> dict[str, Any]:
     except BentoMLConfigException as e:
         pytest.fail(f"BentoML refuses the config: {e}")
 
-    for leaf, value in _leaves(given["services"]):
+    for leaf, given_value in _leaves(given["services"]):
+        value = expand_env_var(given_value)  # BentoML expands ${VAR} in every value it loads
         if leaf[0] in SERVICES:
             assert _dig(merged[leaf[0]], leaf[1:]) == value, ".".join(leaf)
         else:
@@ -341,7 +343,8 @@ def test_every_write_path_is_a_volume(path: Path) -> None:
     writable = [
         Path(m["mountPath"])
         for m in container["volumeMounts"]
-        if not m.get("readOnly") and "emptyDir" in volumes[m["name"]]
+        if not m.get("readOnly")
+        and volumes[m["name"]].keys() & {"emptyDir", "persistentVolumeClaim"}
     ]
     for volume in volumes.values():
         if "emptyDir" in volume:
@@ -357,6 +360,32 @@ def test_every_write_path_is_a_volume(path: Path) -> None:
     for needed in needs_writing:
         assert needed.is_absolute(), f"{needed} would resolve inside the read-only bento"
         assert any(needed.is_relative_to(w) for w in writable), f"{needed} is not writable"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_decision_records_outlive_the_pod_one_directory_per_pod(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision log is on a shared ReadWriteMany claim, never an emptyDir, and each pod
+    writes under a directory named after itself, so pods never share a file."""
+    docs = _render(path)
+    deployment = _one(docs, "Deployment")
+    container = _container(deployment)
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    claim_name = volumes["decision-log"]["persistentVolumeClaim"]["claimName"]
+    claims = [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    (claim,) = [c for c in claims if c["metadata"]["name"] == claim_name]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "every pod mounts it"
+
+    pod_name = next(e for e in container["env"] if e["name"] == "POD_NAME")
+    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "decision-log")
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    monkeypatch.setenv("POD_NAME", "credit-risk-7d9f-abcde")
+    merged = _check_bentoml_config(next(iter(config_map["data"].values())), tmp_path)
+    log_path = Path(merged["credit_risk_service"]["monitoring"]["options"]["log_path"])
+    assert log_path == Path(mount["mountPath"]) / "credit-risk-7d9f-abcde"
 
 
 # --- security and capacity ---------------------------------------------------------------

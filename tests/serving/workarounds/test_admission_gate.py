@@ -13,13 +13,19 @@ from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware, Time
 from starlette.applications import Starlette
 
 from credit_risk.serving.asgi import Message, Receive, Scope, Send
-from credit_risk.serving.workarounds.admission_gate import Admission, AdmissionGate, service_class
+from credit_risk.serving.workarounds.admission_gate import (
+    Admission,
+    AdmissionGate,
+    BodyRead,
+    service_class,
+)
 from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware
 from tests.serving.asgi_calls import call_async as call
 from tests.serving.asgi_calls import http_scope
 from tests.serving.workarounds.conftest import Upstream
 
 PATHS = frozenset({"/classify"})
+BODY = BodyRead(timeout_s=5, max_bytes=1_000, on_timeout=lambda: None)
 
 
 def status(sent: list[Message]) -> int:
@@ -54,7 +60,9 @@ class Held:
 def test_gate_admits_up_to_the_limit_and_refuses_the_rest_with_429() -> None:
     async def scenario() -> None:
         held, refused = Held(), []
-        gate = AdmissionGate(held, PATHS, limit=3, on_refuse=lambda: refused.append(1))
+        gate = AdmissionGate(
+            held, PATHS, limit=3, on_refuse=lambda: refused.append(1), body_read=BODY
+        )
         admitted = [asyncio.create_task(call(gate)) for _ in range(3)]
         await asyncio.sleep(0)
         assert held.entered == 3
@@ -79,7 +87,7 @@ def test_gate_admits_up_to_the_limit_and_refuses_the_rest_with_429() -> None:
 def test_gate_lets_other_paths_through_whatever_the_load() -> None:
     async def scenario() -> None:
         held = Held()
-        gate = AdmissionGate(held, PATHS, limit=1, on_refuse=lambda: None)
+        gate = AdmissionGate(held, PATHS, limit=1, on_refuse=lambda: None, body_read=BODY)
         first = asyncio.create_task(call(gate))
         await asyncio.sleep(0)
         probe = asyncio.create_task(call(gate, http_scope("/readyz")))
@@ -95,10 +103,156 @@ def test_gate_frees_the_slot_of_a_request_that_failed() -> None:
     async def failing(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("boom")
 
-    gate = AdmissionGate(failing, PATHS, limit=1, on_refuse=lambda: None)
+    gate = AdmissionGate(failing, PATHS, limit=1, on_refuse=lambda: None, body_read=BODY)
     with pytest.raises(RuntimeError):
         asyncio.run(call(gate))
     assert gate.in_flight == 0
+
+
+# --- the gate reads the body before it admits ------------------------------------------------
+
+
+class Trickle:
+    """A client's side of one request: body chunks arrive when the test sends them."""
+
+    def __init__(self, declared: int | None = None) -> None:
+        self.chunks: asyncio.Queue[Message] = asyncio.Queue()
+        headers = [] if declared is None else [(b"content-length", str(declared).encode())]
+        self.scope: Scope = {**http_scope(), "headers": headers}
+        self.sent: list[Message] = []
+
+    def part(self, data: bytes, *, more: bool = True) -> None:
+        self.chunks.put_nowait({"type": "http.request", "body": data, "more_body": more})
+
+    def hang_up(self) -> None:
+        self.chunks.put_nowait({"type": "http.disconnect"})
+
+    async def receive(self) -> Message:
+        return await self.chunks.get()
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+
+class Echo:
+    """An app that records the body it was given and whether it was admitted with it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.gate: AdmissionGate | None = None
+        self.in_flight_seen: list[int] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        self.bodies.append(b"".join(chunks))
+        assert self.gate is not None
+        self.in_flight_seen.append(self.gate.in_flight)
+        await ok_app(scope, receive, send)
+
+
+def _echo_gate(limit: int, timeout_s: float, timeouts: list[int]) -> tuple[Echo, AdmissionGate]:
+    echo = Echo()
+    body_read = BodyRead(timeout_s, max_bytes=100, on_timeout=lambda: timeouts.append(1))
+    gate = AdmissionGate(echo, PATHS, limit=limit, on_refuse=lambda: None, body_read=body_read)
+    echo.gate = gate
+    return echo, gate
+
+
+def test_a_stalled_body_holds_no_slot_and_gets_408_at_the_deadline() -> None:
+    async def scenario() -> None:
+        timeouts: list[int] = []
+        echo, gate = _echo_gate(limit=1, timeout_s=0.2, timeouts=timeouts)
+        stalled = Trickle(declared=50)
+        stalled.part(b"0123456789")  # 10 of 50 bytes, then nothing
+        waiting = asyncio.create_task(gate(stalled.scope, stalled.receive, stalled.send))
+        await asyncio.sleep(0.05)
+        assert (gate.in_flight, gate.reading) == (0, 1)
+
+        sent = await call(gate)  # the one slot is free for a complete request meanwhile
+        assert status(sent) == 200
+        assert echo.bodies == [b"{}"]
+
+        await waiting
+        assert status(stalled.sent) == 408
+        assert (b"connection", b"close") in stalled.sent[0]["headers"]
+        assert "did not arrive within 0.2 s" in body(stalled.sent)["error"]
+        assert timeouts == [1]
+        assert (gate.in_flight, gate.reading) == (0, 0)
+        assert echo.bodies == [b"{}"], "the stalled request never reached the app"
+
+    asyncio.run(scenario())
+
+
+def test_a_body_in_several_parts_is_admitted_once_complete_and_replayed_whole() -> None:
+    async def scenario() -> None:
+        echo, gate = _echo_gate(limit=1, timeout_s=5, timeouts=[])
+        client = Trickle()  # chunked: no Content-Length
+        client.part(b'{"a": ')
+        request = asyncio.create_task(gate(client.scope, client.receive, client.send))
+        await asyncio.sleep(0.01)
+        assert (gate.in_flight, gate.reading) == (0, 1)
+        client.part(b"1}", more=False)
+        await request
+        assert status(client.sent) == 200
+        assert echo.bodies == [b'{"a": 1}']
+        assert echo.in_flight_seen == [1], "counted while the app ran"
+        assert (gate.in_flight, gate.reading) == (0, 0)
+
+    asyncio.run(scenario())
+
+
+def test_a_client_that_hangs_up_mid_body_is_answered_nothing() -> None:
+    async def scenario() -> None:
+        echo, gate = _echo_gate(limit=1, timeout_s=5, timeouts=[])
+        client = Trickle(declared=50)
+        client.part(b"0123")
+        client.hang_up()
+        await gate(client.scope, client.receive, client.send)
+        assert client.sent == []
+        assert echo.bodies == []
+        assert (gate.in_flight, gate.reading) == (0, 0)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("declared", "parts"),
+    [(5_000, [b"x" * 60, b"x" * 60]), (None, [b"x" * 60, b"x" * 60])],
+    ids=["declared-oversize", "chunked-oversize"],
+)
+def test_an_oversize_body_reaches_the_app_whole_for_its_413(
+    declared: int | None, parts: list[bytes]
+) -> None:
+    async def scenario() -> None:
+        echo, gate = _echo_gate(limit=1, timeout_s=5, timeouts=[])
+        client = Trickle(declared=declared)
+        for data in parts[:-1]:
+            client.part(data)
+        client.part(parts[-1], more=False)
+        await gate(client.scope, client.receive, client.send)
+        assert echo.bodies == [b"".join(parts)], "nothing lost or doubled by the gate"
+
+    asyncio.run(scenario())
+
+
+def test_refusing_when_full_reads_no_body() -> None:
+    async def scenario() -> None:
+        held = Held()
+        gate = AdmissionGate(held, PATHS, limit=1, on_refuse=lambda: None, body_read=BODY)
+        first = asyncio.create_task(call(gate))
+        await asyncio.sleep(0)
+        client = Trickle(declared=50)  # sends nothing: a read would wait
+        await asyncio.wait_for(gate(client.scope, client.receive, client.send), timeout=1)
+        assert status(client.sent) == 429
+        held.release.set()
+        await first
+
+    asyncio.run(scenario())
 
 
 # --- the service class puts the gate outside BentoML's stack ------------------------------------
@@ -120,7 +274,7 @@ def test_service_class_puts_the_gate_outside_and_the_deadline_in_bentomls_place(
     assert isinstance(plain, Starlette)
     bentoml_order = [m.cls for m in plain.user_middleware]
 
-    app = _tiny_service(service_class(Admission(PATHS, 5, lambda: None))).to_asgi()
+    app = _tiny_service(service_class(Admission(PATHS, 5, lambda: None, BODY))).to_asgi()
     assert isinstance(app, AdmissionGate)
     assert app.limit == 5
     assert isinstance(app.app, Starlette)
