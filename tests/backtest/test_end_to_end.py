@@ -19,7 +19,6 @@ from sklearn.model_selection import train_test_split
 from credit_risk.cli import main
 from credit_risk.policy import COSTS
 from credit_risk.promotion import STATE_FILE
-from credit_risk.serving.decision_log import DECISION_LOG
 from credit_risk.training import DEFAULT_SEED
 from credit_risk.training.data import applicant_records, load_dataset
 from credit_risk.training.run import TEST_FRACTION
@@ -91,7 +90,7 @@ def test_backtest_of_champion_and_challenger(
     outcomes = tmp_path / "outcomes.csv"
     outcomes.write_text("\n".join(rows) + "\n")
     report_dir = tmp_path / "report"
-    log = home / "monitoring" / DECISION_LOG / "data"
+    log = home / "monitoring"  # the server's monitoring log path, as BentoML's config names it
     args = ["backtest", str(outcomes), "--decision-log", str(log), "--report-dir", str(report_dir)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

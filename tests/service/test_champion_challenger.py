@@ -19,7 +19,7 @@ import yaml
 from credit_risk.model_store import SCORECARD_FILE, load_serving_model
 from credit_risk.promotion import STATE_FILE
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant
-from credit_risk.serving.decision_log import DECISION_LOG
+from credit_risk.serving.decision_log import read_decision_records
 from load_tests.applicants import sample_applicants
 from tests.conftest import Server, copy_model, start_server, stop_server
 
@@ -32,16 +32,10 @@ LOG_WAIT_S = 30.0
 
 def decision_records(home: Path, expected: int) -> list[dict[str, Any]]:
     """The server's decision log, once it holds `expected` records."""
-    data = home / "monitoring" / DECISION_LOG / "data"
     deadline = time.monotonic() + LOG_WAIT_S
     records: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        records = [
-            json.loads(line)
-            for path in sorted(data.glob("*.log*"))
-            for line in path.read_text().splitlines()
-            if line.strip()
-        ]
+        records = list(read_decision_records(home / "monitoring"))
         if len(records) >= expected:
             break
         time.sleep(0.25)
