@@ -166,7 +166,7 @@ def policy() -> None:
     "--model",
     "model_tag",
     default=None,
-    help="Model tag (default: $CREDIT_RISK_MODEL or the latest).",
+    help="Model tag (default: what serving resolves: $CREDIT_RISK_MODEL, the champion, or the latest).",
 )
 @click.option(
     "--id-column",
@@ -208,12 +208,12 @@ def score(
     except ImportError as exc:
         msg = f"`credit-risk score` needs {exc.name}: {INSTALL_HINT}"
         raise InputError(msg) from None
-    from credit_risk.model_store import default_model_tag  # noqa: PLC0415
+    from credit_risk.promotion import served_tags  # noqa: PLC0415
 
     job = Job(
         input=input_path,
         output=output,
-        model=model_tag or default_model_tag(),
+        model=model_tag or served_tags().champion,
         id_columns=id_columns,
         quarantine=quarantine,
         audit_log=audit_log,

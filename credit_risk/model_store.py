@@ -67,11 +67,6 @@ class LoadedModel:
     creation_time: datetime
 
 
-def default_model_tag() -> str:
-    """The model a job scores with when none is named: `$CREDIT_RISK_MODEL`, else the newest."""
-    return os.environ.get(MODEL_ENV, "").strip() or DEFAULT_TAG
-
-
 def store_home() -> Path:
     """The BentoML home this process uses: `$BENTOML_HOME` as it was when first needed."""
     return Path(BentoMLContainer.bentoml_home.get())
