@@ -166,7 +166,7 @@ def policy() -> None:
     "--model",
     "model_tag",
     default=None,
-    help="Model tag (default: what serving resolves: $CREDIT_RISK_MODEL, the champion, or the latest).",
+    help="Model tag (default: what serving resolves: the pin, the champion or the latest).",
 )
 @click.option(
     "--id-column",
