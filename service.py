@@ -23,9 +23,10 @@ from pydantic import Field
 from pydantic_core import to_json
 from starlette.responses import Response
 
+from credit_risk.arrays import FloatArray
 from credit_risk.compiled import Scorer
 from credit_risk.decisions import DecisionRule
-from credit_risk.encoding import FloatArray, encode_applicants
+from credit_risk.encoding import encode_applicants
 from credit_risk.model_store import (
     MODEL_ENV,
     ModelLoadError,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from credit_risk.encoding import FloatArray
+from credit_risk.arrays import FloatArray
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline

@@ -12,6 +12,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from credit_risk.arrays import FloatArray
 from credit_risk.policy import (
     MAX_REASON_CODES,
     REASONS,
@@ -20,8 +21,6 @@ from credit_risk.policy import (
     band_indices,
 )
 from credit_risk.schema import FEATURES, Decision
-
-FloatArray = npt.NDArray[np.float64]
 
 DECISION_ID_BYTES: Final = 16
 """Random bytes per decision id (128 bits, as a UUID4 has): collisions are not a concern."""

@@ -12,12 +12,9 @@ from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
+from credit_risk.arrays import FloatArray
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.intp]
 
 CATEGORICAL_MASK: Final = np.array([f in CATEGORIES for f in FEATURES])
 """True where a column of the code array holds category codes."""

@@ -20,8 +20,8 @@ import numpy as np
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml.exceptions import NotFound
 
+from credit_risk.arrays import FloatArray
 from credit_risk.compiled import LinearScorecard, Scorer, compile_pipeline
-from credit_risk.encoding import FloatArray
 from credit_risk.schema import FEATURES, schema_hash
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import Any, Final, Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
+from credit_risk.arrays import FloatArray
 
 EPS: Final = 1e-12
 """Clip for probabilities before taking logs: keeps the score finite at p = 0 or 1."""

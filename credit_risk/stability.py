@@ -15,7 +15,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from credit_risk.encoding import FloatArray
+from credit_risk.arrays import FloatArray
 from credit_risk.schema import CATEGORIES
 
 PSI_WATCH: Final = 0.1

@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from credit_risk.encoding import FloatArray
+from credit_risk.arrays import FloatArray
 from credit_risk.portfolio import RefusedInputError
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from credit_risk.encoding import FloatArray
+from credit_risk.arrays import FloatArray
 
 RunnerCall = Callable[[FloatArray], Awaitable[FloatArray]]
 Pending = tuple[FloatArray, "asyncio.Future[FloatArray]"]

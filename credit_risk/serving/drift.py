@@ -7,7 +7,7 @@ from typing import Final
 
 import numpy as np
 
-from credit_risk.encoding import FloatArray
+from credit_risk.arrays import FloatArray
 from credit_risk.schema import FEATURES
 from credit_risk.stability import Signal, psi
 

@@ -22,9 +22,9 @@ from typing import Any, Final
 
 import numpy as np
 
+from credit_risk.arrays import FloatArray
 from credit_risk.compiled import Scorer
 from credit_risk.decisions import DecisionRule
-from credit_risk.encoding import FloatArray
 from credit_risk.model_store import ModelMismatchError
 from credit_risk.policy import MAX_REASON_CODES, REASONS, RISK_BANDS
 from credit_risk.schema import FEATURES

@@ -14,9 +14,6 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from credit_risk.policy import COSTS, CostMatrix
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int_]
-
 DISTRIBUTION_BINS: Final = 10
 """Deciles: the usual resolution of a population stability index in credit scoring."""
 

@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from credit_risk import model_store
+from credit_risk.arrays import FloatArray, IntArray
 from credit_risk.policy import SCALING
 from credit_risk.schema import schema_hash
 from credit_risk.training import (
@@ -57,8 +58,6 @@ from credit_risk.training.fairness import fairness_markdown, fairness_report
 from credit_risk.training.report import render_table, write_report
 from credit_risk.training.run import (
     DEFAULT_REPORT_DIR,
-    FloatArray,
-    IntArray,
     Split,
     TrainingResult,
     assemble,

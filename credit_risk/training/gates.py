@@ -13,15 +13,14 @@ from typing import Any, Final, Literal
 
 import bentoml
 import numpy as np
-import numpy.typing as npt
 from bentoml.exceptions import NotFound
 
+from credit_risk.arrays import FloatArray
 from credit_risk.model_store import DEFAULT_TAG
 from credit_risk.schema import FEATURES
 from credit_risk.stability import PSI_ALERT, psi, signals_from_metadata
 from credit_risk.training.fairness import FOUR_FIFTHS
 
-FloatArray = npt.NDArray[np.float64]
 Status = Literal["passed", "warning", "failed"]
 
 NO_INCUMBENT: Final = "no model in the store to compare with: passed"

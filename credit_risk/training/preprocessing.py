@@ -14,7 +14,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from credit_risk.encoding import CATEGORICAL_MASK, CODE_OF, FloatArray, IntArray
+from credit_risk.arrays import FloatArray, IntArray
+from credit_risk.encoding import CATEGORICAL_MASK, CODE_OF
 from credit_risk.schema import CATEGORIES, FEATURES, NUMERIC_FEATURES
 
 DEFAULT_SMOOTHING: Final = 8.0

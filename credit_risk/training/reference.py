@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from credit_risk.arrays import FloatArray
 from credit_risk.encoding import CATEGORICAL_MASK
 from credit_risk.policy import ScoreScaling
 from credit_risk.schema import CATEGORIES, FEATURES
 from credit_risk.training.evaluation import category_shares, distribution_summary
-
-FloatArray = npt.NDArray[np.float64]
 
 
 def training_distribution(

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from credit_risk import model_store
+from credit_risk.arrays import FloatArray, IntArray
 from credit_risk.policy import COSTS, SCALING
 from credit_risk.schema import FEATURES, schema_hash
 from credit_risk.training import DEFAULT_SEED, FAMILIES, MODEL_CHOICES, Family
@@ -56,8 +56,6 @@ from credit_risk.training.reference import reference_codes, training_distributio
 from credit_risk.training.report import Curves, render_table, write_report
 from credit_risk.training.validation import CandidateScore, protocol, search, seed_sweep
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int_]
 Progress = Callable[[str], None]
 
 TEST_FRACTION: Final = 0.2

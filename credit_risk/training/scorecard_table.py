@@ -16,15 +16,12 @@ import itertools
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 from sklearn.pipeline import Pipeline
 
+from credit_risk.arrays import FloatArray, IntArray
 from credit_risk.policy import ScoreScaling
 from credit_risk.schema import CATEGORIES, FEATURES
 from credit_risk.training.preprocessing import WoEEncoder
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int_]
 
 CSV_NAME: Final = "scorecard.csv"
 MARKDOWN_NAME: Final = "scorecard.md"

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from credit_risk.arrays import FloatArray, IntArray
 from credit_risk.policy import COSTS
 from credit_risk.training import Family
 from credit_risk.training.estimators import (
@@ -32,8 +32,6 @@ from credit_risk.training.evaluation import (
     mean_and_spread,
 )
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int_]
 Progress = Callable[[str], None]
 
 

@@ -1,0 +1,7 @@
+"""The array types every module shares: numbers as float64, indices and outcomes as intp."""
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
