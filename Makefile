@@ -30,12 +30,13 @@ $(STAMP): requirements-dev.lock pyproject.toml
 
 setup: $(STAMP)  ## create .venv with the locked dependencies and the project (editable, with `credit-risk`)
 
-# The dev lock resolves everything together (runtime, dev tools, the optional pipeline,
-# portfolio and spark groups); the runtime lock is the runtime's share of that same
-# resolution, so the bento and the image never carry Prefect, MLflow, PyArrow or PySpark.
+# The dev lock resolves everything together (runtime, dev tools, the optional training,
+# pipeline, portfolio and spark groups); the runtime lock is the runtime's share of that same
+# resolution, so the bento and the image never carry scikit-learn, pandas, SciPy, Prefect,
+# MLflow, PyArrow or PySpark.
 lock: setup  ## re-resolve the lock files after editing pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml -q --no-header --python-version 3.11 --group dev \
-		--extra pipeline --extra portfolio --extra spark -o requirements-dev.lock
+		--extra training --extra pipeline --extra portfolio --extra spark -o requirements-dev.lock
 	$(BIN)/uv pip compile pyproject.toml -q --no-header --python-version 3.11 \
 		-c requirements-dev.lock -o requirements.lock
 

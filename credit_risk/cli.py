@@ -11,12 +11,18 @@ from typing import Any, Final
 
 import click
 
+from credit_risk import TRAINING_INSTALL_HINT
 from credit_risk.training import DEFAULT_SEED, MODEL_CHOICES
 
 EXIT_BAD_INPUT = 2
 """Same code click uses for a bad command line: the input, not the program, is wrong."""
 
 
+TRAINING_MODULES: Final = ("sklearn", "pandas", "scipy", "threadpoolctl", "matplotlib")
+TRAINING_MISSING: Final = (
+    f"training needs scikit-learn, pandas and matplotlib (the runtime has none): "
+    f"{TRAINING_INSTALL_HINT}"
+)
 PIPELINE_MODULES: Final = ("prefect", "mlflow")
 PIPELINE_MISSING: Final = (
     "training as a flow needs Prefect and MLflow: pip install 'credit-risk-bento[pipeline]' "
@@ -100,8 +106,13 @@ def train(
 
     Defaults for the gates and what each option overrides: docs/pipeline.md.
     """
-    from credit_risk.training.data import DEFAULT_DATA_PATH, DataError  # noqa: PLC0415
-    from credit_risk.training.run import DEFAULT_REPORT_DIR, train_and_save  # noqa: PLC0415
+    try:
+        from credit_risk.training.data import DEFAULT_DATA_PATH, DataError  # noqa: PLC0415
+        from credit_risk.training.run import DEFAULT_REPORT_DIR, train_and_save  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in TRAINING_MODULES:
+            raise InputError(TRAINING_MISSING) from None
+        raise
 
     gate_options = {
         "auc_floor": auc_floor,

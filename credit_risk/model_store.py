@@ -2,8 +2,9 @@
 
 A model is a fitted scikit-learn pipeline (`model.joblib`) plus metadata, and for a linear
 scorecard its compiled lookup tables (`scorecard.npz`), which serving loads without importing
-scikit-learn. Loading refuses a model trained on another applicant schema: its scores would be
-for different inputs.
+scikit-learn (the runtime lock has none: serving any other model needs the `training` extra).
+Loading refuses a model trained on another applicant schema: its scores would be for different
+inputs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml.exceptions import NotFound
 
+from credit_risk import TRAINING_INSTALL_HINT
 from credit_risk.arrays import FloatArray
 from credit_risk.compiled import LinearScorecard, Scorer, compile_pipeline
 from credit_risk.schema import FEATURES, schema_hash
@@ -172,8 +174,14 @@ def load_model(tag: str = DEFAULT_TAG) -> LoadedModel:
 
 
 def _read_pipeline(model: Any, resolved: str) -> Pipeline:
-    from sklearn.pipeline import Pipeline  # noqa: PLC0415 (serving a scorecard never needs it)
-
+    try:
+        from sklearn.pipeline import Pipeline  # noqa: PLC0415 (serving a scorecard never needs it)
+    except ImportError:
+        msg = (
+            f"model {resolved} is not a compiled scorecard and needs scikit-learn, which is not "
+            f"installed: {TRAINING_INSTALL_HINT}, or serve a scorecard (set {MODEL_ENV})"
+        )
+        raise ModelLoadError(msg) from None
     path = Path(model.path_of(MODEL_FILE))
     try:
         pipeline = joblib.load(path)

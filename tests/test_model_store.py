@@ -28,7 +28,7 @@ from credit_risk.model_store import (
 from credit_risk.schema import FEATURES, schema_hash
 from credit_risk.training.data import load_dataset
 from credit_risk.training.preprocessing import encode_frame
-from credit_risk.training.run import TrainingResult, train
+from credit_risk.training.run import TrainingResult, train, train_and_save
 from tests.conftest import ROOT
 
 
@@ -192,6 +192,61 @@ def test_serving_a_scorecard_imports_neither_sklearn_nor_pandas(saved_tag: str) 
         check=True,
     ).stdout
     assert out.strip() == "LinearScorecard []"
+
+
+WITHOUT_SKLEARN = """
+import importlib.abc, json, sys
+
+
+class _NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "sklearn":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+if sys.argv[2] == "blocked":
+    sys.meta_path.insert(0, _NotInstalled())
+from credit_risk.model_store import RegistryError, load_serving_model
+
+try:
+    served = load_serving_model(sys.argv[1])
+    outcome = {"scorer": type(served.scorer).__name__}
+except RegistryError as exc:
+    outcome = {"error": type(exc).__name__, "message": str(exc)}
+outcome["sklearn_loaded"] = "sklearn" in sys.modules
+print(json.dumps(outcome))
+"""
+
+
+def test_a_tree_model_without_scikit_learn_is_refused_in_one_line(tmp_path: Path) -> None:
+    """The runtime lock has no scikit-learn: only a scorecard serves there."""
+    tag = str(train_and_save(quick=True, model="hgb", report_dir=tmp_path, quiet=True))
+
+    def load(mode: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [sys.executable, "-c", WITHOUT_SKLEARN, tag, mode],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        assert "Traceback" not in result.stderr
+        outcome: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        return outcome
+
+    assert load("installed") == {"scorer": "PipelineScorer", "sklearn_loaded": True}
+    refused = load("blocked")
+    assert refused["error"] == "ModelLoadError"
+    assert refused["sklearn_loaded"] is False
+    message = refused["message"]
+    assert "\n" not in message
+    assert f"model {tag} " in message
+    assert "needs scikit-learn" in message
+    assert "pip install 'credit-risk-bento[training]'" in message
+    assert "or serve a scorecard" in message
 
 
 def test_tampered_scorecard_is_refused(isolated_home: Path, trained: TrainingResult) -> None:

@@ -45,6 +45,8 @@ CONTAINER_ENV = Path(os.environ.get("CONTAINER_ENV", ROOT.parent / "shared/tools
 READY_TIMEOUT_S = 180.0
 """Import of the stack plus model load, two processes, under a 2-CPU limit on a busy CI host."""
 REPORT = ROOT / "reports" / "container-image.json"
+MAX_IMAGE_BYTES = 500_000_000
+"""The image budget in the decimal megabytes `docker images` shows (docs/deployment.md)."""
 
 
 def _docker_env() -> dict[str, str]:
@@ -106,6 +108,13 @@ def docker(
     if check:
         assert out.returncode == 0, f"docker {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
     return out
+
+
+SITE_PACKAGES = (
+    "import importlib.util as u; "
+    "print(*[m for m in ('sklearn', 'pandas', 'scipy', 'matplotlib') if u.find_spec(m)])"
+)
+"""Run in the image: the training libraries it finds (none)."""
 
 
 def _cpus(quantity: str) -> str:
@@ -248,6 +257,14 @@ def test_image_classifies_an_applicant(running: Running, model_tag: str) -> None
         decision = Decision.model_validate(client.classify(example_applicant()))
     assert 0.0 <= decision.probability_of_default <= 1.0
     assert decision.model_version == model_tag
+
+
+def test_image_fits_its_size_budget(running: Running) -> None:
+    """The runtime lock installs no training library (scikit-learn, pandas, SciPy)."""
+    size = int(docker("image", "inspect", "-f", "{{.Size}}", running.image).stdout.strip())
+    assert size <= MAX_IMAGE_BYTES, f"{size / 1e6:.0f} MB > {MAX_IMAGE_BYTES / 1e6:.0f} MB"
+    out = docker("run", "--rm", "--entrypoint", "python", running.image, "-c", SITE_PACKAGES)
+    assert out.stdout.split() == [], "training libraries in the image"
 
 
 def test_every_process_runs_as_the_bento_user(running: Running) -> None:

@@ -17,6 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from credit_risk.cli import EXIT_BAD_INPUT, TRAINING_MISSING
 from credit_risk.policy import ScoreScaling
 from credit_risk.schema import FEATURES, NUMERIC_FEATURES
 from credit_risk.training.data import DEFAULT_DATA_PATH, load_dataset
@@ -27,6 +28,7 @@ from credit_risk.training.report import render_table
 from credit_risk.training.run import TrainingResult, train, train_and_save
 from credit_risk.training.validation import out_of_fold
 from tests.conftest import ROOT
+from tests.training.test_flow_cli import _guarded_env
 
 
 def _quiet(_msg: str) -> None:
@@ -275,3 +277,41 @@ def test_cli_rejects_an_unknown_model_family(tmp_path: Path) -> None:
     result = _run_cli("--model", "forest", home=tmp_path / "home")
     assert result.returncode == 2
     assert "'forest' is not one of 'auto', 'logreg', 'hgb'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "blocked"),
+    [
+        (["credit-risk", "train"], "sklearn"),
+        (["train.py"], "pandas"),
+        (["train.py"], "matplotlib"),
+    ],
+    ids=["credit-risk-train-no-sklearn", "train.py-no-pandas", "train.py-no-matplotlib"],
+)
+def test_cli_without_the_training_extra_says_how_to_install(
+    tmp_path: Path, command: list[str], blocked: str
+) -> None:
+    """The runtime lock has no scikit-learn, pandas or matplotlib: one line naming the extra."""
+    env = _guarded_env(tmp_path, GUARD_BLOCK_MODULES=blocked)
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {blocked}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert f"No module named '{blocked}'" in probe.stderr
+    if command[0] == "train.py":
+        args = [sys.executable, str(ROOT / "train.py")]
+    else:
+        args = [str(Path(sys.executable).parent / command[0]), *command[1:]]
+    args += ["--quick", "--report-dir", str(tmp_path / "reports")]
+    result = subprocess.run(
+        args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == EXIT_BAD_INPUT
+    assert result.stderr.strip().splitlines() == [f"Error: {TRAINING_MISSING}"]
+    assert "pip install 'credit-risk-bento[training]'" in TRAINING_MISSING
+    assert result.stdout == ""
+    assert not (tmp_path / "bentoml" / "models").exists()
+    assert not (tmp_path / "reports").exists()
