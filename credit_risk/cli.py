@@ -6,6 +6,7 @@ each subcommand imports what it needs only when it runs, so `credit-risk --help`
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,6 +29,14 @@ PIPELINE_MISSING: Final = (
     "training as a flow needs Prefect and MLflow: pip install 'credit-risk-bento[pipeline]' "
     "(or make setup)"
 )
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 class InputError(click.ClickException):
@@ -345,6 +354,10 @@ def backtest(outcomes: Path, decision_log: Path | None, report_dir: Path | None)
     Exit 2: bad input, nothing written. Exit 3: report written, but some outcomes matched no
     logged decision (counted and listed in it).
     """
+    missing = [m for m in ("scipy", "matplotlib") if not _installed(m)]
+    if missing:
+        msg = f"back-testing needs {' and '.join(missing)}: {TRAINING_INSTALL_HINT}"
+        raise InputError(msg)
     from credit_risk.backtest import EXIT_UNMATCHED  # noqa: PLC0415
     from credit_risk.backtest.inputs import BacktestInputError  # noqa: PLC0415
     from credit_risk.backtest.run import DEFAULT_REPORT_DIR  # noqa: PLC0415

@@ -4,6 +4,8 @@ match no logged decision) a complete report listing them and exit 3."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from credit_risk.model_store import load_serving_model
 from credit_risk.policy import ScoreScaling
 from credit_risk.schema import Applicant
 from load_tests.applicants import sample_applicants
+from tests.training.test_flow_cli import _guarded_env
 
 HEADER = "decision_id,outcome,observed_at"
 
@@ -114,3 +117,17 @@ def test_parquet_outcomes(decision_log: tuple[Path, list[str]], tmp_path: Path) 
     (champion,) = report["versions"]
     assert champion["matured"] == 3
     assert champion["matured_bad"] == 1
+
+
+def test_backtest_without_the_training_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    outcomes = tmp_path / "outcomes.csv"
+    outcomes.write_text("decision_id,outcome,observed_at\n")
+    env = _guarded_env(tmp_path, GUARD_BLOCK_MODULES="scipy")
+    command = [str(Path(sys.executable).parent / "credit-risk"), "backtest", str(outcomes)]
+    result = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: back-testing needs scipy: pip install 'credit-risk-bento[training]' (or make setup)"
+    ]
