@@ -6,6 +6,7 @@ own model store; server subprocesses inherit it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -53,6 +54,21 @@ def model_tag() -> str:
     """A real model trained quickly into the isolated store."""
     tag = train_and_save(quick=True, report_dir=TEST_HOME / "reports")
     return str(tag)
+
+
+def imported_modules(code: str, env: dict[str, str] | None = None) -> set[str]:
+    """Every module a fresh interpreter has loaded after running `code` from the repository."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
 
 
 def free_port() -> int:
