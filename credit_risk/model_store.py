@@ -9,7 +9,6 @@ inputs.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,8 +35,6 @@ SCORECARD_FILE: Final = "scorecard.npz"
 """The compiled scorecard, written beside the pipeline when it is linear."""
 MODEL_ENV: Final = "CREDIT_RISK_MODEL"
 """Environment variable that pins the served model tag (default: the latest)."""
-
-os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # read at the first save; no usage reports
 
 HOW_TO_FIX: Final = f"train one with `make train` or set {MODEL_ENV} to an existing tag"
 """What to do about a model that is missing: the end of every not-found message."""
