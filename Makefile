@@ -67,12 +67,15 @@ CONTAINER_ENV ?= ../shared/tools/container-env.sh
 # made absolute here, so it holds in any directory a recipe runs from (containerize runs from the
 # temporary one). One given on the command line or in the environment that is not there stops
 # the target: skipped, it ended in docker's "BuildKit is enabled but the buildx component is
-# missing". Only the default may be absent (then the docker on PATH builds).
+# missing". Only the default may be absent: then the docker on PATH builds, and a note says so.
 CONTAINER_ENV_PATH := $(abspath $(CONTAINER_ENV))
 WITH_ENGINE := if [ -f "$(CONTAINER_ENV_PATH)" ]; then \
 		eval "$$(bash "$(CONTAINER_ENV_PATH)" env)"; \
 	elif [ "$(origin CONTAINER_ENV)" != file ]; then \
 		echo "CONTAINER_ENV=$(CONTAINER_ENV): no such file ($(CONTAINER_ENV_PATH))" >&2; exit 2; \
+	else \
+		echo "note: no $(CONTAINER_ENV_PATH), so the docker CLI on PATH is used; if it lacks" \
+			"buildx, set CONTAINER_ENV to the provisioning script (docs/deployment.md)" >&2; \
 	fi;
 NEWEST_BENTO = $(BIN)/bentoml get $(BENTO):latest -o json \
 	| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["version"])'

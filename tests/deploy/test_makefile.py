@@ -31,7 +31,7 @@ def _stand_in(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _engine_path(
-    recipe_dir: Path, *args: str, env: dict[str, str] | None = None
+    recipe_dir: Path, *args: str, env: dict[str, str] | None = None, makefile_dir: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
     """PATH as a recipe sees it after `cd recipe_dir` and the Makefile's WITH_ENGINE."""
     probe = f'engine-probe: ; @cd "{recipe_dir}" && $(WITH_ENGINE) printf %s "$$PATH"'
@@ -42,7 +42,7 @@ def _engine_path(
     }
     assert MAKE is not None
     return subprocess.run(
-        [MAKE, "-s", "-C", str(ROOT), f"--eval={probe}", "engine-probe", *args],
+        [MAKE, "-s", "-C", str(makefile_dir), f"--eval={probe}", "engine-probe", *args],
         cwd=recipe_dir,
         env={**clean, **(env or {})},
         capture_output=True,
@@ -70,3 +70,14 @@ def test_a_container_env_that_is_not_there_stops_the_target(tmp_path: Path) -> N
     assert run.returncode != 0
     assert "CONTAINER_ENV=missing/container-env.sh: no such file" in run.stderr
     assert str(ROOT / "missing" / "container-env.sh") in run.stderr
+
+
+def test_without_the_default_script_the_docker_on_path_is_used_with_a_note(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"  # a clone with no shared/ beside it
+    clone.mkdir()
+    shutil.copy(ROOT / "Makefile", clone / "Makefile")
+    run = _engine_path(tmp_path, makefile_dir=clone)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == os.environ["PATH"]
+    assert f"note: no {tmp_path / 'shared' / 'tools' / 'container-env.sh'}" in run.stderr
+    assert "set CONTAINER_ENV" in run.stderr
