@@ -48,6 +48,7 @@ from credit_risk.serving.middleware import (
     JsonNotFoundMiddleware,
     RejectionCounterMiddleware,
 )
+from credit_risk.serving.process_metrics import start_process_metrics
 from credit_risk.serving.settings import (
     BODY_READ_TIMEOUT_S,
     DRIFT_PUBLISH_INTERVAL_S,
@@ -158,6 +159,10 @@ class CreditScorer:
         metrics.MODEL_INFO.labels(model_version=loaded.tag).set(1)
         _freeze_startup_garbage()
 
+    @bentoml.on_startup
+    def _publish_process_metrics(self) -> None:
+        start_process_metrics()  # this worker's process_* series (serving/process_metrics.py)
+
     @bentoml.api(
         batchable=SETTINGS.batching,
         max_batch_size=RUNNER_MAX_BATCH_SIZE,
@@ -264,6 +269,10 @@ class CreditRiskService:
         self._score = coalescer.submit if coalesce else self._runner_score
         _freeze_startup_garbage()
 
+    @bentoml.on_startup
+    def _publish_process_metrics(self) -> None:
+        start_process_metrics()  # this worker's process_* series (serving/process_metrics.py)
+
     async def _runner_score(self, codes: FloatArray) -> FloatArray:
         """Call the runner; scoring is pure, so a dropped connection is retried, and a runner
         that stays unreachable past the deadline is a clear 503, never a 500 or a long hold."""
@@ -295,7 +304,7 @@ class CreditRiskService:
         log_decisions(applicants, decisions, shadow)
         outcomes = Counter((d["decision"], d["risk_band"]) for d in decisions)
         for (decision, band), count in outcomes.items():
-            metrics.DECISIONS.labels(decision=decision, risk_band=band).inc(count)
+            metrics.DECISIONS.labels(decision, band, self.policy.model_version).inc(count)
         for d in decisions:
             metrics.PROBABILITY.observe(d["probability_of_default"])
         return decisions
