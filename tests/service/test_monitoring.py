@@ -174,10 +174,6 @@ def _worker_values(server: Server, name: str) -> dict[tuple[str, str], float]:
     }
 
 
-def _decisions(server: Server) -> float:
-    return sum(v for (n, _), v in _samples(server).items() if n == "credit_risk_decisions_total")
-
-
 def _send_traffic(server: Server, applicants: list[dict[str, Any]]) -> dict[int, int]:
     """Singles and a batch with the token, then refusals of each kind; statuses counted."""
     statuses: dict[int, int] = {}
@@ -209,14 +205,14 @@ def scraped(server: Server, prometheus: Prometheus) -> dict[int, int]:
     for seed in (1, 2):
         for status, n in _send_traffic(server, sample_applicants(DRIFT_WINDOW, seed=seed)).items():
             statuses[status] = statuses.get(status, 0) + n
-        served = _decisions(server)
+        sent = time.time()
 
-        def caught_up(served: float = served) -> bool:
-            query = f'sum(credit_risk_decisions_total{{job="{JOB}"}})'
-            result = prometheus.query(query)
-            return bool(result) and float(result[0]["value"][1]) >= served
+        def scraped_since(sent: float = sent) -> bool:
+            """A scrape began after the last answer: it holds every count of this round."""
+            result = prometheus.query(f'timestamp(up{{job="{JOB}"}})')
+            return bool(result) and float(result[0]["value"][1]) > sent
 
-        wait_for(caught_up, f"Prometheus to scrape {served} decisions")
+        wait_for(scraped_since, "Prometheus to scrape after the traffic")
     assert statuses[200] == 2 * (DRIFT_WINDOW // 2 + 1), statuses
     assert {400, 401, 413, 415} <= set(statuses), statuses
     return statuses
@@ -257,8 +253,13 @@ def test_worker_processes_publish_their_own_process_metrics(server: Server) -> N
             key = (argv[argv.index("--service-name") + 1], argv[argv.index("--worker-id") + 1])
             processes[key] = child
     assert set(processes) == WORKERS
-    started = _worker_values(server, "process_start_time_seconds")
-    assert set(started) == WORKERS
+
+    def every_worker_started() -> dict[tuple[str, str], float]:
+        # /readyz answers once one API worker is up; the other may still be starting
+        started = _worker_values(server, "process_start_time_seconds")
+        return started if set(started) == WORKERS else {}
+
+    started = wait_for(every_worker_started, "every worker to publish its start time")
     for worker, process in processes.items():
         assert started[worker] == pytest.approx(process.create_time(), abs=0.05), worker
     rss = _worker_values(server, "process_resident_memory_bytes")
@@ -296,6 +297,10 @@ def test_every_dashboard_query_returns_data(
         assert any(math.isfinite(v) for v in values), f"{title}: only NaN for {expr}"
     approvals = prometheus.query(f'credit_risk_decisions_total{{job="{JOB}"}} > 0')
     assert {s["metric"]["decision"] for s in approvals} == {"approve", "decline"}
+    refusals = prometheus.query(
+        f'sum by (reason) (rate(credit_risk_rejected_requests_total{{job="{JOB}"}}[2m])) > 0'
+    )
+    assert {s["metric"]["reason"] for s in refusals} >= {"validation", "auth", "size", "media_type"}
 
 
 def test_the_dashboard_variables_find_the_deployment(
