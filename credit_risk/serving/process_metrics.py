@@ -4,9 +4,9 @@ BentoML serves /metrics from prometheus_client's multiprocess files, which carry
 metrics: prometheus_client's `ProcessCollector` describes only the process that answers the
 scrape, and a scrape cannot reach into the other workers. So each worker reads its own figures
 with that same collector from a daemon thread every `PROCESS_METRICS_INTERVAL_S` (never per
-request; one read is a few /proc files, ~0.1 ms) and writes them into the multiprocess files,
-labelled `service_name` and `worker_index` (BentoML's own label names), so /metrics shows each
-worker apart:
+request; one refresh reads three /proc files and writes six values, 0.3 ms measured on a busy
+2-core host) and writes them into the multiprocess files, labelled `service_name` and
+`worker_index` (BentoML's own label names), so /metrics shows each worker apart:
 
 - gauges in `livemostrecent` mode: a restarted worker takes over its slot's series (its newer
   values win over the dead process's), so a restart shows as a new `process_start_time_seconds`;
@@ -27,8 +27,8 @@ from prometheus_client.process_collector import ProcessCollector
 logger = logging.getLogger(__name__)
 
 PROCESS_METRICS_INTERVAL_S: Final = 5.0
-"""Seconds between two reads: well under a usual scrape interval (15-30 s), and ~0.002 % of a
-core at ~0.1 ms per read."""
+"""Seconds between two refreshes: well under a usual scrape interval (15-30 s), and under
+0.01 % of a core at 0.3 ms per refresh."""
 
 LABELS: Final = ("service_name", "worker_index")
 
