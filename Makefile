@@ -148,6 +148,14 @@ wrk:  ## install Debian's wrk for make bench, make overload and their tests (tes
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 	@wrk --version 2>&1 | head -1
 
+# --- dashboards and alerts (deploy/monitoring, credit_risk/monitoring) ------------------------------
+.PHONY: prometheus
+
+prometheus:  ## install Debian's prometheus (and promtool) for the alert and dashboard tests (tests/monitoring, tests/service/test_monitoring.py) if missing
+	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus; }
+	@promtool --version 2>&1 | head -1
+
 # --- reliability: generated bad input, supply chain (tests/service/test_fuzz_api.py, tests/deploy/test_supply_chain.py)
 FUZZ_EXAMPLES ?= 2000
 

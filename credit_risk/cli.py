@@ -181,6 +181,44 @@ def policy() -> None:
 
 
 @main.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("deploy/monitoring"),
+    show_default=True,
+    help="Where the generated files go.",
+)
+@click.option(
+    "--runbook-base",
+    default=None,
+    help="Where the alerts' runbook links point, e.g. the URL of docs/operations.md as your "
+    "team serves it (default: docs/operations.md, relative to the repository).",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if a file is out of date.")
+def monitoring(out: Path, runbook_base: str | None, check: bool) -> None:
+    """Generate the Grafana dashboard and the Prometheus alert rules (plain and PrometheusRule).
+
+    docs/operations.md says how to load them.
+    """
+    from credit_risk.monitoring.alerts import RUNBOOK  # noqa: PLC0415
+    from credit_risk.monitoring.files import stale, write  # noqa: PLC0415
+
+    runbook = runbook_base or RUNBOOK
+    if check:
+        outdated = stale(out, runbook)
+        if outdated:
+            click.echo(
+                f"out of date in {out}: {', '.join(outdated)} (run `credit-risk monitoring`)",
+                err=True,
+            )
+            raise SystemExit(1)
+        click.echo(f"{out}: up to date")
+        return
+    for path in write(out, runbook):
+        click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("output", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(

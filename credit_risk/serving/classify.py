@@ -76,7 +76,7 @@ class Classifier:
         log_decisions(applicants, decisions, shadow)
         outcomes = Counter((d["decision"], d["risk_band"]) for d in decisions)
         for (decision, band), count in outcomes.items():
-            metrics.DECISIONS.labels(decision=decision, risk_band=band).inc(count)
+            metrics.DECISIONS.labels(decision, band, self.rule.model_version).inc(count)
         for d in decisions:
             metrics.PROBABILITY.observe(d["probability_of_default"])
         return decisions

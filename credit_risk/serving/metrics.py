@@ -27,8 +27,8 @@ BATCH_ROWS_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, MAX_BATCH_AP
 
 DECISIONS = Counter(
     "credit_risk_decisions",
-    "Decisions made, by outcome and risk band.",
-    ["decision", "risk_band"],
+    "Decisions made, by outcome, risk band and the model version that decided.",
+    ["decision", "risk_band", "model_version"],
 )
 PROBABILITY = Histogram(
     "credit_risk_probability_of_default",
@@ -78,6 +78,11 @@ SHADOW_COMPARISONS = Counter(
     "challenger approves) or swap_out (only the champion approves).",
     ["champion", "challenger", "comparison"],
 )
+SHADOW_DECISIONS = Counter(
+    "credit_risk_shadow_decisions",
+    "The challenger's decisions in shadow, by outcome (its approval rate beside the champion's).",
+    ["champion", "challenger", "decision"],
+)
 SHADOW_SCORE_DIFFERENCE = Histogram(
     "credit_risk_shadow_score_difference",
     "Challenger score minus champion score, in points, per shadow-scored applicant.",
@@ -90,6 +95,19 @@ SHADOW_FAILURES = Counter(
     "by stage: score (runner) or decide (API).",
     ["champion", "challenger", "stage"],
 )
+
+DECISION_STORE_ERROR_CAUSES: Final = ("disk_full", "read_only", "unreachable", "database_down")
+"""Why a decision could not be stored. Each starts at 0 in every process, so the first error is
+an increase that `rate()` and the alert see (a series born at 1 has no increase)."""
+
+DECISION_STORE_ERRORS = Counter(
+    "credit_risk_decision_store_errors",
+    "Decisions whose record could not be stored, by cause (disk_full, read_only, unreachable, "
+    "database_down).",
+    ["cause"],
+)
+for _cause in DECISION_STORE_ERROR_CAUSES:
+    DECISION_STORE_ERRORS.labels(cause=_cause)
 
 
 def observe_all(histogram: Any, values: npt.NDArray[np.float64]) -> None:

@@ -74,6 +74,8 @@ class ShadowScorer:
             c: metrics.SHADOW_COMPARISONS.labels(*self.labels, c)
             for c in ("agree", "swap_in", "swap_out")
         }
+        for decision in ("approve", "decline"):
+            children[decision] = metrics.SHADOW_DECISIONS.labels(*self.labels, decision)
         children["score_difference"] = metrics.SHADOW_SCORE_DIFFERENCE.labels(*self.labels)
         return children
 
@@ -107,10 +109,12 @@ class ShadowScorer:
             "agree": int((ours == theirs).sum()),
             "swap_in": int((theirs & ~ours).sum()),
             "swap_out": int((ours & ~theirs).sum()),
+            "approve": int(theirs.sum()),
+            "decline": int((~theirs).sum()),
         }
-        for comparison, count in counts.items():
+        for counter, count in counts.items():
             if count:
-                self._counters[comparison].inc(count)
+                self._counters[counter].inc(count)
         champion_score = np.rint(self.champion.scaling.score(champion_proba))
         metrics.observe_all(self._counters["score_difference"], columns[:, 1] - champion_score)
 

@@ -12,6 +12,7 @@ import logging
 from credit_risk.model_store import MODEL_ENV
 from credit_risk.promotion import ServedTags, read_state
 from credit_risk.serving.connections import bound_open_connections
+from credit_risk.serving.process_metrics import start_process_metrics
 from credit_risk.serving.settings import Settings
 from credit_risk.serving.workarounds.validation_errors import install_client_error_log_filter
 
@@ -19,9 +20,11 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_worker(settings: Settings) -> None:
-    """Bound this worker's open connections and keep client errors out of the error log."""
+    """Bound this worker's open connections, keep client errors out of the error log, and
+    publish this worker's process_* series (serving/process_metrics.py)."""
     install_client_error_log_filter()
     bound_open_connections(settings.max_connections)
+    start_process_metrics()
 
 
 def freeze_startup_garbage() -> None:
