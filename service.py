@@ -28,14 +28,13 @@ from credit_risk.compiled import Scorer
 from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import encode_applicants
 from credit_risk.model_store import (
-    MODEL_ENV,
     ModelLoadError,
     RegistryError,
     ServingModel,
     load_serving_model,
 )
 from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, ScoreScaling
-from credit_risk.promotion import read_state
+from credit_risk.promotion import PromotionError, served_tags
 from credit_risk.schema import Applicant, Decision, Decisions
 from credit_risk.serving import metrics
 from credit_risk.serving.coalesce import Coalescer
@@ -97,14 +96,12 @@ from the pin, the promotion state or the newest model (credit_risk/promotion.py)
 def _announce_models() -> None:
     """At start-up (by the runner, once): which models, and where each choice came from."""
     logger.setLevel(logging.INFO)  # BentoML's root logger lets warnings only through
-    state = read_state()
-    if SETTINGS.model_source.startswith("pinned") and state.champion:
-        logger.warning(
-            "%s=%s pins the champion: it overrides the promotion state (champion %s)",
-            MODEL_ENV,
-            SETTINGS.model_tag,
-            state.champion,
-        )
+    try:  # a pin over the state; a damaged state the pin bypasses
+        notes = served_tags().notes
+    except PromotionError as exc:  # damaged since start-up: the models are resolved already
+        notes = (str(exc),)
+    for note in notes:
+        logger.warning("%s", note)
     logger.info(
         "champion %s (%s); challenger %s (%s)",
         SETTINGS.model_tag,

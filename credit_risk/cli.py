@@ -228,12 +228,16 @@ def score(
     except ImportError as exc:
         msg = f"`credit-risk score` needs {exc.name}: {INSTALL_HINT}"
         raise InputError(msg) from None
-    from credit_risk.promotion import served_tags  # noqa: PLC0415
+    from credit_risk.promotion import PromotionError, served_tags  # noqa: PLC0415
 
+    try:
+        model = model_tag or served_tags().champion
+    except PromotionError as exc:
+        raise InputError(str(exc)) from None
     job = Job(
         input=input_path,
         output=output,
-        model=model_tag or served_tags().champion,
+        model=model,
         id_columns=id_columns,
         quarantine=quarantine,
         audit_log=audit_log,
@@ -253,13 +257,14 @@ def _promotion_change(change: str, **kwargs: str) -> None:
     from credit_risk import promotion  # noqa: PLC0415
 
     try:
-        entry = getattr(promotion, change)(**kwargs)
+        entries = getattr(promotion, change)(**kwargs)
     except promotion.PromotionError as exc:
         raise InputError(str(exc)) from None
-    click.echo(
-        f"{entry['role']}: {entry['from'] or '-'} -> {entry['to'] or '-'} "
-        f"({entry['action']} by {entry['who']} at {entry['when']}); restart the service to apply"
-    )
+    for entry in entries:
+        click.echo(
+            f"{entry.role}: {entry.from_ or '-'} -> {entry.to or '-'} "
+            f"({entry.action} by {entry.who} at {entry.when}); restart the service to apply"
+        )
 
 
 @main.command()
@@ -318,17 +323,20 @@ def champion(as_json: bool, export: Path | None) -> None:
     except promotion.PromotionError as exc:
         raise InputError(str(exc)) from None
     if as_json:
-        click.echo(json.dumps({"served": vars(served), "state": vars(state)}, indent=2))
+        click.echo(json.dumps({"served": vars(served), "state": state.as_json()}, indent=2))
         return
     click.echo(f"state: {promotion.state_path()}")
     click.echo(f"champion:   {served.champion} ({served.champion_source})")
     click.echo(f"challenger: {served.challenger or '-'} ({served.challenger_source})")
     click.echo(f"previous champions: {', '.join(state.previous_champions) or '-'}")
+    for note in served.notes:
+        click.echo(f"note: {note}")
     for e in state.audit:
-        auc = e["figures"].get("protocol_roc_auc") or {}
+        auc = e.figures.get("protocol_roc_auc")
+        mean = auc.get("mean", "-") if isinstance(auc, dict) else "-"
         click.echo(
-            f"  {e['when']} {e['who']}: {e['action']} {e['role']} {e['from'] or '-'} -> "
-            f"{e['to'] or '-'} (protocol ROC AUC {auc.get('mean', '-')}): {e['reason']}"
+            f"  {e.when} {e.who}: {e.action} {e.role} {e.from_ or '-'} -> "
+            f"{e.to or '-'} (protocol ROC AUC {mean}): {e.reason}"
         )
 
 

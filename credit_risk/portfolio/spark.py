@@ -33,7 +33,7 @@ from credit_risk.model_store import RegistryError, load_serving_model
 from credit_risk.portfolio import RefusedInputError
 from credit_risk.portfolio.io import BATCH_ROWS, file_format
 from credit_risk.portfolio.scoring import ROW_COLUMN, BatchScorer, Layout
-from credit_risk.promotion import served_tags
+from credit_risk.promotion import PromotionError, served_tags
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -168,7 +168,10 @@ def run(args: argparse.Namespace, spark: SparkSession) -> dict[str, Any]:
     if archive and not Path(archive).is_file():
         msg = f"{args.model_archive}: no such model archive"
         raise RefusedInputError(msg)
-    tag = args.model or served_tags().champion
+    try:
+        tag = args.model or served_tags().champion
+    except PromotionError as exc:
+        raise RefusedInputError(str(exc)) from None
     if not archive:  # pin the version now, so every executor scores with the same one
         try:
             tag = load_serving_model(tag).tag

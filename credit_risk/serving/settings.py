@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from credit_risk.model_store import DEFAULT_TAG
+from credit_risk.model_store import DEFAULT_TAG, MODEL_ENV
 from credit_risk.policy import MAX_BATCH_APPLICANTS
-from credit_risk.promotion import served_tags
+from credit_risk.promotion import PromotionError, served_tags
 from credit_risk.serving.drift import DEFAULT_WINDOW as DEFAULT_DRIFT_WINDOW
+from credit_risk.serving.workarounds.model_reference import ModelNotServableError
 
 RUNNER_MAX_BATCH_SIZE: Final = MAX_BATCH_APPLICANTS
 """Rows per adaptive batch. The compiled scorecard scores 1,000 rows in well under a
@@ -116,7 +117,11 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """CREDIT_RISK_MODEL, _CHALLENGER (else the promotion state), _BATCHING, _COALESCING,
         _API_TOKENS, _MAX_IN_FLIGHT, _MAX_CONNECTIONS, _DRIFT_WINDOW."""
-        served = served_tags(environ)
+        try:  # `bentoml serve` prints a BentoML exception as one line, without a traceback
+            served = served_tags(environ)
+        except PromotionError as exc:
+            msg = f"cannot choose the model to serve: {exc} (or pin one: {MODEL_ENV}=<tag>)"
+            raise ModelNotServableError(msg) from None
         return cls(
             model_tag=served.champion,
             challenger_tag=served.challenger,
