@@ -25,7 +25,7 @@ import getpass
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,12 +217,19 @@ def _state_for_serving() -> tuple[PromotionState, str]:
     return state, "promotion state"
 
 
-def promote(tag: str, role: Role, reason: str, who: str | None = None) -> list[AuditEntry]:
+OnChange = Callable[["PromotionState"], None]
+"""Called with the new state once it is written, still under the lock (so in the order of the
+changes): how the CLI mirrors it to MLflow's aliases. It must not raise."""
+
+
+def promote(
+    tag: str, role: Role, reason: str, who: str | None = None, on_change: OnChange | None = None
+) -> list[AuditEntry]:
     """Make `tag` champion (the old one retires, kept for rollback) or challenger; the audit
     entries of every slot it changed."""
     entry_reason = _reason(reason)
     resolved, figures = _servable(tag)
-    with _locked("promote", entry_reason, who) as change:
+    with _locked("promote", entry_reason, who, on_change) as change:
         state = change.state
         if role == "champion":
             if resolved == state.champion:
@@ -245,10 +252,12 @@ def promote(tag: str, role: Role, reason: str, who: str | None = None) -> list[A
         return change.entries
 
 
-def rollback(reason: str, who: str | None = None) -> list[AuditEntry]:
+def rollback(
+    reason: str, who: str | None = None, on_change: OnChange | None = None
+) -> list[AuditEntry]:
     """Return to the champion before the current one; the current one retires."""
     entry_reason = _reason(reason)
-    with _locked("rollback", entry_reason, who) as change:
+    with _locked("rollback", entry_reason, who, on_change) as change:
         state = change.state
         if not state.previous_champions:
             msg = "no previous champion to roll back to; nothing changed"
@@ -262,10 +271,12 @@ def rollback(reason: str, who: str | None = None) -> list[AuditEntry]:
         return change.entries
 
 
-def retire_challenger(reason: str, who: str | None = None) -> list[AuditEntry]:
+def retire_challenger(
+    reason: str, who: str | None = None, on_change: OnChange | None = None
+) -> list[AuditEntry]:
     """Stop shadow scoring: the state names no challenger any more."""
     entry_reason = _reason(reason)
-    with _locked("retire", entry_reason, who) as change:
+    with _locked("retire", entry_reason, who, on_change) as change:
         if change.state.challenger is None:
             msg = "there is no challenger to retire; nothing changed"
             raise PromotionError(msg)
@@ -354,9 +365,11 @@ def _user() -> str:
 
 
 @contextlib.contextmanager
-def _locked(action: Action, reason: str, who: str | None) -> Iterator[_Change]:
-    """The state under an exclusive lock, as a change; written back only if the block
-    succeeds."""
+def _locked(
+    action: Action, reason: str, who: str | None, on_change: OnChange | None
+) -> Iterator[_Change]:
+    """The state under an exclusive lock, as a change; written back (and `on_change` told)
+    only if the block succeeds."""
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.with_suffix(".lock").open("w") as lock:
@@ -364,6 +377,8 @@ def _locked(action: Action, reason: str, who: str | None) -> Iterator[_Change]:
         change = _Change(read_state(path), action, reason, who or _user())
         yield change
         _write_atomically(path, change.state)
+        if on_change is not None:
+            on_change(change.state)
 
 
 def _write_atomically(path: Path, state: PromotionState) -> None:
