@@ -139,3 +139,32 @@ def test_records_are_assembled_from_the_decision_columns() -> None:
         ]
         assert [r["points"] for r in record["reason_codes"]] == list(columns.reason_points[i][:k])
     assert not columns.reason_count[~columns.declined].any()
+
+
+def test_no_shipped_applicant_is_answered_with_a_band_its_score_contradicts(
+    model_tag: str,
+) -> None:
+    """All 1,000 rows of the shipped data through a real stored model: each answer's band is
+    the one its shown score reads as, including the rows whose unrounded score sits just below
+    a band's lowest score (13 of them with the default model were answered a band too low)."""
+    from credit_risk.model_store import load_serving_model  # noqa: PLC0415
+    from credit_risk.training.data import load_dataset  # noqa: PLC0415
+    from credit_risk.training.preprocessing import encode_frame  # noqa: PLC0415
+
+    model = load_serving_model(model_tag)
+    rule = DecisionRule.from_model(model.tag, model.metadata)
+    probability, excess = model.scorer.predict(encode_frame(load_dataset().X))
+    answers = rule.records(probability, excess)
+    exact = rule.scaling.score(probability)
+    floors = [f for f in BAND_FLOORS.values() if math.isfinite(f)]
+    on_an_edge = [i for i, s in enumerate(exact) if any(f - 0.5 <= s < f for f in floors)]
+    assert on_an_edge, "no row sits on a rounding edge: the check below would prove nothing"
+    for answer in answers:
+        reached = [b for b, f in BAND_FLOORS.items() if answer["score"] >= f]
+        assert answer["risk_band"] == reached[0]
+    assert all(answers[i]["risk_band"] != _band_of_unrounded(exact[i]) for i in on_an_edge)
+
+
+def _band_of_unrounded(score: float) -> str:
+    """The band the unrounded score would have been cut into (the rule before the fix)."""
+    return next(b for b, f in BAND_FLOORS.items() if score >= f)
