@@ -267,12 +267,16 @@ def score(
     except ImportError as exc:
         msg = f"`credit-risk score` needs {exc.name}: {INSTALL_HINT}"
         raise InputError(msg) from None
-    from credit_risk.promotion import served_tags  # noqa: PLC0415
+    from credit_risk.promotion import PromotionError, served_tags  # noqa: PLC0415
 
+    try:
+        model = model_tag or served_tags().champion
+    except PromotionError as exc:
+        raise InputError(str(exc)) from None
     job = Job(
         input=input_path,
         output=output,
-        model=model_tag or served_tags().champion,
+        model=model,
         id_columns=id_columns,
         quarantine=quarantine,
         audit_log=audit_log,
@@ -288,17 +292,59 @@ def score(
 
 
 def _promotion_change(change: str, **kwargs: str) -> None:
-    """Run one change of the promotion state; refused input is one line and exit code 2."""
+    """Run one change of the promotion state; refused input is one line and exit code 2.
+
+    Where MLflow is configured, its `champion`/`challenger` aliases follow the new state: one
+    line says where they point, or (exit code still 0: the promotion stands) why they could not
+    be updated.
+    """
     from credit_risk import promotion  # noqa: PLC0415
 
+    said: list[tuple[str, bool]] = []
     try:
-        entry = getattr(promotion, change)(**kwargs)
+        entries = getattr(promotion, change)(**kwargs, on_change=lambda s: said.append(_mirror(s)))
     except promotion.PromotionError as exc:
         raise InputError(str(exc)) from None
-    click.echo(
-        f"{entry['role']}: {entry['from'] or '-'} -> {entry['to'] or '-'} "
-        f"({entry['action']} by {entry['who']} at {entry['when']}); restart the service to apply"
-    )
+    for entry in entries:
+        click.echo(
+            f"{entry.role}: {entry.from_ or '-'} -> {entry.to or '-'} "
+            f"({entry.action} by {entry.who} at {entry.when}); restart the service to apply"
+        )
+    for line, failed in said:
+        if failed:  # the promotion stands: the state is what serving reads
+            click.echo(f"warning: {line}; the promotion state is changed", err=True)
+        elif line:
+            click.echo(line)
+
+
+def _sync_mlflow(state: Any) -> None:
+    """`champion --sync-mlflow`: refused (exit 2) where MLflow is not configured, exit 1 where
+    it cannot be updated."""
+    from credit_risk.mlflow_aliases import configured_uri  # noqa: PLC0415
+
+    if configured_uri() is None:
+        msg = "MLflow is not configured: set MLFLOW_TRACKING_URI (or run where mlflow.db is)"
+        raise InputError(msg)
+    line, failed = _mirror(state)
+    if failed or not line:
+        hint = "MLflow is not installed: pip install 'credit-risk-bento[pipeline]' (or make setup)"
+        raise click.ClickException(line or hint)
+    click.echo(line)
+
+
+def _mirror(state: Any) -> tuple[str, bool]:
+    """MLflow's aliases set from `state`: a line to print (empty where MLflow is not
+    configured or not installed) and whether it reports a failure."""
+    from credit_risk.mlflow_aliases import AliasUpdateError, mirror  # noqa: PLC0415
+
+    try:
+        aliases = mirror(state)
+    except AliasUpdateError as exc:
+        return str(exc), True
+    if aliases is None:
+        return "", False
+    shown = ", ".join(f"{a} -> version {v}" for a, v in sorted(aliases.items())) or "none"
+    return f"MLflow aliases: {shown}", False
 
 
 @main.command()
@@ -339,7 +385,13 @@ def retire_challenger(reason: str) -> None:
     default=None,
     help="Write the exact tags serving resolves to this file (`make build` bundles it).",
 )
-def champion(as_json: bool, export: Path | None) -> None:
+@click.option(
+    "--sync-mlflow",
+    is_flag=True,
+    help="Set MLflow's champion/challenger aliases from the promotion state (promote, rollback "
+    "and retire-challenger do it after each change).",
+)
+def champion(as_json: bool, export: Path | None, sync_mlflow: bool) -> None:
     """Show what serving resolves (pin, promotion state, newest) and the audit trail."""
     import json  # noqa: PLC0415
 
@@ -348,6 +400,9 @@ def champion(as_json: bool, export: Path | None) -> None:
     try:
         state = promotion.read_state()
         served = promotion.served_tags()
+        if sync_mlflow:
+            _sync_mlflow(state)
+            return
         if export is not None:
             bundle = promotion.export_bundle(export)
             click.echo(
@@ -357,17 +412,20 @@ def champion(as_json: bool, export: Path | None) -> None:
     except promotion.PromotionError as exc:
         raise InputError(str(exc)) from None
     if as_json:
-        click.echo(json.dumps({"served": vars(served), "state": vars(state)}, indent=2))
+        click.echo(json.dumps({"served": vars(served), "state": state.as_json()}, indent=2))
         return
     click.echo(f"state: {promotion.state_path()}")
     click.echo(f"champion:   {served.champion} ({served.champion_source})")
     click.echo(f"challenger: {served.challenger or '-'} ({served.challenger_source})")
     click.echo(f"previous champions: {', '.join(state.previous_champions) or '-'}")
+    for note in served.notes:
+        click.echo(f"note: {note}")
     for e in state.audit:
-        auc = e["figures"].get("protocol_roc_auc") or {}
+        auc = e.figures.get("protocol_roc_auc")
+        mean = auc.get("mean", "-") if isinstance(auc, dict) else "-"
         click.echo(
-            f"  {e['when']} {e['who']}: {e['action']} {e['role']} {e['from'] or '-'} -> "
-            f"{e['to'] or '-'} (protocol ROC AUC {auc.get('mean', '-')}): {e['reason']}"
+            f"  {e.when} {e.who}: {e.action} {e.role} {e.from_ or '-'} -> "
+            f"{e.to or '-'} (protocol ROC AUC {mean}): {e.reason}"
         )
 
 

@@ -18,7 +18,7 @@ from credit_risk.policy import (
     REASONS,
     RISK_BANDS,
     ScoreScaling,
-    band_indices,
+    score_and_band,
 )
 from credit_risk.schema import FEATURES, Decision
 
@@ -69,11 +69,12 @@ class DecisionRule:
     def columns(self, probability: FloatArray, excess_logit: FloatArray) -> DecisionColumns:
         """The one decision function, vectorised over the batch: score, band, decision, reasons.
 
-        Reasons are ranked for declined rows only: approvals disclose none.
+        Score and band follow `credit_risk.policy.score_and_band` (the band is cut from the
+        score as shown). Reasons are ranked for declined rows only: approvals disclose none.
         """
         n = len(probability)
         assert excess_logit.shape == (n, len(FEATURES)), excess_logit.shape
-        exact_scores = self.scaling.score(probability)
+        scores, bands = score_and_band(probability, self.scaling)
         declined = probability > self.threshold
         rows = np.flatnonzero(declined)
         excess_points = np.round(excess_logit[rows] * self.scaling.factor, 2)
@@ -88,8 +89,8 @@ class DecisionRule:
         count[rows] = (lost > 0).sum(axis=1)
         return DecisionColumns(
             probability=probability,
-            score=np.rint(exact_scores).astype(np.int64),
-            band=band_indices(exact_scores),
+            score=scores,
+            band=bands,
             declined=declined,
             reason_feature=reason_feature,
             reason_points=reason_points,

@@ -145,6 +145,12 @@ def _get_compatible(tag: str) -> tuple[Any, str, dict[str, Any]]:
     return model, resolved, metadata
 
 
+def stored_metadata(tag: str) -> dict[str, Any]:
+    """What training recorded for a stored model, without loading it (`ModelNotFoundError`
+    when the store does not hold it)."""
+    return dict(_get(tag).info.metadata)
+
+
 def _get(tag: str) -> Any:
     try:
         return bentoml.models.get(tag)

@@ -145,8 +145,25 @@ RISK_BANDS: Final[tuple[RiskBand, ...]] = tuple(BAND_FLOORS)
 """Band letters, lowest risk first: a band index is a position in this tuple."""
 
 
-def band_indices(scores: FloatArray) -> npt.NDArray[np.intp]:
-    """Index into `RISK_BANDS` per score: the columnar form bulk scoring writes."""
+ScoreArray = npt.NDArray[np.int64]
+"""Scores as a decision shows them: whole points."""
+
+
+def shown_scores(probability: FloatArray, scaling: ScoreScaling) -> ScoreArray:
+    """The score a decision shows: the scorecard score rounded to whole points (a tie to the
+    even number, numpy's `rint`)."""
+    return np.rint(scaling.score(probability)).astype(np.int64)
+
+
+def band_indices(scores: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.intp]:
+    """Index into `RISK_BANDS` per shown score, cut at the published `BAND_FLOORS`.
+
+    Only whole-point scores are accepted: a band cut from the unrounded score can contradict
+    the score shown beside it (579.76 is shown as 580 but falls below band A's 580).
+    """
+    if not np.issubdtype(scores.dtype, np.integer):
+        msg = f"bands are cut from shown (whole-point) scores, got dtype {scores.dtype}"
+        raise TypeError(msg)
     floors = np.array(list(BAND_FLOORS.values())[:-1])
     # floors descend; count how many a score fails to reach -> band index
     idx: npt.NDArray[np.intp] = (scores[:, np.newaxis] < floors[np.newaxis, :]).sum(
@@ -155,9 +172,23 @@ def band_indices(scores: FloatArray) -> npt.NDArray[np.intp]:
     return idx
 
 
-def risk_bands(scores: FloatArray) -> list[str]:
-    """Band letter per score."""
+def score_and_band(
+    probability: FloatArray, scaling: ScoreScaling
+) -> tuple[ScoreArray, npt.NDArray[np.intp]]:
+    """The one rule from probability to score to band: the band is cut from the score as it is
+    shown. The API, the challenger's records, portfolio runs and Spark all call this."""
+    scores = shown_scores(probability, scaling)
+    return scores, band_indices(scores)
+
+
+def risk_bands(scores: npt.NDArray[np.integer[Any]]) -> list[str]:
+    """Band letter per shown score."""
     return [RISK_BANDS[i] for i in band_indices(scores).tolist()]
+
+
+def band_ceiling_probability(floor: float, scaling: ScoreScaling = SCALING) -> float:
+    """The highest P(default) a band admits: a score is shown as `floor` from `floor - 0.5`."""
+    return scaling.probability(floor - 0.5)
 
 
 def markdown_tables(scaling: ScoreScaling = SCALING, costs: CostMatrix = COSTS) -> str:
@@ -170,6 +201,8 @@ def markdown_tables(scaling: ScoreScaling = SCALING, costs: CostMatrix = COSTS) 
         f"| cost-optimal cut-off for calibrated P(default) | {costs.bayes_label} "
         f"({costs.bayes_threshold:.4f}) |",
         f"| score scaling | {scaling.describe()} |",
+        "| score shown | whole points, rounded to the nearest (a tie to the even number) |",
+        "| risk band | cut from the score as shown: the lowest shown score of each band below |",
         f"| reason codes per decline | at most {MAX_REASON_CODES} |",
         f"| applicants per `/classify_batch` request | 1 to {MAX_BATCH_APPLICANTS:,} |",
         f"| request body | at most {MAX_BODY_BYTES:,} bytes |",
@@ -181,7 +214,8 @@ def markdown_tables(scaling: ScoreScaling = SCALING, costs: CostMatrix = COSTS) 
         if math.isinf(floor):
             lines.append(f"| {band} | (any lower score) | 100 % |")
         else:
-            lines.append(f"| {band} | {floor:g} | {scaling.probability(floor):.1%} |")
+            ceiling = band_ceiling_probability(floor, scaling)
+            lines.append(f"| {band} | {floor:g} | {ceiling:.1%} |")
     lines += ["", "| code | field | reason given to the applicant |", "| --- | --- | --- |"]
     lines += [f"| {code} | `{field}` | {text} |" for field, (code, text) in REASONS.items()]
     return "\n".join(lines) + "\n"

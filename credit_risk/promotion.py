@@ -4,12 +4,17 @@ The state lives with the model store, in `$BENTOML_HOME/credit_risk_promotion.js
 champion, the challenger, the champions it replaced (newest last, for rollback) and an
 append-only audit trail (who, when, from, to, why, and the figures training recorded for the
 model). Every change is written under a lock to a temporary file and renamed over the old one,
-so a reader sees the state before or after a change, never half of one.
+so a reader sees the state before or after a change, never half of one. The file's schema is
+`PromotionState` (pydantic): a file that does not parse or does not fit it is refused with one
+line naming the file and the problem (`PromotionStateError`), and every change of either slot
+(champion, challenger) appends its own audit entry, a change the user did not name included
+(a challenger promoted to champion leaves the challenger slot empty: two entries).
 
 Serving resolves its models from here (`served_tags`): an explicit `CREDIT_RISK_MODEL` pin wins
-over the state, the state over `credit_risk:latest`. A bento carries no model store of its own
-state, so `make build` bundles the resolved tags (`promoted_models.json`, beside service.py) and
-a served bento falls back to them.
+over the state, the state over `credit_risk:latest`. A pinned champion is served whatever the
+file holds: an unreadable state then only costs the challenger it would have named. A bento
+carries no model store of its own state, so `make build` bundles the resolved tags
+(`promoted_models.json`, beside service.py) and a served bento falls back to them.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ import getpass
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk.model_store import (
     DEFAULT_TAG,
@@ -52,20 +59,51 @@ change the wrong model)."""
 
 Role = Literal["champion", "challenger"]
 ROLES: Final[tuple[Role, ...]] = ("champion", "challenger")
+Action = Literal["promote", "rollback", "retire"]
+MAX_PROBLEMS: Final = 3
+"""Validation problems named in the one-line refusal of an invalid state file."""
+
+Tag = Annotated[str, Field(min_length=1)]
 
 
 class PromotionError(ValueError):
     """A promotion or rollback that cannot be made; the state is unchanged."""
 
 
-@dataclass
-class PromotionState:
-    """The champion, the challenger, the retired champions and the audit trail."""
+class PromotionStateError(PromotionError):
+    """The state file cannot be read or does not fit `PromotionState`; one line naming both."""
 
-    champion: str | None = None
-    challenger: str | None = None
-    previous_champions: list[str] = field(default_factory=list)
-    audit: list[dict[str, Any]] = field(default_factory=list)
+
+class AuditEntry(BaseModel):
+    """One change of one slot: who, when, which act, from which model to which, and why."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    when: Annotated[str, Field(min_length=1)]
+    who: str
+    action: Action
+    role: Role
+    from_: Tag | None = Field(alias="from")
+    to: Tag | None
+    reason: str
+    figures: dict[str, Any] = Field(default_factory=dict)
+    """What training recorded for the model the slot now holds (empty when it holds none)."""
+
+
+class PromotionState(BaseModel):
+    """The champion, the challenger, the retired champions and the audit trail: the file's
+    schema, stated once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    champion: Tag | None = None
+    challenger: Tag | None = None
+    previous_champions: list[Tag] = Field(default_factory=list)
+    audit: list[AuditEntry] = Field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The state as the file holds it."""
+        return self.model_dump(mode="json", by_alias=True)
 
 
 @dataclass(frozen=True)
@@ -76,6 +114,9 @@ class ServedTags:
     challenger: str | None
     champion_source: str
     challenger_source: str
+    notes: tuple[str, ...] = field(default=())
+    """What the start-up log should warn about (a pin overriding the state, an unreadable
+    state the pin made irrelevant); may name files, so never shown to API clients."""
 
 
 def state_path() -> Path:
@@ -84,16 +125,35 @@ def state_path() -> Path:
 
 
 def read_state(path: Path | None = None) -> PromotionState:
-    """The current state (empty when nothing was ever promoted)."""
+    """The current state (empty when nothing was ever promoted); `PromotionStateError` with
+    one line naming the file and the problem when it cannot be read or is invalid."""
     path = path or state_path()
     try:
-        data = json.loads(path.read_text())
+        text = path.read_bytes()
     except FileNotFoundError:
         return PromotionState()
-    except (OSError, ValueError) as exc:
-        msg = f"cannot read the promotion state {path}: {exc}"
-        raise PromotionError(msg) from None
-    return PromotionState(**data)
+    except OSError as exc:
+        msg = f"{path}: cannot read the promotion state ({exc.strerror or exc})"
+        raise PromotionStateError(msg) from None
+    try:
+        return PromotionState.model_validate_json(text)
+    except ValidationError as exc:
+        msg = f"{path}: invalid promotion state: {_problems(exc)}"
+        raise PromotionStateError(msg) from None
+
+
+def _problems(error: ValidationError) -> str:
+    """Pydantic's errors as one line: where in the file, what is wrong, what was found."""
+    parts = []
+    for e in error.errors(include_url=False)[:MAX_PROBLEMS]:
+        if e["type"] == "json_invalid":
+            parts.append(f"not valid JSON ({e['ctx']['error']})")
+            continue
+        where = ".".join(str(x) for x in e["loc"]) or "top level"
+        found = "" if e["type"] == "missing" else f" (found {e['input']!r:.60})"
+        parts.append(f"{where}: {' '.join(e['msg'].split())}{found}")
+    more = error.error_count() - MAX_PROBLEMS
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 def bundle_path() -> Path:
@@ -128,19 +188,29 @@ def challenger_refusal(problem: str) -> str:
 
 def served_tags(environ: Mapping[str, str] = os.environ) -> ServedTags:
     """Champion: the CREDIT_RISK_MODEL pin, else the state's (the store's, else the bundle's),
-    else latest; the challenger likewise."""
-    state = read_state()
-    where = "promotion state"  # no paths: the model card shows this to API clients
-    if state.champion is None and state.challenger is None and bundle_path().exists():
-        state, where = read_state(bundle_path()), "promotion state bundled by make build"
+    else latest; the challenger likewise. Without a pin, an unreadable state raises
+    `PromotionStateError`; with one, it costs only the challenger the state would name."""
     pin = environ.get(MODEL_ENV, "").strip()
+    named = environ.get(CHALLENGER_ENV, "").strip()
+    notes: list[str] = []
+    try:
+        state, where = _state_for_serving()
+    except PromotionStateError as exc:
+        if not pin:
+            raise
+        state, where = PromotionState(), "promotion state unreadable"
+        notes.append(f"{exc}; serving the champion pinned by {MODEL_ENV} regardless")
     if pin:
         champion, champion_source = pin, f"pinned by {MODEL_ENV}"
+        if state.champion and state.champion != pin:
+            notes.append(
+                f"{MODEL_ENV}={pin} pins the champion: it overrides the promotion state "
+                f"(champion {state.champion})"
+            )
     elif state.champion:
         champion, champion_source = state.champion, where
     else:
         champion, champion_source = DEFAULT_TAG, "newest model (nothing promoted)"
-    named = environ.get(CHALLENGER_ENV, "").strip()
     challenger: str | None
     if named.lower() in NO_CHALLENGER:
         challenger, challenger_source = None, f"switched off by {CHALLENGER_ENV}"
@@ -149,15 +219,33 @@ def served_tags(environ: Mapping[str, str] = os.environ) -> ServedTags:
     elif state.challenger:
         challenger, challenger_source = state.challenger, where
     else:
-        challenger, challenger_source = None, "none named"
-    return ServedTags(champion, challenger, champion_source, challenger_source)
+        challenger, challenger_source = None, "none named" if not notes else where
+    return ServedTags(champion, challenger, champion_source, challenger_source, tuple(notes))
 
 
-def promote(tag: str, role: Role, reason: str, who: str | None = None) -> dict[str, Any]:
-    """Make `tag` champion (the old one retires, kept for rollback) or challenger."""
+def _state_for_serving() -> tuple[PromotionState, str]:
+    """The store's state, else (nothing promoted there) the one bundled into a bento; and a
+    description without paths (the model card shows it to API clients)."""
+    state = read_state()
+    if state.champion is None and state.challenger is None and bundle_path().exists():
+        return read_state(bundle_path()), "promotion state bundled by make build"
+    return state, "promotion state"
+
+
+OnChange = Callable[["PromotionState"], None]
+"""Called with the new state once it is written, still under the lock (so in the order of the
+changes): how the CLI mirrors it to MLflow's aliases. It must not raise."""
+
+
+def promote(
+    tag: str, role: Role, reason: str, who: str | None = None, on_change: OnChange | None = None
+) -> list[AuditEntry]:
+    """Make `tag` champion (the old one retires, kept for rollback) or challenger; the audit
+    entries of every slot it changed."""
     entry_reason = _reason(reason)
     resolved, figures = _servable(tag)
-    with _locked() as state:
+    with _locked("promote", entry_reason, who, on_change) as change:
+        state = change.state
         if role == "champion":
             if resolved == state.champion:
                 msg = f"{resolved} is already the champion; nothing changed"
@@ -167,70 +255,48 @@ def promote(tag: str, role: Role, reason: str, who: str | None = None) -> dict[s
             old = None if old == resolved else old
             if old:
                 state.previous_champions.append(old)
-            state.champion = resolved
-            if state.challenger == resolved:
-                state.challenger = None
+            change.move("champion", old, resolved, figures)
+            if state.challenger == resolved:  # it stops shadowing itself
+                change.move("challenger", resolved, None, {})
         else:
             old = state.challenger
             if resolved in {old, state.champion or _newest_or_none()}:
                 msg = f"{resolved} is already the {'challenger' if resolved == old else 'champion'}"
                 raise PromotionError(msg + "; nothing changed")
-            state.challenger = resolved
-        return _record(
-            state,
-            action="promote",
-            role=role,
-            old=old,
-            new=resolved,
-            reason=entry_reason,
-            figures=figures,
-            who=who,
-        )
+            change.move("challenger", old, resolved, figures)
+        return change.entries
 
 
-def rollback(reason: str, who: str | None = None) -> dict[str, Any]:
+def rollback(
+    reason: str, who: str | None = None, on_change: OnChange | None = None
+) -> list[AuditEntry]:
     """Return to the champion before the current one; the current one retires."""
     entry_reason = _reason(reason)
-    with _locked() as state:
+    with _locked("rollback", entry_reason, who, on_change) as change:
+        state = change.state
         if not state.previous_champions:
             msg = "no previous champion to roll back to; nothing changed"
             raise PromotionError(msg)
         target = state.previous_champions[-1]
         _, figures = _servable(target)
         state.previous_champions.pop()
-        old, state.champion = state.champion, target
-        if state.challenger == target:
-            state.challenger = None
-        return _record(
-            state,
-            action="rollback",
-            role="champion",
-            old=old,
-            new=target,
-            reason=entry_reason,
-            figures=figures,
-            who=who,
-        )
+        change.move("champion", state.champion, target, figures)
+        if state.challenger == target:  # it stops shadowing itself
+            change.move("challenger", target, None, {})
+        return change.entries
 
 
-def retire_challenger(reason: str, who: str | None = None) -> dict[str, Any]:
+def retire_challenger(
+    reason: str, who: str | None = None, on_change: OnChange | None = None
+) -> list[AuditEntry]:
     """Stop shadow scoring: the state names no challenger any more."""
     entry_reason = _reason(reason)
-    with _locked() as state:
-        if state.challenger is None:
+    with _locked("retire", entry_reason, who, on_change) as change:
+        if change.state.challenger is None:
             msg = "there is no challenger to retire; nothing changed"
             raise PromotionError(msg)
-        old, state.challenger = state.challenger, None
-        return _record(
-            state,
-            action="retire",
-            role="challenger",
-            old=old,
-            new=None,
-            reason=entry_reason,
-            figures={},
-            who=who,
-        )
+        change.move("challenger", change.state.challenger, None, {})
+        return change.entries
 
 
 def model_figures(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,29 +342,34 @@ def _newest_or_none() -> str | None:
         return None
 
 
-def _record(
-    state: PromotionState,
-    *,
-    action: str,
-    role: Role,
-    old: str | None,
-    new: str | None,
-    reason: str,
-    figures: dict[str, Any],
-    who: str | None,
-) -> dict[str, Any]:
-    entry = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "who": who or _user(),
-        "action": action,
-        "role": role,
-        "from": old,
-        "to": new,
-        "reason": reason,
-        "figures": figures,
-    }
-    state.audit.append(entry)
-    return entry
+@dataclass
+class _Change:
+    """One command's change of the state: each slot it moves gets its own audit entry."""
+
+    state: PromotionState
+    action: Action
+    reason: str
+    who: str
+    when: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    entries: list[AuditEntry] = field(default_factory=list)
+
+    def move(self, role: Role, old: str | None, new: str | None, figures: dict[str, Any]) -> None:
+        """Put `new` into the `role` slot (`old` is what was serving there) and record it."""
+        setattr(self.state, role, new)
+        entry = AuditEntry.model_validate(
+            {
+                "when": self.when,
+                "who": self.who,
+                "action": self.action,
+                "role": role,
+                "from": old,
+                "to": new,
+                "reason": self.reason,
+                "figures": figures,
+            }
+        )
+        self.state.audit.append(entry)
+        self.entries.append(entry)
 
 
 def _user() -> str:
@@ -309,22 +380,27 @@ def _user() -> str:
 
 
 @contextlib.contextmanager
-def _locked() -> Iterator[PromotionState]:
-    """The state under an exclusive lock; written back only if the block succeeds."""
+def _locked(
+    action: Action, reason: str, who: str | None, on_change: OnChange | None
+) -> Iterator[_Change]:
+    """The state under an exclusive lock, as a change; written back (and `on_change` told)
+    only if the block succeeds."""
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.with_suffix(".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        state = read_state(path)
-        yield state
-        _write_atomically(path, state)
+        change = _Change(read_state(path), action, reason, who or _user())
+        yield change
+        _write_atomically(path, change.state)
+        if on_change is not None:
+            on_change(change.state)
 
 
 def _write_atomically(path: Path, state: PromotionState) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as out:
-            json.dump(asdict(state), out, indent=2)
+            json.dump(state.as_json(), out, indent=2)
             out.write("\n")
             out.flush()
             os.fsync(out.fileno())

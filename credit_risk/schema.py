@@ -278,7 +278,7 @@ class Decision(BaseModel):
     risk_band: Annotated[
         RiskBand,
         Field(
-            description="Risk band by score, lowest score per band: "
+            description="Risk band of `score` (as shown), lowest score per band: "
             + ", ".join(f"{b} {f:g}" for b, f in BAND_FLOORS.items())
             + f" ({next(iter(BAND_FLOORS))} = lowest risk)."
         ),

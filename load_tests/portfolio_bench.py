@@ -127,8 +127,10 @@ def run_api(workdir: Path) -> dict[str, Any]:
 
 def run_spark(src: Path, out: Path, tag: str, rows: int) -> dict[str, Any]:
     """The Spark twin on `local[2]`, in a child process (its JVM and workers included)."""
+    audit = out.with_name(f"{out.name}-runs.jsonl")
     argv = [sys.executable, "-m", "credit_risk.portfolio.spark", str(src), str(out)]
     argv += ["--id-column", "account_id", "--model", tag, "--master", "local[2]"]
+    argv += ["--audit-log", str(audit)]
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -136,12 +138,15 @@ def run_spark(src: Path, out: Path, tag: str, rows: int) -> dict[str, Any]:
         msg = f"spark job exited {done.returncode}: {done.stderr[-2000:]}"
         raise RuntimeError(msg)
     line = next(ln for ln in reversed(done.stderr.splitlines()) if ln.startswith("run "))
-    scored_s = float(line.split(" in ")[1].split(" s;")[0])
     startup_s = float(line.rsplit("started in ", 1)[1].split(" s")[0])
+    record = json.loads(audit.read_text().splitlines()[-1])
+    scored_s = float(record["stage_seconds"]["score and write"])
     return {
         "rows": rows,
         "session_start_seconds": startup_s,
+        "account_seconds": record["stage_seconds"]["account"],
         "score_and_write_seconds": scored_s,
+        "run_seconds": record["seconds"],
         "wall_seconds": round(wall, 1),
         "applicants_per_s": round(rows / scored_s),
         "applicants_per_s_wall": round(rows / wall),

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from credit_risk.decisions import DecisionRule
-from credit_risk.policy import BAND_FLOORS, MAX_REASON_CODES, REASONS, ScoreScaling, risk_bands
+from credit_risk.policy import (
+    BAND_FLOORS,
+    MAX_REASON_CODES,
+    REASONS,
+    RISK_BANDS,
+    ScoreScaling,
+    band_ceiling_probability,
+    risk_bands,
+    score_and_band,
+)
 from credit_risk.schema import FEATURES, Decision
 
 
@@ -34,9 +43,35 @@ def test_score_is_finite_and_monotone_at_the_edges() -> None:
 
 
 def test_bands_follow_the_documented_floors() -> None:
-    floors = list(BAND_FLOORS.values())[:-1]
-    scores = np.array([*floors, floors[-1] - 0.01, 1000.0, -1000.0])
+    floors = [int(f) for f in list(BAND_FLOORS.values())[:-1]]
+    scores = np.array([*floors, floors[-1] - 1, 1000, -1000])
     assert risk_bands(scores) == ["A", "B", "C", "D", "E", "A", "E"]
+
+
+def test_bands_are_cut_from_shown_scores_only() -> None:
+    with pytest.raises(TypeError, match="whole-point"):
+        risk_bands(np.array([579.76]))
+
+
+def test_the_score_shown_decides_the_band() -> None:
+    """Data row 715 of the shipped data scored 579.76 points: shown as 580, so band A (it was
+    answered with band B while band A starts at 580)."""
+    scaling = ScoreScaling()
+    p = np.array([scaling.probability(s) for s in (579.76, 579.5, 579.49, 559.9, 499.5)])
+    scores, bands = score_and_band(p, scaling)
+    assert scores.tolist() == [580, 580, 579, 560, 500]
+    assert [RISK_BANDS[b] for b in bands] == ["A", "A", "B", "B", "D"]
+    (decision,) = POLICY.decide(p[:1], np.zeros((1, len(FEATURES))))
+    assert (decision.score, decision.risk_band) == (580, "A")
+
+
+def test_the_policy_table_states_the_highest_probability_a_band_admits() -> None:
+    scaling = ScoreScaling()
+    for floor in [f for f in BAND_FLOORS.values() if math.isfinite(f)]:
+        ceiling = band_ceiling_probability(floor, scaling)
+        just_in, just_out = ceiling * (1 - 1e-9), ceiling * (1 + 1e-9)
+        scores, _ = score_and_band(np.array([just_in, just_out]), scaling)
+        assert scores.tolist() == [floor, floor - 1]
 
 
 def test_reason_codes_are_unique_and_cover_every_feature() -> None:
@@ -85,7 +120,7 @@ def test_decisions_validate_against_the_schema() -> None:
         assert again == d
         assert (d.decision == "decline") == (d.probability_of_default > POLICY.threshold)
         exact_score = POLICY.scaling.score(np.array([d.probability_of_default]))
-        assert d.risk_band == risk_bands(exact_score)[0]
+        assert d.risk_band == risk_bands(np.array([d.score]))[0]
         assert abs(d.score - exact_score[0]) <= 0.5
 
 
@@ -104,3 +139,32 @@ def test_records_are_assembled_from_the_decision_columns() -> None:
         ]
         assert [r["points"] for r in record["reason_codes"]] == list(columns.reason_points[i][:k])
     assert not columns.reason_count[~columns.declined].any()
+
+
+def test_no_shipped_applicant_is_answered_with_a_band_its_score_contradicts(
+    model_tag: str,
+) -> None:
+    """All 1,000 rows of the shipped data through a real stored model: each answer's band is
+    the one its shown score reads as, including the rows whose unrounded score sits just below
+    a band's lowest score (13 of them with the default model were answered a band too low)."""
+    from credit_risk.model_store import load_serving_model  # noqa: PLC0415
+    from credit_risk.training.data import load_dataset  # noqa: PLC0415
+    from credit_risk.training.preprocessing import encode_frame  # noqa: PLC0415
+
+    model = load_serving_model(model_tag)
+    rule = DecisionRule.from_model(model.tag, model.metadata)
+    probability, excess = model.scorer.predict(encode_frame(load_dataset().X))
+    answers = rule.records(probability, excess)
+    exact = rule.scaling.score(probability)
+    floors = [f for f in BAND_FLOORS.values() if math.isfinite(f)]
+    on_an_edge = [i for i, s in enumerate(exact) if any(f - 0.5 <= s < f for f in floors)]
+    assert on_an_edge, "no row sits on a rounding edge: the check below would prove nothing"
+    for answer in answers:
+        reached = [b for b, f in BAND_FLOORS.items() if answer["score"] >= f]
+        assert answer["risk_band"] == reached[0]
+    assert all(answers[i]["risk_band"] != _band_of_unrounded(exact[i]) for i in on_an_edge)
+
+
+def _band_of_unrounded(score: float) -> str:
+    """The band the unrounded score would have been cut into (the rule before the fix)."""
+    return next(b for b, f in BAND_FLOORS.items() if score >= f)

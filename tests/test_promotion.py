@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -78,6 +80,7 @@ def test_promote_rollback_and_the_audit_trail(
     assert [(e["action"], e["role"], e["from"], e["to"]) for e in audit][1:] == [
         ("promote", "challenger", None, challenger_tag),
         ("promote", "champion", model_tag, challenger_tag),
+        ("promote", "challenger", challenger_tag, None),  # it stopped shadowing itself
         ("rollback", "champion", challenger_tag, model_tag),
     ]
     assert audit[0]["to"] == model_tag
@@ -85,8 +88,9 @@ def test_promote_rollback_and_the_audit_trail(
         assert entry["who"]
         assert entry["when"].endswith("+00:00")
         assert entry["reason"]
-        assert "protocol_roc_auc" in entry["figures"]
-        assert entry["figures"]["schema_hash"]
+        if entry["to"]:
+            assert "protocol_roc_auc" in entry["figures"]
+            assert entry["figures"]["schema_hash"]
     shown = cli("champion")
     assert shown.exit_code == 0
     assert f"champion:   {model_tag}" in shown.output
@@ -172,3 +176,153 @@ def test_a_missing_challenger_is_refused_with_the_challengers_remedies(
         assert remedy in line
     assert MODEL_ENV not in line
     assert not (tmp_path / "bundle.json").exists()
+
+
+THIRD_VERSION = "thirdscorecard0"
+
+
+@pytest.fixture
+def third_tag(challenger_tag: str) -> Iterator[str]:
+    """A third servable model (a copy of the challenger under another version)."""
+    target = copy_model(challenger_tag, store_home(), version=THIRD_VERSION)
+    yield f"credit_risk:{THIRD_VERSION}"
+    shutil.rmtree(target)
+
+
+def _replayed(audit: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Both slots as the audit trail alone tells them; each entry starts where the last of its
+    slot ended (the first champion entry names the newest model, which served unpromoted)."""
+    slots: dict[str, str | None] = {"champion": None, "challenger": None}
+    for entry in audit:
+        if slots[entry["role"]] is not None:
+            assert entry["from"] == slots[entry["role"]], entry
+        slots[entry["role"]] = entry["to"]
+    return slots
+
+
+def test_every_change_of_either_slot_has_an_audit_entry(
+    clean_state: Path, model_tag: str, challenger_tag: str, third_tag: str
+) -> None:
+    a, b, c = model_tag, challenger_tag, third_tag  # a is the newest: it serves unpromoted
+    steps: list[tuple[tuple[str, ...], list[tuple[str, str | None, str | None]]]] = [
+        (("promote", b, "--as", "challenger"), [("challenger", None, b)]),
+        (("promote", c), [("champion", a, c)]),
+        (("promote", a, "--as", "challenger"), [("challenger", b, a)]),
+        # a rollback to the model that is challenger empties the challenger slot too
+        (("rollback",), [("champion", c, a), ("challenger", a, None)]),
+        (("promote", b, "--as", "challenger"), [("challenger", None, b)]),
+        # a challenger promoted to champion stops shadowing itself
+        (("promote", b), [("champion", a, b), ("challenger", b, None)]),
+        (("promote", c, "--as", "challenger"), [("challenger", None, c)]),
+        (("retire-challenger",), [("challenger", c, None)]),
+        (("rollback",), [("champion", b, a)]),
+    ]
+    seen = 0
+    for args, expected in steps:
+        result = cli(*args, "--reason", f"step {args[0]}")
+        assert result.exit_code == 0, result.output
+        assert len(result.output.strip().splitlines()) == len(expected), result.output
+        data = json.loads(clean_state.read_text())
+        new = data["audit"][seen:]
+        seen = len(data["audit"])
+        assert [(e["role"], e["from"], e["to"]) for e in new] == expected, args
+        assert {(e["action"], e["reason"], e["when"]) for e in new} == {
+            (new[0]["action"], f"step {args[0]}", new[0]["when"])
+        }
+        assert _replayed(data["audit"]) == {
+            "champion": data["champion"],
+            "challenger": data["challenger"],
+        }, args
+    assert (data["champion"], data["challenger"], data["previous_champions"]) == (a, None, [])
+
+
+DAMAGED = {
+    "truncated": '{"champion": "credit_risk:abc", "chall',
+    "a list": "[]",
+    "empty": "",
+    "champion not a tag": '{"champion": 5}',
+    "unknown key": '{"champion": null, "champoin": "credit_risk:abc"}',
+    "audit entry short of fields": '{"audit": [{"when": "2026-12-01T10:00:00+00:00"}]}',
+}
+"""State files that must be refused, and what the one line says is wrong."""
+PROBLEM = {
+    "truncated": "not valid JSON (EOF while parsing",
+    "a list": "top level: Input should be an object",
+    "empty": "not valid JSON",
+    "champion not a tag": "champion: Input should be a valid string (found 5)",
+    "unknown key": "champoin: Extra inputs are not permitted",
+    "audit entry short of fields": "audit.0.who: Field required",
+}
+
+
+@pytest.mark.parametrize("case", [*DAMAGED, "a directory"])
+def test_a_damaged_state_is_one_line_and_exit_2_for_every_command(
+    case: str, clean_state: Path, model_tag: str, tmp_path: Path
+) -> None:
+    if case == "a directory":
+        clean_state.mkdir()
+        problem = "cannot read the promotion state (Is a directory)"
+    else:
+        clean_state.write_text(DAMAGED[case])
+        problem = PROBLEM[case]
+    before = _state_bytes(clean_state) if clean_state.is_file() else None
+    book = tmp_path / "book.csv"
+    book.write_text("")  # never opened: the state is read first
+    commands = [
+        ("champion",),
+        ("champion", "--json"),
+        ("champion", "--export", str(tmp_path / "bundle.json")),
+        ("promote", model_tag, "--reason", "r"),
+        ("promote", model_tag, "--as", "challenger", "--reason", "r"),
+        ("rollback", "--reason", "r"),
+        ("retire-challenger", "--reason", "r"),
+        ("score", str(book), str(tmp_path / "out.parquet")),
+    ]
+    try:
+        for args in commands:
+            result = CliRunner().invoke(main, list(args), env={MODEL_ENV: ""})
+            assert result.exit_code == 2, (args, result.output)
+            lines = result.output.strip().splitlines()
+            assert len(lines) == 1, (args, result.output)
+            assert lines[0].startswith(f"Error: {clean_state}: "), lines[0]
+            assert problem in lines[0], lines[0]
+            assert "Traceback" not in result.output
+        assert not (tmp_path / "bundle.json").exists()
+        if before is not None:
+            assert _state_bytes(clean_state) == before
+    finally:
+        if clean_state.is_dir():
+            clean_state.rmdir()
+
+
+@pytest.mark.parametrize("case", [*DAMAGED, "audit entry without figures"])
+def test_a_pinned_champion_is_served_whatever_the_state_holds(
+    case: str, clean_state: Path, model_tag: str
+) -> None:
+    if case in DAMAGED:
+        clean_state.write_text(DAMAGED[case])
+        with pytest.raises(promotion.PromotionStateError, match=re.escape(PROBLEM[case])):
+            served_tags({})
+    else:
+        entry = {"when": "2026-12-01T10:00:00+00:00", "who": "a", "action": "promote"}
+        entry |= {"role": "challenger", "from": None, "to": model_tag, "reason": "r"}
+        clean_state.write_text(json.dumps({"challenger": model_tag, "audit": [entry]}))
+    pinned = served_tags({MODEL_ENV: model_tag})
+    assert (pinned.champion, pinned.champion_source) == (model_tag, f"pinned by {MODEL_ENV}")
+    if case in DAMAGED:
+        assert pinned.challenger is None
+        assert pinned.challenger_source == "promotion state unreadable"
+        assert len(pinned.notes) == 1
+        assert str(clean_state) in pinned.notes[0]
+        assert PROBLEM[case] in pinned.notes[0]
+    else:  # a valid state without figures: nothing to warn about
+        assert (pinned.challenger, pinned.notes) == (model_tag, ())
+        shown = cli("champion")
+        assert shown.exit_code == 0, shown.output
+        assert "(protocol ROC AUC -): r" in shown.output
+
+
+def test_a_state_written_by_hand_with_extra_whitespace_is_still_read(clean_state: Path) -> None:
+    """The schema forbids unknown keys, not formatting: an indented file is the same state."""
+    clean_state.write_text('\n  {\n "champion" : null ,\n "audit": [ ]\n }\n')
+    assert promotion.read_state() == promotion.PromotionState()

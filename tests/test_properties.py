@@ -9,22 +9,26 @@ once per module.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import annotated_types
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from credit_risk.compiled import Scorer, compile_pipeline
 from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import encode_applicants
-from credit_risk.policy import BAND_FLOORS, MAX_REASON_CODES, ScoreScaling, risk_bands
+from credit_risk.policy import MAX_REASON_CODES, RISK_BANDS, ScoreScaling, markdown_tables
+from credit_risk.portfolio.scoring import BatchScorer, Layout
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant, Decision
+from credit_risk.serving.shadow import WIDTH, Shadow, ShadowScorer
 from credit_risk.training.data import load_dataset
 from credit_risk.training.estimators import build_pipeline
 from credit_risk.training.preprocessing import encode_frame
@@ -131,13 +135,7 @@ def test_any_valid_applicant_scores_consistently(
     expected_score = POLICY.scaling.score(proba)
     assert decision.probability_of_default == proba[0]
     assert decision.score == round(float(expected_score[0]))
-    assert decision.risk_band == risk_bands(expected_score)[0]
-    floor = BAND_FLOORS[decision.risk_band]
-    assert expected_score[0] >= floor  # the band's floor is reached ...
-    letters = list(BAND_FLOORS)
-    if decision.risk_band != letters[0]:  # ... and the next better band's is not
-        better = BAND_FLOORS[letters[letters.index(decision.risk_band) - 1]]
-        assert expected_score[0] < better
+    assert decision.risk_band == _published_band(decision.score)
     declined = proba[0] > POLICY.threshold
     assert decision.decision == ("decline" if declined else "approve")
     assert len(decision.reason_codes) <= MAX_REASON_CODES
@@ -187,3 +185,91 @@ def test_score_falls_as_risk_rises(p: float) -> None:
     below, at = scaling.score(np.array([max(p - 0.01, 0.0), p]))
     assert math.isfinite(at)
     assert below >= at
+
+
+def _published_floors() -> list[tuple[str, int | None]]:
+    """The band table as `credit-risk policy` prints it (and docs/model.md shows it):
+    (band, lowest shown score), None for the last band's "any lower score"."""
+    rows = re.findall(r"^\| ([A-Z]) \| ([^|]+) \|", markdown_tables(), flags=re.MULTILINE)
+    floors = [(band, int(low) if low.strip().isdigit() else None) for band, low in rows]
+    assert [band for band, _ in floors] == list(RISK_BANDS)
+    return floors
+
+
+PUBLISHED_FLOORS = _published_floors()
+
+
+def _published_band(score: int) -> str:
+    """What a reader of the policy table concludes from a shown score."""
+    return next(band for band, low in PUBLISHED_FLOORS if low is None or score >= low)
+
+
+@pytest.mark.parametrize("kind", ["scorecard", "boosted"])
+@PROPERTY_SETTINGS
+@given(batch=st.lists(applicants, min_size=1, max_size=8))
+def test_band_follows_the_shown_score_on_every_path(
+    scorers: dict[str, Scorer], kind: str, batch: list[Applicant]
+) -> None:
+    """Any applicant the schema accepts: the API's answer, the challenger's shadow record and
+    the portfolio row each show a band that follows from the score they show, by the
+    published cut-offs (and the three agree)."""
+    scorer = scorers[kind]
+    codes = encode_applicants(batch)
+    proba, excess = scorer.predict(codes)
+    answers = POLICY.records(proba, excess)
+    runner_out = ShadowScorer(scorer, challenger=POLICY, champion=POLICY).append(
+        np.column_stack([proba, excess]), codes
+    )
+    shadow = Shadow(POLICY.model_version, {"threshold": POLICY.threshold}, "champion")
+    records = shadow.records(len(batch), runner_out)
+    table = pa.RecordBatch.from_pylist([a.model_dump() for a in batch])
+    rows = np.arange(1, len(batch) + 1, dtype=np.int64)
+    bulk = BatchScorer(Layout(), scorer, POLICY, "run").score(table, rows).decisions.to_pylist()
+    assert runner_out.shape[1] > WIDTH
+    assert len(records) == len(bulk) == len(answers)
+    for answer, record, row in zip(answers, records, bulk, strict=True):
+        assert record is not None
+        for shown in (answer, record, row):
+            assert shown["risk_band"] == _published_band(shown["score"])
+        assert answer["score"] == record["score"] == row["score"]
+        assert answer["risk_band"] == record["risk_band"] == row["risk_band"]
+
+
+BAND_EDGES = [ScoreScaling().probability(s) for s in (579.5, 559.5, 529.5, 499.5, 579.76)]
+"""Probabilities whose unrounded score sits on a band's rounding edge (and data row 715's)."""
+
+scalings = st.builds(
+    ScoreScaling,
+    base_score=st.floats(min_value=300, max_value=900),
+    base_odds_good_to_bad=st.floats(min_value=1.5, max_value=200),
+    pdo=st.floats(min_value=5, max_value=100),
+)
+
+
+@settings(PROPERTY_SETTINGS, max_examples=3000)
+@given(
+    probability=st.floats(min_value=0.0, max_value=1.0),
+    scaling=st.one_of(st.just(ScoreScaling()), scalings),
+    threshold=st.floats(min_value=0.0, max_value=1.0),
+)
+@example(probability=0.0, scaling=ScoreScaling(), threshold=0.5)
+@example(probability=1.0, scaling=ScoreScaling(), threshold=0.5)
+@example(probability=5e-324, scaling=ScoreScaling(), threshold=0.5)
+@example(probability=1 - 2**-53, scaling=ScoreScaling(), threshold=0.5)
+@example(probability=BAND_EDGES[0], scaling=ScoreScaling(), threshold=0.5)
+@example(probability=BAND_EDGES[1], scaling=ScoreScaling(), threshold=0.5)
+@example(probability=BAND_EDGES[2], scaling=ScoreScaling(), threshold=0.5)
+@example(probability=BAND_EDGES[3], scaling=ScoreScaling(), threshold=0.5)
+@example(probability=BAND_EDGES[4], scaling=ScoreScaling(), threshold=0.5)
+def test_band_follows_the_shown_score_for_any_probability(
+    probability: float, scaling: ScoreScaling, threshold: float
+) -> None:
+    """Any raw probability in [0, 1] (the extremes included) under any stored scaling: the
+    answer's band is the published band of the score it shows, and that score is the
+    unrounded score to the nearest whole point."""
+    rule = DecisionRule(threshold, scaling, "credit_risk:test")
+    (answer,) = rule.records(np.array([probability]), np.zeros((1, len(FEATURES))))
+    exact = float(scaling.score(np.array([probability]))[0])
+    assert math.isfinite(exact)
+    assert abs(answer["score"] - exact) <= 0.5
+    assert answer["risk_band"] == _published_band(answer["score"])

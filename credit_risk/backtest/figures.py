@@ -33,6 +33,10 @@ class Scored:
     probability: float
     score: int
     band: str
+    """The band the policy gives `score` (what calibration groups by)."""
+    logged_band: str
+    """The band the decision log recorded (differs from `band` only in logs written before
+    the band was cut from the shown score)."""
     approved: bool
     bad: bool | None
     champion_approved: bool

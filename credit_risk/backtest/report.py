@@ -41,7 +41,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['decisions']} logged decisions; {o['rows']} outcomes, {o['matched']} matched, "
         f"{o['unmatched']} matching no logged decision; {o['for_champion_declined']} outcomes "
         f"for applicants the champion declined; {report['challenger_records_lost']} challenger "
-        "records lost to errors.",
+        "records lost to errors." + _recut_note(report),
         "",
         f"> {report['population_note']}",
         "",
@@ -77,6 +77,16 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Outcomes matching no logged decision", ""]
         lines += [f"- line {u['line']}: `{u['decision_id']}`" for u in o["unmatched_ids"]]
     return "\n".join(lines) + "\n"
+
+
+def _recut_note(report: dict[str, Any]) -> str:
+    recut = int(report.get("bands_recut_from_score", 0))
+    if not recut:
+        return ""
+    return (
+        f" {recut} logged records carried a risk band that contradicts their score (written "
+        "before the band was cut from the shown score): they are grouped by their score's band."
+    )
 
 
 def _swap_lines(report: dict[str, Any]) -> list[str]:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
+
+import numpy as np
 
 from credit_risk.backtest.figures import Scored, version_figures
 from credit_risk.backtest.inputs import Outcome, read_decisions, read_outcomes
 from credit_risk.backtest.report import write_report
+from credit_risk.policy import RISK_BANDS, band_indices
 
 DEFAULT_REPORT_DIR: Final = Path(__file__).resolve().parents[2] / "reports" / "backtest"
 POPULATION_NOTE: Final = (
@@ -63,13 +67,15 @@ def assemble(decisions: dict[str, dict[str, Any]], outcomes: list[Outcome]) -> d
     for decision_id, d in decisions.items():
         approved = d["decision"] == "approve"
         outcome = bad.get(decision_id)
-        groups["champion", d["model_version"]].append(_scored(d, outcome, approved))
+        records = [("champion", d)]
         if "challenger" in d:
-            shadow = d["challenger"]
-            if shadow is None:
+            if d["challenger"] is None:
                 lost += 1
-                continue
-            groups["challenger", shadow["model_version"]].append(_scored(shadow, outcome, approved))
+            else:
+                records.append(("challenger", d["challenger"]))
+        for role, record in records:
+            groups[role, record["model_version"]].append(_scored(record, outcome, approved))
+    recut = sum(r.band != r.logged_band for rows in groups.values() for r in rows)
     declined_with_outcome = sum(decisions[i]["decision"] != "approve" for i in bad)
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -83,6 +89,7 @@ def assemble(decisions: dict[str, dict[str, Any]], outcomes: list[Outcome]) -> d
             "for_champion_declined": declined_with_outcome,
         },
         "challenger_records_lost": lost,
+        "bands_recut_from_score": recut,
         "versions": [
             {"role": role, "model_version": version, **version_figures(rows)}
             for (role, version), rows in sorted(
@@ -93,11 +100,20 @@ def assemble(decisions: dict[str, dict[str, Any]], outcomes: list[Outcome]) -> d
 
 
 def _scored(record: dict[str, Any], bad: bool | None, champion_approved: bool) -> Scored:
+    score = int(record["score"])
     return Scored(
         probability=float(record["probability_of_default"]),
-        score=int(record["score"]),
-        band=str(record["risk_band"]),
+        score=score,
+        band=band_of(score),
+        logged_band=str(record["risk_band"]),
         approved=record["decision"] == "approve",
         bad=bad,
         champion_approved=champion_approved,
     )
+
+
+@cache
+def band_of(score: int) -> str:
+    """The band the policy gives a shown score: records logged before score and band followed
+    one rule may carry a band that contradicts their score, so the back-test re-cuts it."""
+    return RISK_BANDS[int(band_indices(np.array([score], dtype=np.int64))[0])]

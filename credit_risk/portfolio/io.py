@@ -29,6 +29,13 @@ BATCH_ROWS: Final = 65_536
 """Rows per record batch: large enough to amortise per-call costs, ~10 MB decoded."""
 CSV_BLOCK_BYTES: Final = 8 << 20
 """CSV bytes parsed per block (one batch), ~60k applicants."""
+MALFORMED_TEXT_CHARS: Final = 200
+"""Characters of a malformed CSV row kept in its quarantine record."""
+
+
+def malformed_reason(fields: int, expected: int) -> str:
+    """Why a CSV row could not be read into the header's fields (the CLI and Spark say it so)."""
+    return f"malformed CSV row: {fields} fields, expected {expected}"
 
 
 def file_format(path: Path) -> str:
@@ -95,15 +102,16 @@ def _csv_source(path: Path, columns: Sequence[str]) -> Source:
 
     def skip(row: pacsv.InvalidRow) -> str:
         # `number` is the physical line (header = line 1); text is the row as read
-        reason = f"malformed CSV row: {row.actual_columns} fields, expected {row.expected_columns}"
-        source.malformed.append((int(row.number or 0) - 1, reason, row.text[:200]))
+        reason = malformed_reason(row.actual_columns, row.expected_columns)
+        source.malformed.append((int(row.number or 0) - 1, reason, row.text[:MALFORMED_TEXT_CHARS]))
         return "skip"
 
     try:
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(use_threads=False, block_size=CSV_BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
+            # a quoted value may hold a line break, wherever a block boundary falls
+            parse_options=pacsv.ParseOptions(invalid_row_handler=skip, newlines_in_values=True),
             # every value as text: numbers are parsed (and quarantined) per value, ids kept as is
             convert_options=pacsv.ConvertOptions(
                 include_columns=wanted,

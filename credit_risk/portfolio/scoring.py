@@ -110,7 +110,7 @@ class Layout:
 
     def _id_fields(self, schema: pa.Schema) -> list[pa.Field]:
         ids = [schema.field(c).with_nullable(True) for c in self.id_columns]
-        return [pa.field(ROW_COLUMN, pa.int64()), *ids]  # null where Spark cannot number
+        return [pa.field(ROW_COLUMN, pa.int64()), *ids]
 
 
 @dataclass(frozen=True)

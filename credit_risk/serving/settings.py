@@ -17,9 +17,10 @@ from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, ValidationError
 
 from credit_risk.model_store import MODEL_ENV
-from credit_risk.promotion import CHALLENGER_ENV, ServedTags, served_tags
+from credit_risk.promotion import CHALLENGER_ENV, PromotionError, ServedTags, served_tags
 from credit_risk.serving.drift import DEFAULT_WINDOW as DEFAULT_DRIFT_WINDOW
 from credit_risk.serving.tuning import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT
+from credit_risk.serving.workarounds.model_reference import ModelNotServableError
 
 PREFIX: Final = "CREDIT_RISK_"
 """Every setting is the environment variable PREFIX + its field name in capitals."""
@@ -80,7 +81,12 @@ class Settings(BaseModel):
     def served(self) -> ServedTags:
         """The models to serve: this pin and challenger, else the promotion state, else the
         newest model (credit_risk/promotion.py)."""
-        return served_tags({MODEL_ENV: self.model or "", CHALLENGER_ENV: self.challenger or ""})
+        environ = {MODEL_ENV: self.model or "", CHALLENGER_ENV: self.challenger or ""}
+        try:  # `bentoml serve` prints a BentoML exception as one line, without a traceback
+            return served_tags(environ)
+        except PromotionError as exc:
+            msg = f"cannot choose the model to serve: {exc} (or pin one: {MODEL_ENV}=<tag>)"
+            raise ModelNotServableError(msg) from None
 
 
 def variable(field: str) -> str:

@@ -26,7 +26,7 @@ from credit_risk.arrays import FloatArray
 from credit_risk.compiled import Scorer
 from credit_risk.decisions import DecisionRule
 from credit_risk.model_store import ModelMismatchError
-from credit_risk.policy import MAX_REASON_CODES, REASONS, RISK_BANDS
+from credit_risk.policy import MAX_REASON_CODES, REASONS, RISK_BANDS, shown_scores
 from credit_risk.schema import FEATURES
 from credit_risk.serving import metrics
 
@@ -115,7 +115,7 @@ class ShadowScorer:
         for counter, count in counts.items():
             if count:
                 self._counters[counter].inc(count)
-        champion_score = np.rint(self.champion.scaling.score(champion_proba))
+        champion_score = shown_scores(champion_proba, self.champion.scaling)
         metrics.observe_all(self._counters["score_difference"], columns[:, 1] - champion_score)
 
 

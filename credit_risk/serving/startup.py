@@ -9,8 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 
-from credit_risk.model_store import MODEL_ENV
-from credit_risk.promotion import ServedTags, read_state
+from credit_risk.promotion import ServedTags
 from credit_risk.serving.connections import bound_open_connections
 from credit_risk.serving.process_metrics import start_process_metrics
 from credit_risk.serving.settings import Settings
@@ -35,16 +34,11 @@ def freeze_startup_garbage() -> None:
 
 
 def announce_models(served: ServedTags, champion: str, challenger: str | None) -> None:
-    """Log which model versions were resolved, and where each choice came from."""
+    """Log which model versions were resolved, where each choice came from, and what the
+    promotion state had to say (a pin over it, or damage a pin bypassed)."""
     logger.setLevel(logging.INFO)  # BentoML's root logger lets warnings only through
-    state = read_state()
-    if served.champion_source.startswith("pinned") and state.champion:
-        logger.warning(
-            "%s=%s pins the champion: it overrides the promotion state (champion %s)",
-            MODEL_ENV,
-            served.champion,
-            state.champion,
-        )
+    for note in served.notes:
+        logger.warning("%s", note)
     logger.info(
         "champion %s (%s, resolved from %s); challenger %s (%s)",
         champion,

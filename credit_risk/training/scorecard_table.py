@@ -5,7 +5,9 @@ rate, its weight of evidence, and the points it adds; for the characteristic, it
 value. A score is the base points plus one row's points per characteristic, exactly the score
 the service gives before rounding (`ScoreScaling.score` of the model's probability):
 score = offset - factor * (intercept + sum coef_j * WoE_j) splits into base = offset - factor *
-intercept and points = -factor * coef_j * WoE_j per attribute.
+intercept and points = -factor * coef_j * WoE_j per attribute. The service shows that sum
+rounded to whole points and cuts the risk band from the shown score
+(`credit_risk.policy.score_and_band`); the markdown table ends with that rule.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import math
 from typing import Any, Final
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
 from credit_risk.arrays import FloatArray, IntArray
-from credit_risk.policy import ScoreScaling
+from credit_risk.policy import BAND_FLOORS, ScoreScaling
 from credit_risk.schema import CATEGORIES, FEATURES
 from credit_risk.training.preprocessing import WoEEncoder
 
@@ -125,4 +128,16 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
             f"| {row['characteristic'] if first else ''} | {row['bin']} | {row['count']} | "
             f"{rate} | {woe} | {row['points']:.1f} | {iv} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", _band_rule()]) + "\n"
+
+
+def _band_rule() -> str:
+    """How a sum of points becomes the score and band a decision shows (from the policy)."""
+    floors = ", ".join(
+        f"{band} from {floor:g}" for band, floor in BAND_FLOORS.items() if math.isfinite(floor)
+    )
+    return (
+        "Score shown = base points + one row's points per characteristic, rounded to whole "
+        f"points; the risk band is cut from the shown score: {floors}, "
+        f"{list(BAND_FLOORS)[-1]} below."
+    )

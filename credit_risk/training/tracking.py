@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -18,16 +19,17 @@ from typing import Any, Final
 import mlflow
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
+from credit_risk.mlflow_aliases import DEFAULT_DB
 from credit_risk.model_store import MODEL_NAME
 from credit_risk.training.validation import CandidateScore
 
 EXPERIMENT: Final = "credit_risk"
 REGISTERED_MODEL: Final = MODEL_NAME
-DEFAULT_DB: Final = "mlflow.db"
 ARTIFACT_DIR: Final = "mlartifacts"
 BENTOML_TAG_KEY: Final = "bentoml_tag"
 """Tag on the MLflow model version (and run) naming the BentoML model saved from it."""
@@ -180,3 +182,39 @@ def flat_metrics(figures: dict[str, Any], prefix: str) -> dict[str, float]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[name] = float(value)
     return out
+
+
+def linked_version(client: MlflowClient, bentoml_tag: str, version: str | None) -> str | None:
+    """The registered version a BentoML model was saved from, if this registry holds it: the
+    model's metadata names the version, and the version's `bentoml_tag` must name the model
+    back (another registry's version 3 is another model)."""
+    if not version:
+        return None
+    try:
+        registered = client.get_model_version(REGISTERED_MODEL, version)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return version if registered.tags.get(BENTOML_TAG_KEY) == bentoml_tag else None
+
+
+def set_aliases(client: MlflowClient, versions: Mapping[str, str | None]) -> dict[str, str]:
+    """Point each alias at its version, or remove it where there is none; the aliases after."""
+    try:
+        aliases = _aliases(client)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" and not any(versions.values()):
+            return {}  # nothing registered, nothing to point at
+        raise
+    for alias, version in versions.items():
+        if version and aliases.get(alias) != version:
+            client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
+        elif not version and alias in aliases:
+            client.delete_registered_model_alias(REGISTERED_MODEL, alias)
+    return _aliases(client)
+
+
+def _aliases(client: MlflowClient) -> dict[str, str]:
+    registered = client.get_registered_model(REGISTERED_MODEL)
+    return {alias: str(version) for alias, version in registered.aliases.items()}

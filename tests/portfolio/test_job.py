@@ -172,6 +172,30 @@ def test_duplicated_ids_are_scored_and_reported(
     assert read_runs(tmp_path / "runs.jsonl")[0]["duplicate_id_rows"] == 1
 
 
+def test_empty_ids_are_named_as_empty_not_as_repeats(
+    tmp_path: Path, model_tag: str, applicants: list[dict[str, Any]]
+) -> None:
+    """Three rows without an id (empty, quoted empty, blanks) are not "2 rows repeat an earlier
+    id": they are counted as empty, and only a real repeat as a repeat."""
+    src = write(book(applicants[:8]), tmp_path / "book.csv")
+    lines = src.read_text().splitlines()
+    lines[2] = "," + lines[2].split(",", 1)[1]
+    lines[4] = '""' + "," + lines[4].split(",", 1)[1]
+    lines[6] = "  ," + lines[6].split(",", 1)[1]
+    lines[8] = lines[1].split(",", 1)[0] + "," + lines[8].split(",", 1)[1]
+    src.write_text("\n".join(lines) + "\n")
+    result = score(
+        tmp_path, model_tag, str(src), str(tmp_path / "out.parquet"), "--id-column", "account_id"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith(
+        "; 1 rows repeat an earlier id (scored); 3 rows have an empty id (scored)"
+    )
+    (record,) = read_runs(tmp_path / "runs.jsonl")
+    assert (record["duplicate_id_rows"], record["empty_id_rows"]) == (1, 3)
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 8
+
+
 def refused(tmp_path: Path, model_tag: str, src: Path, *extra: str) -> str:
     out = tmp_path / "out.parquet"
     result = score(tmp_path, model_tag, str(src), str(out), *extra)

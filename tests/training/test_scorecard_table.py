@@ -12,7 +12,7 @@ import pytest
 
 from credit_risk import model_store
 from credit_risk.decisions import DecisionRule
-from credit_risk.policy import ScoreScaling
+from credit_risk.policy import ScoreScaling, risk_bands
 from credit_risk.schema import CATEGORIES, FEATURES
 from credit_risk.training.data import load_dataset
 from credit_risk.training.preprocessing import encode_frame
@@ -85,6 +85,7 @@ def test_points_reproduce_the_served_score(
         points = _points(row.to_dict(), table)
         assert points == pytest.approx(exact[k], abs=1e-6)
         assert round(points) == decisions[k]["score"]
+        assert decisions[k]["risk_band"] == risk_bands(np.array([round(points)]))[0]
 
 
 def test_counts_bad_rates_and_information_value(
@@ -114,7 +115,9 @@ def test_markdown_has_a_row_per_bin(table: list[dict[str, str]]) -> None:
     numbers = ("bad_rate", "woe", "points", "information_value")
     rows = [{k: float(v) if k in numbers and v else v for k, v in r.items()} for r in table]
     lines = to_markdown(rows).strip().splitlines()
-    assert len(lines) == 2 + len(table)
+    assert len(lines) == 2 + len(table) + 2  # the table, a blank line, the band rule
+    assert lines[-1].startswith("Score shown = base points")
+    assert "A from 580" in lines[-1]
     assert lines[3].startswith("| checking_account | below_0 |")
     assert not any(math.isnan(float(r["points"])) for r in table)
 

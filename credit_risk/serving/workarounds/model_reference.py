@@ -51,7 +51,8 @@ worker that failed to boot)."""
 
 
 class ModelNotServableError(BentoMLException):
-    """The served model is missing, unreadable or for another schema.
+    """The served model is missing, unreadable or for another schema, or cannot be chosen
+    (an invalid promotion state and no pin).
 
     A BentoML exception, so the `bentoml` CLI prints its message as one line and exits 1
     instead of printing a traceback. `problem` is the message without its remedy.
