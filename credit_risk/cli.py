@@ -208,7 +208,7 @@ def _run_flow(
         try:
             flow.run_and_print(**arguments)
         finally:
-            flow.stop_temporary_server()
+            flow.quiet_teardown()
 
 
 @main.command()

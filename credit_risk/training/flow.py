@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
 import tempfile
 import time
@@ -402,13 +403,12 @@ def run_and_print(**arguments: Any) -> dict[str, Any]:
     return summary
 
 
-def stop_temporary_server() -> None:
-    """Stop Prefect's temporary server now rather than at interpreter exit.
+def quiet_teardown() -> None:
+    """Keep Prefect's shutdown lines off the terminal once a run has ended.
 
-    Prefect 3.9 stops it from an `atexit` hook that logs "Stopping temporary server"; called
-    at the end of a CLI run, its last lines land in the run's log, not after the CLI's last
-    line. Does nothing against a Prefect server (`PREFECT_API_URL`) or after a stop.
+    Prefect 3.9 stops its temporary server from an `atexit` hook, after the command's last
+    line, and logs "Stopping temporary server" at INFO on the `prefect` logger: from here on
+    that logger reports warnings and errors only. (Stopping the server earlier instead would
+    cut off Prefect's background log and event senders, which drain at exit.)
     """
-    from prefect.server.api.server import SubprocessASGIServer  # noqa: PLC0415
-
-    SubprocessASGIServer().stop()
+    logging.getLogger("prefect").setLevel(logging.WARNING)
