@@ -136,13 +136,14 @@ def train(
 
     if serve_monthly and not as_flow:
         raise InputError("--serve-monthly needs --flow")
-    gate_options: dict[str, Any] = {
+    gate_options = {
         "auc_floor": auc_floor,
         "champion_tolerance": champion_tolerance,
         "fairness_blocking": fairness_blocking or None,
     }
+    gate_options = {k: v for k, v in gate_options.items() if v is not None}
     try:
-        settings = GateSettings(**{k: v for k, v in gate_options.items() if v is not None})
+        settings = GateSettings(**gate_options)  # type: ignore[arg-type]
     except ValueError as exc:
         raise InputError(str(exc)) from None
     reports = report_dir or DEFAULT_REPORT_DIR
@@ -152,15 +153,16 @@ def train(
         "seed": seed,
         "report_dir": str(reports),
         "quick": quick,
-        "gates": settings,
         "skip_gates": skip_gates,
     }
     log_path = reports / LOG_NAME
     try:
-        if as_flow:
-            _run_flow(arguments, log_path, quiet=quiet, serve_monthly=serve_monthly)
+        if serve_monthly:  # the deployment keeps the options given, not today's defaults
+            _serve_monthly({**arguments, **({"gates": gate_options} if gate_options else {})})
+        elif as_flow:
+            _run_flow({**arguments, "gates": settings}, log_path, quiet=quiet)
         else:
-            _run_plain(arguments, log_path, quiet=quiet)
+            _run_plain({**arguments, "gates": settings}, log_path, quiet=quiet)
     except DataError as exc:
         raise InputError(str(exc)) from None
     except GateFailedError as exc:
@@ -173,12 +175,15 @@ class GateRefusedError(click.ClickException):
     exit_code = EXIT_GATE_FAILED
 
 
-def _log_to(log_path: Path, *, quiet: bool) -> Any:
-    """The run's log file; one line and exit code 2 when it cannot be written."""
+def _run_log(log_path: Path, *, quiet: bool) -> Any:
+    """The run's log (`run_log.run_log`), refused in one line if it cannot be written."""
     from credit_risk.training.run_log import run_log  # noqa: PLC0415
 
-    if log_path.parent.exists() and not log_path.parent.is_dir():
-        raise InputError(f"cannot write the run's log {log_path}: {log_path.parent} is a file")
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.touch()
+    except OSError as exc:
+        raise InputError(f"cannot write the run's log {log_path}: {exc.strerror}") from None
     return run_log(log_path, quiet=quiet)
 
 
@@ -186,29 +191,34 @@ def _run_plain(arguments: dict[str, Any], log_path: Path, *, quiet: bool) -> Non
     """Plain training in this process; progress to the terminal and the run's log."""
     from credit_risk.training.run import train_and_save  # noqa: PLC0415
 
-    with _log_to(log_path, quiet=quiet) as say:
+    with _run_log(log_path, quiet=quiet) as say:
         train_and_save(**arguments, progress=say)
 
 
-def _run_flow(
-    arguments: dict[str, Any], log_path: Path, *, quiet: bool, serve_monthly: bool
-) -> None:
-    """The flow, or its monthly schedule; one line naming the extra when it is not installed."""
+def _flow_module() -> Any:
+    """`credit_risk.training.flow`; one line naming the extra when it is not installed."""
     try:
         from credit_risk.training import flow  # noqa: PLC0415
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] in PIPELINE_MODULES:
             raise InputError(PIPELINE_MISSING) from None
         raise
-    if serve_monthly:
-        flow.serve_monthly(**arguments)
-        return
-    # after importing Prefect, which sets up its console logging only if none exists yet
-    with _log_to(log_path, quiet=quiet):
+    return flow
+
+
+def _run_flow(arguments: dict[str, Any], log_path: Path, *, quiet: bool) -> None:
+    """One flow run: Prefect's failure records and tracebacks go to the run's log only."""
+    flow = _flow_module()  # first: Prefect sets up its console logging only if none exists yet
+    with _run_log(log_path, quiet=quiet):
         try:
             flow.run_and_print(**arguments)
         finally:
             flow.quiet_teardown()
+
+
+def _serve_monthly(arguments: dict[str, Any]) -> None:
+    """The flow on its monthly schedule with Prefect's scheduler (blocks)."""
+    _flow_module().serve_monthly(**arguments)
 
 
 @main.command()

@@ -159,7 +159,8 @@ def gates_task(
         settings, plan, loaded, data, evaluation=evaluation, selection=selection, say=_log
     )
     comparison = verdicts.champion.as_dict(settings.champion_confidence)
-    figures = {k: v for k, v in comparison.items() if isinstance(v, float)}
+    names = ("candidate_roc_auc", "champion_roc_auc", "difference", "std_error")
+    figures = {name: comparison[name] for name in names if name in comparison}
     if "interval" in comparison:
         figures |= dict(zip(("interval_low", "interval_high"), comparison["interval"], strict=True))
     tracker.log(
