@@ -110,7 +110,7 @@ def test_tasks_run_in_order_and_everything_links(run: dict[str, Any], stores: Pa
     assert all("cv_roc_auc_mean" in r.data.metrics for r in nested)
 
     artifacts = {a.path for a in client.list_artifacts(run["mlflow_run_id"], "report")}
-    for name in ("training.json", "training.png", "scorecard.csv", "scorecard.md"):
+    for name in ("training.json", "training.md", "training.png", "scorecard.csv", "scorecard.md"):
         assert f"report/{name}" in artifacts
     assert {"report/fairness.json", "report/fairness.md"} <= artifacts
 
