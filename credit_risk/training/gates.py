@@ -169,14 +169,15 @@ def evaluate(
 
 def _champion_gate(s: GateSettings, comparison: Comparison) -> GateResult:
     """Fails when the candidate is worse than the champion by more than the tolerance, with
-    the stated confidence; passes when that is not shown."""
+    the stated confidence; passes when that is not shown. Skipped, with the reason, when
+    there is no champion to score: none in the store, or one serving could not load either
+    (blocking the retraining that replaces it would help no one)."""
     bound = -s.champion_tolerance
-    if comparison.outcome == "no_champion":
-        return GateResult("champion", 0.0, bound, True, True, comparison.reason, skipped=True)
-    if comparison.auc is None:
-        return GateResult(
-            "champion", math.nan, bound, False, True, f"no comparison: {comparison.reason}"
-        )
+    if comparison.auc is None:  # nothing to compare with: no model, or one that cannot serve
+        reason = comparison.reason
+        if comparison.outcome != "no_champion":
+            reason = f"no comparison: {reason}"
+        return GateResult("champion", 0.0, bound, True, True, reason, skipped=True)
     auc = comparison.auc
     level = 2 * s.champion_confidence - 1
     low, high = auc.interval(level)

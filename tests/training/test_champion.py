@@ -119,15 +119,19 @@ def test_rows_the_champion_was_trained_on_are_left_out(fresh_store: Path) -> Non
     )
 
 
-def test_a_champion_that_cannot_be_scored_fails_the_gate(
+def test_a_champion_that_cannot_be_scored_is_named_and_the_gate_skipped(
     fresh_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Serving could not load it either: the retraining that replaces it is not blocked."""
     steps.save(_train())
     monkeypatch.setenv(model_store.MODEL_ENV, "credit_risk:gone")
-    gate = _gate(_train())
-    assert gate.status == "failed"
+    result = _train()
+    gate = _gate(result)
+    assert gate.status == "skipped"
     assert "no comparison: champion (pinned by CREDIT_RISK_MODEL)" in gate.description
     assert "'credit_risk:gone' not found" in gate.description
+    assert result.report["champion_comparison"]["outcome"] == "unusable"
+    result.verdicts.enforce()
 
 
 def test_skipped_gates_save_and_the_metadata_says_so(fresh_store: Path, tmp_path: Path) -> None:

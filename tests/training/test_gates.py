@@ -95,12 +95,13 @@ def test_champion_fails_only_when_worse_beyond_the_tolerance_with_confidence() -
     assert _gates(loose, champion=_against(0.74, 0.79, 0.001))["champion"].passed
 
 
-def test_champion_is_skipped_without_a_model_and_fails_when_it_cannot_be_scored() -> None:
+def test_champion_is_skipped_with_its_reason_when_there_is_none_to_score() -> None:
     skipped = _gates(champion=Comparison("no_champion", NO_MODEL))["champion"]
     assert (skipped.status, skipped.description) == ("skipped", NO_MODEL)
-    failed = _gates(champion=Comparison("unusable", "champion (promotion state): gone"))
-    assert failed["champion"].status == "failed"
-    assert failed["champion"].description == "no comparison: champion (promotion state): gone"
+    unusable = _gates(champion=Comparison("unusable", "champion (promotion state): gone"))
+    assert unusable["champion"].status == "skipped"
+    assert unusable["champion"].description == "no comparison: champion (promotion state): gone"
+    check(list(unusable.values()))
 
 
 def test_stability_is_skipped_without_previous_training_data() -> None:
