@@ -73,7 +73,7 @@ def _log(message: str) -> None:
 @task(name="load", cache_policy=NO_CACHE)
 def load(data_path: str) -> steps.Loaded:
     """`steps.load`: the validated data (sha256 check included) and its protected columns."""
-    return steps.load(data_path, _log)
+    return steps.load(data_path, say=_log)
 
 
 @task(name="split", cache_policy=NO_CACHE)
@@ -127,7 +127,7 @@ def candidate(
 @task(name="select", cache_policy=NO_CACHE)
 def select(ranked: list[CandidateScore], y_train: IntArray) -> steps.Selection:
     """`steps.select`: the least-cost threshold on the winner's out-of-fold predictions."""
-    return steps.select(ranked, y_train, _log)
+    return steps.select(ranked, y_train, say=_log)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -158,7 +158,7 @@ def gates_task(
     verdicts = steps.gates(
         settings, plan, loaded, data, evaluation=evaluation, selection=selection, say=_log
     )
-    comparison = verdicts.champion.as_dict(settings.champion_confidence)
+    comparison = verdicts.comparison()
     names = ("candidate_roc_auc", "champion_roc_auc", "difference", "std_error")
     figures = {name: comparison[name] for name in names if name in comparison}
     if "interval" in comparison:

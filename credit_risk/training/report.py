@@ -149,8 +149,9 @@ def _champion(comparison: dict[str, Any] | None, settings: dict[str, Any] | None
         f"{comparison['champion_roc_auc']:.4f}",
         f"    difference {comparison['difference']:+.4f} (standard error "
         f"{comparison['std_error']:.4f}), {100 * comparison['interval_level']:g} % CI "
-        f"[{low:+.4f}, {high:+.4f}]: the gate fails when its upper end is below "
-        f"{-settings['champion_tolerance']:+g}",
+        f"[{low:+.4f}, {high:+.4f}]",
+        f"    verdict: {comparison.get('verdict', '-')} (the gate fails when the interval's upper "
+        f"end is below {-settings['champion_tolerance']:+g})",
     ]
 
 

@@ -51,10 +51,10 @@ def train(
     # one BLAS/OpenMP thread: gradient boosting on 1,000 rows is fastest single-threaded (a
     # busy 2-core machine made 2 threads 40x slower), and results cannot depend on scheduling
     with threadpool_limits(limits=1):
-        loaded = steps.load(data_path, say)
+        loaded = steps.load(data_path, say=say)
         data = split(loaded.codes, loaded.dataset.y, seed)
-        ranked = steps.candidates(plan, data, say)
-        selection = steps.select(ranked, data.y_train, say)
+        ranked = steps.candidates(plan, data, say=say)
+        selection = steps.select(ranked, data.y_train, say=say)
         evaluation = steps.evaluate(plan, ranked, loaded, data, selection, say=say)
         verdicts = steps.gates(
             gates or GateSettings(),

@@ -154,12 +154,18 @@ class Verdicts:
         """Raise GateFailedError naming every failed blocking gate: nothing may be saved."""
         quality.check(self.gates)
 
+    def comparison(self) -> dict[str, Any]:
+        """The champion gate's figures and its verdict, as the report and metadata keep them."""
+        (gate,) = [g for g in self.gates if g.name == "champion"]
+        figures = self.champion.as_dict(self.settings.champion_confidence)
+        return figures | {"verdict": gate.status}
+
     def as_report(self) -> dict[str, Any]:
-        """The verdicts as the report and MLflow show them."""
+        """The verdicts as the report shows them."""
         return {
             "gate_settings": self.settings.as_dict(),
             "gates": [g.as_dict() for g in self.gates],
-            "champion_comparison": self.champion.as_dict(self.settings.champion_confidence),
+            "champion_comparison": self.comparison(),
             "fairness": self.fairness,
         }
 
@@ -180,7 +186,7 @@ class TrainingResult:
     """The points table of a WoE scorecard (empty for other models)."""
 
 
-def load(data_path: Path | str, say: Progress = silent) -> Loaded:
+def load(data_path: Path | str, *, say: Progress = silent) -> Loaded:
     """The validated data set, its code array and protected columns; refuses too few rows."""
     dataset = load_dataset(Path(data_path))
     _check_enough_rows(dataset.path, dataset.y)
@@ -189,7 +195,7 @@ def load(data_path: Path | str, say: Progress = silent) -> Loaded:
     return Loaded(dataset, encode_frame(dataset.X), protected_attributes(dataset.path))
 
 
-def candidates(plan: Plan, data: Split, say: Progress = silent) -> list[CandidateScore]:
+def candidates(plan: Plan, data: Split, *, say: Progress = silent) -> list[CandidateScore]:
     """Every grid point's CV ROC AUC on the training split, best first."""
     jobs = plan.grid()
     say(
@@ -215,7 +221,7 @@ def candidates(plan: Plan, data: Split, say: Progress = silent) -> list[Candidat
     return rank(scores)
 
 
-def select(ranked: list[CandidateScore], y_train: IntArray, say: Progress = silent) -> Selection:
+def select(ranked: list[CandidateScore], y_train: IntArray, *, say: Progress = silent) -> Selection:
     """The winner's least-cost cut-off on its out-of-fold predictions, with its CV figures."""
     best = ranked[0]
     say(f"selected: {best.family} {format_params(best.params)}")
@@ -393,7 +399,7 @@ def assemble(
         "quick": plan.quick,
         "quality_gates": [_gate_record(g) for g in verdicts.gates],
         "quality_gates_skipped": gates_skipped,
-        "champion_comparison": verdicts.champion.as_dict(verdicts.settings.champion_confidence),
+        "champion_comparison": verdicts.comparison(),
         "training_distribution": training_distribution(data.X_train, evaluation.p_train, SCALING),
         "reference_codes": reference_codes(data.X_train),
     }

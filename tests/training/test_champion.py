@@ -50,7 +50,11 @@ def test_an_empty_store_skips_the_gate_and_says_why(fresh_store: Path) -> None:
     gate = _gate(result)
     assert gate.status == "skipped"
     assert gate.description == NO_MODEL
-    assert result.report["champion_comparison"] == {"outcome": "no_champion", "reason": NO_MODEL}
+    assert result.report["champion_comparison"] == {
+        "outcome": "no_champion",
+        "reason": NO_MODEL,
+        "verdict": "skipped",
+    }
     assert _gate(result, "stability").status == "skipped"
     result.verdicts.enforce()
 
@@ -71,6 +75,7 @@ def test_a_weakened_candidate_fails_and_nothing_is_saved(
 
     comparison = _train(data_path=weak).report["champion_comparison"]
     assert comparison["outcome"] == "compared"
+    assert comparison["verdict"] == "failed"
     assert comparison["champion"] == champion
     low, high = comparison["interval"]
     assert low < comparison["difference"] < high < -0.01
@@ -85,7 +90,7 @@ def test_an_equal_candidate_passes(fresh_store: Path) -> None:
     assert comparison["difference"] == 0.0
     assert comparison["interval"] == [0.0, 0.0]
     assert comparison["rows_note"] == "neither model was trained on any of them"
-    assert _gate(result).status == "passed"
+    assert comparison["verdict"] == _gate(result).status == "passed"
     result.verdicts.enforce()
 
 
