@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import click
 
-from credit_risk import TRAINING_INSTALL_HINT
+from credit_risk import TRAINING_INSTALL_HINT, environment
 from credit_risk.training import DEFAULT_SEED, MODEL_CHOICES
 
 EXIT_BAD_INPUT = 2
@@ -51,6 +51,7 @@ class InputError(click.ClickException):
 @click.version_option(package_name="credit-risk-bento")
 def main() -> None:
     """Train, serve and manage the credit-risk scorecard."""
+    environment.prepare()
 
 
 @main.command()

@@ -48,7 +48,7 @@ import psutil
 import uvloop
 
 from credit_risk.serving.decision_log import DECISION_LOG
-from credit_risk.serving.settings import DEFAULT_MAX_IN_FLIGHT, RUNNER_MAX_LATENCY_MS
+from credit_risk.serving.tuning import DEFAULT_MAX_IN_FLIGHT, RUNNER_MAX_LATENCY_MS
 from load_tests import bench
 from load_tests.applicants import sample_applicants, write_bodies
 

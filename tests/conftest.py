@@ -21,13 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from credit_risk import model_store
+from credit_risk import environment, model_store
 from credit_risk.training.run import train_and_save
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_HOME = Path(tempfile.mkdtemp(prefix="credit-risk-test-home-"))
 os.environ["BENTOML_HOME"] = str(TEST_HOME)
-os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+environment.prepare()  # as the entry points do: no usage reports from tests either
 
 SERVER_READY_TIMEOUT_S = 180.0
 """Generous for a 2-core CI machine starting two Python worker processes."""

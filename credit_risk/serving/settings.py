@@ -1,143 +1,95 @@
-"""Service settings from environment variables, with defaults that work with no configuration.
+"""What an operator may set for the service: one pydantic model, read from the environment once.
 
-BentoML's own knobs (workers, traffic, timeouts) stay in BentoML's config (`BENTOML_CONFIG`,
-`BENTOML_CONFIG_OVERRIDES`); these are the ones BentoML has no place for.
+Every variable is optional and the defaults work with no configuration. BentoML's own knobs
+(workers, traffic, monitoring) stay in BentoML's config (`BENTOML_CONFIG`,
+`BENTOML_CONFIG_OVERRIDES`); the measured constants of the serving path are in
+`credit_risk.serving.tuning`. Which models are served is resolved from these settings and the
+promotion state by `credit_risk.promotion.served_tags`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from typing import Annotated, Final
 
-from credit_risk.model_store import DEFAULT_TAG
-from credit_risk.policy import MAX_BATCH_APPLICANTS
-from credit_risk.promotion import served_tags
+from bentoml.exceptions import BentoMLException
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, ValidationError
+
+from credit_risk.model_store import MODEL_ENV
+from credit_risk.promotion import CHALLENGER_ENV, ServedTags, served_tags
 from credit_risk.serving.drift import DEFAULT_WINDOW as DEFAULT_DRIFT_WINDOW
+from credit_risk.serving.tuning import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT
 
-RUNNER_MAX_BATCH_SIZE: Final = MAX_BATCH_APPLICANTS
-"""Rows per adaptive batch. The compiled scorecard scores 1,000 rows in well under a
-millisecond, so the bound is there to keep one batch request a single runner call."""
-
-DEFAULT_MAX_IN_FLIGHT: Final = 64
-"""Requests one API worker admits at once before it sheds with 429
-(credit_risk/serving/workarounds/admission_gate.py).
-Little's law: a saturated 2-core host serves ~700 requests/s under a flood, so 2 x 64 admitted
-requests queue ~0.2 s and their p99 stays well inside the documented 1 s; 128 per worker
-measured a p99 of 2.1 s, and 16 refused some requests at half load (`make overload`). The 64
-connections of the load benchmark fit; a closed loop of 256 connections is half refused."""
-
-BODY_READ_TIMEOUT_S: Final = 5.0
-"""Longest a request's body may take to arrive, from its headers to its last byte; past it the
-admission gate answers 408 and closes the connection. A batch of 1,000 applicants (~0.3 MB)
-needs 5 s only below ~0.5 Mbit/s; a client that stalls mid-body holds nothing but its
-connection meanwhile (docs/reliability.md, "Stalled and idle clients")."""
-
-DEFAULT_MAX_CONNECTIONS: Final = 4096
-"""Client connections one worker holds open at most (credit_risk/serving/connections.py). An
-idle connection costs ~10 KB; 2,000 idle keep-alive connections leave service untouched
-(tests/service/test_stalled_clients.py). Further connections are closed as they arrive."""
-
-KEEP_ALIVE_TIMEOUT_S: Final = 5
-"""Uvicorn closes a connection idle this long after its last response (BentoML's default,
-changed only by `bentoml serve --timeout-keep-alive`; there is no config key for it)."""
-
-REQUEST_TIMEOUT_S: Final = 10
-"""BentoML `traffic.timeout`: a request still unanswered after this gets 504."""
-
-RUNNER_CALL_ATTEMPTS: Final = 3
-"""Tries of one API -> runner call. Under bursts the internal keep-alive connection is
-sometimes closed under a request (aiohttp `Cannot write to closing transport`); one retry on a
-fresh connection succeeds. A runner that is down fails all three within ~0.1 s -> 503."""
-
-RUNNER_DEADLINE_S: Final = 3.0
-"""Longest one request waits for the runner (all tries together). A killed runner is back in
-~9-14 s (the supervisor checks every 10 s), far past what a caller should be held; past this
-the request gets a 503 with Retry-After and nothing scored (tests/service/test_faults.py)."""
-
-RUNNER_RETRY_BACKOFF_S: Final = 0.05
-"""Pause before the second try (doubled before the third)."""
-
-DRIFT_PUBLISH_INTERVAL_S: Final = 0.5
-"""The drift gauges are recomputed at most this often (and always this soon after traffic):
-a PSI per signal on every runner batch cost ~6 % of the runner's time under load."""
-
-RUNNER_MAX_LATENCY_MS: Final = 1000
-"""BentoML's admission bound for the runner queue: a row that cannot be scored within this is
-shed with 503 (it is not a flush timer). Sized from the load benchmark."""
+PREFIX: Final = "CREDIT_RISK_"
+"""Every setting is the environment variable PREFIX + its field name in capitals."""
 
 
-def _flag(value: str | None, *, default: bool) -> bool:
-    if value is None or not value.strip():
-        return default
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    msg = f"expected a boolean (1/0, true/false, on/off), got {value!r}"
-    raise ValueError(msg)
+class SettingsError(BentoMLException, ValueError):
+    """A setting in the environment has a value the service cannot use; says which and why.
+
+    A BentoML exception, so `bentoml serve` prints it as one line and exits 1.
+    """
 
 
-def _positive_int(name: str, value: str | None, default: int) -> int:
-    if value is None or not value.strip():
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        msg = f"{name} must be a positive integer, got {value!r}"
-        raise ValueError(msg)
-    return number
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return frozenset(t.strip() for t in value.split(",") if t.strip())
+    return value
 
 
-def _tokens(value: str | None) -> frozenset[str]:
-    return frozenset(t.strip() for t in (value or "").split(",") if t.strip())
-
-
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseModel):
     """Everything the service reads from its environment, validated once at start-up."""
 
-    model_tag: str = DEFAULT_TAG
-    challenger_tag: str | None = None
-    model_source: str = "default"
-    challenger_source: str = "none named"
-    batching: bool = True
-    coalescing: bool = True
-    api_tokens: frozenset[str] = field(default_factory=frozenset)
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    drift_window: int = DEFAULT_DRIFT_WINDOW
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    model: str | None = Field(
+        None, description="model tag to serve; a pin overrides the promotion state"
+    )
+    challenger: str | None = Field(
+        None, description="model scored in shadow beside the champion; `none` switches it off"
+    )
+    batching: bool = Field(True, description="adaptive batching in the runner (and coalescing)")
+    coalescing: bool = Field(True, description="one runner call per event-loop turn per worker")
+    api_tokens: Annotated[frozenset[str], BeforeValidator(_comma_separated)] = Field(
+        frozenset(), description="comma-separated bearer tokens for the API routes; empty: off"
+    )
+    max_in_flight: PositiveInt = Field(
+        DEFAULT_MAX_IN_FLIGHT, description="requests one API worker admits before 429"
+    )
+    max_connections: PositiveInt = Field(
+        DEFAULT_MAX_CONNECTIONS, description="open connections one API worker keeps"
+    )
+    drift_window: PositiveInt = Field(
+        DEFAULT_DRIFT_WINDOW, description="applicants in the drift monitor's sliding window"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """CREDIT_RISK_MODEL, _CHALLENGER (else the promotion state), _BATCHING, _COALESCING,
-        _API_TOKENS, _MAX_IN_FLIGHT, _MAX_CONNECTIONS, _DRIFT_WINDOW."""
-        served = served_tags(environ)
-        return cls(
-            model_tag=served.champion,
-            challenger_tag=served.challenger,
-            model_source=served.champion_source,
-            challenger_source=served.challenger_source,
-            batching=_flag(environ.get("CREDIT_RISK_BATCHING"), default=True),
-            coalescing=_flag(environ.get("CREDIT_RISK_COALESCING"), default=True),
-            api_tokens=_tokens(environ.get("CREDIT_RISK_API_TOKENS")),
-            max_in_flight=_positive_int(
-                "CREDIT_RISK_MAX_IN_FLIGHT",
-                environ.get("CREDIT_RISK_MAX_IN_FLIGHT"),
-                DEFAULT_MAX_IN_FLIGHT,
-            ),
-            max_connections=_positive_int(
-                "CREDIT_RISK_MAX_CONNECTIONS",
-                environ.get("CREDIT_RISK_MAX_CONNECTIONS"),
-                DEFAULT_MAX_CONNECTIONS,
-            ),
-            drift_window=_positive_int(
-                "CREDIT_RISK_DRIFT_WINDOW",
-                environ.get("CREDIT_RISK_DRIFT_WINDOW"),
-                DEFAULT_DRIFT_WINDOW,
-            ),
-        )
+        """The settings in `environ`; an unusable value raises `SettingsError` naming it."""
+        given = {
+            name: environ[variable(name)].strip()
+            for name in cls.model_fields
+            if environ.get(variable(name), "").strip()
+        }
+        try:
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            raise SettingsError(_one_line(exc)) from None
+
+    def served(self) -> ServedTags:
+        """The models to serve: this pin and challenger, else the promotion state, else the
+        newest model (credit_risk/promotion.py)."""
+        return served_tags({MODEL_ENV: self.model or "", CHALLENGER_ENV: self.challenger or ""})
+
+
+def variable(field: str) -> str:
+    """The environment variable that sets `field`."""
+    return PREFIX + field.upper()
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = [
+        f"{variable(str(err['loc'][0]))}={err['input']!r}: {err['msg']}" for err in exc.errors()
+    ]
+    return "invalid setting: " + "; ".join(problems)

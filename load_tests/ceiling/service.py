@@ -20,7 +20,7 @@ from pydantic_core import to_json
 from starlette.responses import Response
 
 from credit_risk.schema import FEATURES, Applicant, Decision
-from credit_risk.serving.settings import (
+from credit_risk.serving.tuning import (
     REQUEST_TIMEOUT_S,
     RUNNER_MAX_BATCH_SIZE,
     RUNNER_MAX_LATENCY_MS,

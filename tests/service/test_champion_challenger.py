@@ -222,3 +222,16 @@ def test_an_unservable_challenger_is_refused_with_one_line(
     lines = [ln for ln in log.splitlines() if all(s in ln for s in must_say)]
     assert len(lines) == 1, log[-3000:]
     assert "Traceback" not in log
+
+
+def test_the_start_up_log_names_the_resolved_version(model_tag: str, tmp_path: Path) -> None:
+    """With nothing pinned or promoted, `credit_risk:latest` is served: the log says which."""
+    home = tmp_path / "home"
+    copy_model(model_tag, home)
+    with serving(tmp_path, {"BENTOML_HOME": str(home)}) as server:
+        card = httpx.post(f"{server.url}/model_card").json()
+    lines = [ln for ln in server.log().splitlines() if "champion credit_risk:" in ln]
+    assert len(lines) == 1, server.log()[-3000:]
+    assert lines[0].split("champion ", 1)[1].startswith(f"{model_tag} (newest model")
+    assert "resolved from credit_risk:latest" in lines[0]
+    assert card["tag"] == model_tag

@@ -110,6 +110,7 @@ BAD_STARTS = (
     BadStart("malformed-tag", ("model tag 'Not A Tag!' is not valid", "make train")),
     BadStart("corrupted-model", ("cannot use", SCORECARD_FILE, "make train")),
     BadStart("features-mismatch", ("does not match the applicant schema", "make train")),
+    BadStart("invalid-setting", ("invalid setting: CREDIT_RISK_MAX_IN_FLIGHT='0'",)),
 )
 
 
@@ -124,6 +125,9 @@ def _bad_start_env(case: str, model_tag: str, home: Path) -> dict[str, str]:
         garble(copy_model(model_tag, home))
     elif case == "features-mismatch":
         mismatch_features(copy_model(model_tag, home))
+    elif case == "invalid-setting":
+        copy_model(model_tag, home)
+        env["CREDIT_RISK_MAX_IN_FLIGHT"] = "0"
     return env
 
 

@@ -23,7 +23,7 @@ from credit_risk.model_store import load_model
 from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, SCALING, ScoreScaling
 from credit_risk.schema import FEATURES, Decision, example_applicant
 from credit_risk.serving.decision_log import DECISION_LOG
-from credit_risk.serving.settings import DEFAULT_MAX_IN_FLIGHT
+from credit_risk.serving.tuning import DEFAULT_MAX_IN_FLIGHT
 from credit_risk.training.data import applicant_records, load_dataset
 from tests.conftest import ROOT, Server, start_server, stop_server
 

@@ -23,7 +23,7 @@ import pytest
 
 from credit_risk.schema import example_applicant
 from credit_risk.serving.connections import RESERVED_DESCRIPTORS
-from credit_risk.serving.settings import BODY_READ_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S
+from credit_risk.serving.tuning import BODY_READ_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S
 from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration

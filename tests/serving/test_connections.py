@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from credit_risk.serving.connections import RESERVED_DESCRIPTORS
-from credit_risk.serving.settings import DEFAULT_MAX_CONNECTIONS, Settings
+from credit_risk.serving.settings import Settings
+from credit_risk.serving.tuning import DEFAULT_MAX_CONNECTIONS
 
 
 def _limit_after_bounding(max_connections: int) -> tuple[int, int, int]:

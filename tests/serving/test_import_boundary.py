@@ -24,7 +24,7 @@ FORBIDDEN = (
 PROBE = """
 import service
 from credit_risk.model_store import load_serving_model
-load_serving_model(service.SETTINGS.model_tag)
+load_serving_model(service.SERVED.champion)
 """
 
 

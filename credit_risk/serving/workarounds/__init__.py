@@ -2,7 +2,8 @@
 
 Each module opens with the upstream behaviour it works around, how that was measured, and when
 it can be deleted; each has a canary test under tests/serving/workarounds/ that fails once
-upstream changes. Checked against BentoML 1.4.40.
+upstream changes. Measured on BentoML 1.4.40: importing this package refuses any other release,
+so a version bump cannot slip past the canaries.
 
 - `admission_gate`: a cheap 429 outside BentoML's middleware stack.
 - `request_deadline`: BentoML's request timeout without its per-request timer leak.
@@ -12,3 +13,30 @@ upstream changes. Checked against BentoML 1.4.40.
 - `validation_errors`: 400s that name the fields; client errors logged as one INFO line.
 - `decision_monitor`: the decision log written a request at a time.
 """
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Final
+
+MEASURED_ON: Final = "1.4.40"
+"""The BentoML release every workaround here was measured against (pinned in pyproject.toml)."""
+
+
+class UnmeasuredBentoMLError(ImportError):
+    """The installed BentoML is not the release these workarounds were measured on."""
+
+
+def check_bentoml(installed: str) -> None:
+    """Refuse a BentoML other than `MEASURED_ON`: each workaround patches or bypasses a
+    behaviour of that release, and could silently do the wrong thing on another."""
+    if installed != MEASURED_ON:
+        msg = (
+            f"bentoml {installed} is installed, but credit_risk/serving/workarounds/ was measured "
+            f"on bentoml {MEASURED_ON}: install bentoml=={MEASURED_ON} (make setup), or re-run "
+            "each workaround's canary (tests/serving/workarounds/) before moving the pin"
+        )
+        raise UnmeasuredBentoMLError(msg)
+
+
+check_bentoml(version("bentoml"))

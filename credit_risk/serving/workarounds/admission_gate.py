@@ -4,11 +4,12 @@ Upstream (BentoML 1.4.40, checked): `traffic.max_concurrency` refuses with 429 f
 BentoML's middleware, after a tracing span, request metrics and a second task for the timeout,
 so a refusal costs about as much as a health check. Measured with wrk at 64 connections, every
 request refused: two API workers refused ~2,400 requests/s between them, and the queue formed in
-front of the limit. `AdmissionGate` wraps the whole app BentoML builds (via `service_class`,
-the one place outside BentoML's own middleware) and refuses with pre-encoded bytes: ~15,500
-refusals/s on the same 2 cores. The canary in tests/serving/workarounds/test_admission_gate.py
-fails once BentoML's own concurrency limit sits outside its tracing and metrics middleware;
-then measure again, and delete the gate if upstream's refusal is as cheap.
+front of the limit. `AdmissionGate` wraps the whole app BentoML builds (it is marked
+`outside_bentoml`, and credit_risk/serving/edge.py `EdgeService` puts it outside BentoML's own
+middleware) and refuses with pre-encoded bytes: ~15,500 refusals/s on the same 2 cores. The
+canary in tests/serving/workarounds/test_admission_gate.py fails once BentoML's own concurrency
+limit sits outside its tracing and metrics middleware; then measure again, and delete
+the gate if upstream's refusal is as cheap.
 
 A slot is taken only once the request's body has fully arrived. Counting a request from its
 headers let 130 connections that sent the headers of a POST and 10 bytes of body, then stalled,
@@ -25,9 +26,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
-
-import bentoml
+from typing import Final
 
 from credit_risk.serving.asgi import (
     BODILESS_METHODS,
@@ -41,7 +40,6 @@ from credit_risk.serving.asgi import (
     replay_body,
     send_json,
 )
-from credit_risk.serving.workarounds.request_deadline import replace_timeout
 
 RETRY_AFTER_S: Final = 1
 """What a 429 tells the client to wait: about the time a full worker takes to drain its
@@ -56,6 +54,9 @@ class AdmissionGate:
     refused. An admitted request's body is read in full first, within `body_timeout_s`, and
     only then counted; past that deadline the answer is 408, through `on_body_timeout`.
     """
+
+    outside_bentoml: Final = True
+    """Wraps the whole app BentoML builds (credit_risk/serving/edge.py), not inside its stack."""
 
     def __init__(
         self,
@@ -153,35 +154,3 @@ class BodyRead:
     def message(self) -> str:
         """The 408's error message."""
         return f"the request body did not arrive within {self.timeout_s:g} s; send it again"
-
-
-@dataclass(frozen=True)
-class Admission:
-    """Which routes the gate guards, how many requests it admits per worker, how it counts,
-    and how it reads a body before admitting it."""
-
-    paths: frozenset[str]
-    limit: int
-    on_refuse: Callable[[], None]
-    body: BodyRead
-
-
-def service_class(admission: Admission | None = None) -> type[bentoml.Service[Any]]:
-    """A `bentoml.Service` whose app has `DeadlineMiddleware` for BentoML's timeout and, given
-    `admission`, sits behind an `AdmissionGate`. Pass it as `@bentoml.service(service_class=...)`:
-    BentoML adds user middleware inside its own, so `to_asgi` is the one place outside it."""
-
-    class FrontedService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml is untyped here
-        __slots__ = ()
-
-        def to_asgi(self, is_main: bool = True) -> Any:
-            """BentoML's app for this service, its timeout replaced, behind the gate."""
-            app = super().to_asgi(is_main)
-            replace_timeout(app)
-            if admission is None:
-                return app
-            return AdmissionGate(
-                app, admission.paths, admission.limit, admission.on_refuse, admission.body
-            )
-
-    return FrontedService

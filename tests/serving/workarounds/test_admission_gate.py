@@ -7,19 +7,11 @@ import asyncio
 import json
 from typing import Any
 
-import bentoml
 import pytest
 from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware, TimeoutMiddleware
-from starlette.applications import Starlette
 
 from credit_risk.serving.asgi import Message, Receive, Scope, Send
-from credit_risk.serving.workarounds.admission_gate import (
-    Admission,
-    AdmissionGate,
-    BodyRead,
-    service_class,
-)
-from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware
+from credit_risk.serving.workarounds.admission_gate import AdmissionGate, BodyRead
 from tests.serving.asgi_calls import call_async as call
 from tests.serving.asgi_calls import http_scope
 from tests.serving.workarounds.conftest import Upstream
@@ -253,37 +245,6 @@ def test_refusing_when_full_reads_no_body() -> None:
         await first
 
     asyncio.run(scenario())
-
-
-# --- the service class puts the gate outside BentoML's stack ------------------------------------
-
-
-def _tiny_service(cls: type[bentoml.Service[Any]] | None) -> bentoml.Service[Any]:
-    class Tiny:
-        @bentoml.api
-        def classify(self, x: int) -> int:
-            return x
-
-    if cls is None:
-        return bentoml.service(traffic={"timeout": 7})(Tiny)
-    return bentoml.service(traffic={"timeout": 7}, service_class=cls)(Tiny)
-
-
-def test_service_class_puts_the_gate_outside_and_the_deadline_in_bentomls_place() -> None:
-    plain = _tiny_service(None).to_asgi()
-    assert isinstance(plain, Starlette)
-    bentoml_order = [m.cls for m in plain.user_middleware]
-
-    app = _tiny_service(service_class(Admission(PATHS, 5, lambda: None, BODY))).to_asgi()
-    assert isinstance(app, AdmissionGate)
-    assert app.limit == 5
-    assert isinstance(app.app, Starlette)
-    ours = [m.cls for m in app.app.user_middleware]
-    position = bentoml_order.index(TimeoutMiddleware)
-    assert ours == [*bentoml_order[:position], DeadlineMiddleware, *bentoml_order[position + 1 :]]
-    (deadline,) = [m for m in app.app.user_middleware if m.cls is DeadlineMiddleware]
-    assert deadline.kwargs == {"timeout": 7}
-    assert type(deadline.kwargs["timeout"]) is int, "the 504 says '7 seconds', as BentoML's does"
 
 
 # --- canary -------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from starlette.applications import Starlette
 
 from credit_risk.serving.asgi import Message, Receive, Scope, Send
-from credit_risk.serving.workarounds.admission_gate import service_class
+from credit_risk.serving.edge import EdgeService
 from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware, replace_timeout
 from tests.serving.asgi_calls import call_async as call
 
@@ -130,8 +130,8 @@ def _tiny_service(cls: type[bentoml.Service[Any]]) -> bentoml.Service[Any]:
     return bentoml.service(traffic={"timeout": 7}, service_class=cls)(Tiny)
 
 
-def test_service_class_without_admission_only_replaces_the_timeout() -> None:
-    app = _tiny_service(service_class()).to_asgi()
+def test_the_edge_service_with_no_outer_layer_only_replaces_the_timeout() -> None:
+    app = _tiny_service(EdgeService).to_asgi()
     assert isinstance(app, Starlette)
     assert [m.cls for m in app.user_middleware].count(DeadlineMiddleware) == 1
     assert TimeoutMiddleware not in [m.cls for m in app.user_middleware]

@@ -1,0 +1,52 @@
+"""What a server worker does once, when it starts: process-wide settings and the start-up log.
+
+Run from the services' start-up hooks (`@bentoml.on_startup`), never at import: importing
+`service` (to build a bento, in a test, in the supervisor) changes nothing in the process.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+from credit_risk.model_store import MODEL_ENV
+from credit_risk.promotion import ServedTags, read_state
+from credit_risk.serving.connections import bound_open_connections
+from credit_risk.serving.settings import Settings
+from credit_risk.serving.workarounds.validation_errors import install_client_error_log_filter
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_worker(settings: Settings) -> None:
+    """Bound this worker's open connections and keep client errors out of the error log."""
+    install_client_error_log_filter()
+    bound_open_connections(settings.max_connections)
+
+
+def freeze_startup_garbage() -> None:
+    """Move everything allocated at start-up (modules, model, tables) out of the cyclic GC's
+    generations: it lives as long as the process, and the collector's pauses get shorter."""
+    gc.collect()
+    gc.freeze()
+
+
+def announce_models(served: ServedTags, champion: str, challenger: str | None) -> None:
+    """Log which model versions were resolved, and where each choice came from."""
+    logger.setLevel(logging.INFO)  # BentoML's root logger lets warnings only through
+    state = read_state()
+    if served.champion_source.startswith("pinned") and state.champion:
+        logger.warning(
+            "%s=%s pins the champion: it overrides the promotion state (champion %s)",
+            MODEL_ENV,
+            served.champion,
+            state.champion,
+        )
+    logger.info(
+        "champion %s (%s, resolved from %s); challenger %s (%s)",
+        champion,
+        served.champion_source,
+        served.champion,
+        challenger,
+        served.challenger_source,
+    )

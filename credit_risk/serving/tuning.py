@@ -1,0 +1,67 @@
+"""Tuned constants of the serving path: each measured, none configurable by environment.
+
+What an operator may change lives in `credit_risk.serving.settings`; BentoML's own knobs
+(workers, traffic) in its config. These values were sized by the load benchmark and the fault
+tests, and each says what it bounds and why it has the value it has.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from credit_risk.policy import MAX_BATCH_APPLICANTS
+
+RUNNER_MAX_BATCH_SIZE: Final = MAX_BATCH_APPLICANTS
+"""Rows per adaptive batch. The compiled scorecard scores 1,000 rows in well under a
+millisecond, so the bound is there to keep one batch request a single runner call."""
+
+RUNNER_MAX_LATENCY_MS: Final = 1000
+"""BentoML's admission bound for the runner queue: a row that cannot be scored within this is
+shed with 503 (it is not a flush timer). Sized from the load benchmark."""
+
+RUNNER_CALL_ATTEMPTS: Final = 3
+"""Tries of one API -> runner call. Under bursts the internal keep-alive connection is
+sometimes closed under a request (aiohttp `Cannot write to closing transport`); one retry on a
+fresh connection succeeds. A runner that is down fails all three within ~0.1 s -> 503."""
+
+RUNNER_DEADLINE_S: Final = 3.0
+"""Longest one request waits for the runner (all tries together). A killed runner is back in
+~9-14 s (the supervisor checks every 10 s), far past what a caller should be held; past this
+the request gets a 503 with Retry-After and nothing scored (tests/service/test_faults.py)."""
+
+RUNNER_RETRY_BACKOFF_S: Final = 0.05
+"""Pause before the second try (doubled before the third)."""
+
+RUNNER_CONNECTION_MAX_REQUESTS: Final = 10_000
+"""BentoML's `runner_connection.max_requests`: the API -> runner session is rebuilt after this
+many calls. Raising it from BentoML's default removed dropped connections under bursts."""
+
+REQUEST_TIMEOUT_S: Final = 10
+"""BentoML `traffic.timeout`: a request still unanswered after this gets 504."""
+
+BODY_READ_TIMEOUT_S: Final = 5.0
+"""Longest a request's body may take to arrive, from its headers to its last byte; past it the
+admission gate answers 408 and closes the connection. A batch of 1,000 applicants (~0.3 MB)
+needs 5 s only below ~0.5 Mbit/s; a client that stalls mid-body holds nothing but its
+connection meanwhile (docs/reliability.md, "Stalled and idle clients")."""
+
+KEEP_ALIVE_TIMEOUT_S: Final = 5
+"""Uvicorn closes a connection idle this long after its last response (BentoML's default,
+changed only by `bentoml serve --timeout-keep-alive`; there is no config key for it)."""
+
+DRIFT_PUBLISH_INTERVAL_S: Final = 0.5
+"""The drift gauges are recomputed at most this often (and always this soon after traffic):
+a PSI per signal on every runner batch cost ~6 % of the runner's time under load."""
+
+DEFAULT_MAX_IN_FLIGHT: Final = 64
+"""Requests one API worker admits at once before it sheds with 429
+(credit_risk/serving/workarounds/admission_gate.py).
+Little's law: a saturated 2-core host serves ~700 requests/s under a flood, so 2 x 64 admitted
+requests queue ~0.2 s and their p99 stays well inside the documented 1 s; 128 per worker
+measured a p99 of 2.1 s, and 16 refused some requests at half load (`make overload`). The 64
+connections of the load benchmark fit; a closed loop of 256 connections is half refused."""
+
+DEFAULT_MAX_CONNECTIONS: Final = 4096
+"""Client connections one worker holds open at most (credit_risk/serving/connections.py). An
+idle connection costs ~10 KB; 2,000 idle keep-alive connections leave service untouched
+(tests/service/test_stalled_clients.py). Further connections are closed as they arrive."""

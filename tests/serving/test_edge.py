@@ -1,0 +1,85 @@
+"""The edge's layers in their places: outer ones around BentoML's app, ours inside its stack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+from bentoml._internal.server.http.traffic import TimeoutMiddleware
+from starlette.applications import Starlette
+
+from credit_risk.serving.asgi import ASGIApp, Receive, Scope, Send
+from credit_risk.serving.edge import API_PATHS, EdgeService, install_edge
+from credit_risk.serving.middleware import BearerAuthMiddleware, RejectionCounterMiddleware
+from credit_risk.serving.settings import Settings
+from credit_risk.serving.workarounds.admission_gate import AdmissionGate
+from credit_risk.serving.workarounds.openapi_document import OpenAPIDocumentMiddleware
+from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware
+
+
+def _tiny_service(service_class: type[bentoml.Service[Any]] | None) -> bentoml.Service[Any]:
+    class Tiny:
+        @bentoml.api
+        def classify(self, x: int) -> int:
+            return x
+
+    if service_class is None:
+        return bentoml.service(traffic={"timeout": 7})(Tiny)
+    return bentoml.service(traffic={"timeout": 7}, service_class=service_class)(Tiny)
+
+
+class Outer:
+    """A layer marked to wrap BentoML's whole app."""
+
+    outside_bentoml = True
+
+    def __init__(self, app: ASGIApp, label: str) -> None:
+        self.app = app
+        self.label = label
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def test_outer_layers_wrap_bentomls_app_in_install_order() -> None:
+    plain = _tiny_service(None).to_asgi()
+    assert isinstance(plain, Starlette)
+    bentoml_order = [m.cls for m in plain.user_middleware]
+
+    service = _tiny_service(EdgeService)
+    service.add_asgi_middleware(Outer, label="first")
+    service.add_asgi_middleware(Outer, label="second")
+    app = service.to_asgi()
+    assert isinstance(app, Outer)
+    assert app.label == "first"
+    assert isinstance(app.app, Outer)
+    assert app.app.label == "second"
+    inner = app.app.app
+    assert isinstance(inner, Starlette)
+    ours = [m.cls for m in inner.user_middleware]
+    position = bentoml_order.index(TimeoutMiddleware)
+    assert ours == [*bentoml_order[:position], DeadlineMiddleware, *bentoml_order[position + 1 :]]
+    (deadline,) = [m for m in inner.user_middleware if m.cls is DeadlineMiddleware]
+    assert deadline.kwargs == {"timeout": 7}
+    assert type(deadline.kwargs["timeout"]) is int, "the 504 says '7 seconds', as BentoML's does"
+
+
+def test_building_the_app_twice_keeps_every_layer() -> None:
+    service = _tiny_service(EdgeService)
+    service.add_asgi_middleware(Outer, label="only")
+    first, second = service.to_asgi(), service.to_asgi()
+    assert isinstance(first, Outer)
+    assert isinstance(second, Outer)
+    assert service.middlewares == [(Outer, {"label": "only"})]
+
+
+def test_install_edge_puts_the_gate_outside_and_counts_before_it_refuses() -> None:
+    service = _tiny_service(EdgeService)
+    install_edge(service, Settings.from_env({"CREDIT_RISK_MAX_IN_FLIGHT": "5"}))
+    app = service.to_asgi()
+    assert isinstance(app, AdmissionGate)
+    assert app.limit == 5
+    assert app.paths == API_PATHS
+    inner = [m.cls for m in app.app.user_middleware]
+    assert inner.index(RejectionCounterMiddleware) < inner.index(BearerAuthMiddleware)
+    assert inner.index(OpenAPIDocumentMiddleware) > inner.index(BearerAuthMiddleware)
