@@ -17,6 +17,8 @@ from credit_risk.training import DEFAULT_SEED, MODEL_CHOICES
 
 EXIT_BAD_INPUT = 2
 """Same code click uses for a bad command line: the input, not the program, is wrong."""
+EXIT_GATE_FAILED = 4
+"""`credit-risk train`: a blocking quality gate failed and nothing was saved."""
 
 
 TRAINING_MODULES: Final = ("sklearn", "pandas", "scipy", "threadpoolctl", "matplotlib")
@@ -73,26 +75,30 @@ def main() -> None:
     "--report-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Where training.json and training.png go (default: reports/).",
+    help="Where the report files and the run's log (training.log) go (default: reports/).",
 )
 @click.option("--quick", is_flag=True, help="Tiny search and single CV repeats (smoke runs).")
 @click.option(
     "--flow",
     "as_flow",
     is_flag=True,
-    help="Run as the Prefect flow: tracked in MLflow, quality gates before anything is saved.",
+    help="Run as the Prefect flow, tracked in MLflow and registered in its model registry.",
 )
-@click.option(
-    "--auc-floor", type=float, default=None, help="With --flow: the protocol ROC AUC floor."
-)
+@click.option("--auc-floor", type=float, default=None, help="The protocol ROC AUC floor.")
 @click.option(
     "--champion-tolerance",
     type=float,
     default=None,
-    help="With --flow: how far the protocol ROC AUC may fall below the model it replaces.",
+    help="How far the held-out ROC AUC may fall below the champion's before the gate fails.",
+)
+@click.option("--fairness-blocking", is_flag=True, help="A failed fairness gate stops the run.")
+@click.option(
+    "--skip-gates",
+    is_flag=True,
+    help="Save even if a blocking gate fails; the model's metadata records the skip.",
 )
 @click.option(
-    "--fairness-blocking", is_flag=True, help="With --flow: a failed fairness gate stops the run."
+    "-q", "--quiet", is_flag=True, help="No progress on the terminal (the run's log has it)."
 )
 @click.option(
     "--serve-monthly",
@@ -110,66 +116,110 @@ def train(
     auc_floor: float | None,
     champion_tolerance: float | None,
     fairness_blocking: bool,
+    skip_gates: bool,
+    quiet: bool,
     serve_monthly: bool,
 ) -> None:
-    """Fit, select and evaluate a pipeline, then save it as credit_risk:<version>.
+    """Fit, select, evaluate and gate a pipeline, then save it as credit_risk:<version>.
 
-    Defaults for the gates and what each option overrides: docs/pipeline.md.
+    Exit codes: 0 saved; 2 input refused; 4 a blocking quality gate failed, nothing saved;
+    1 anything else failed. Gates, their defaults and options: docs/pipeline.md.
     """
     try:
         from credit_risk.training.data import DEFAULT_DATA_PATH, DataError  # noqa: PLC0415
-        from credit_risk.training.run import DEFAULT_REPORT_DIR, train_and_save  # noqa: PLC0415
+        from credit_risk.training.gates import GateFailedError, GateSettings  # noqa: PLC0415
+        from credit_risk.training.run import DEFAULT_REPORT_DIR  # noqa: PLC0415
+        from credit_risk.training.run_log import LOG_NAME  # noqa: PLC0415
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] in TRAINING_MODULES:
             raise InputError(TRAINING_MISSING) from None
         raise
 
+    if serve_monthly and not as_flow:
+        raise InputError("--serve-monthly needs --flow")
     gate_options = {
         "auc_floor": auc_floor,
         "champion_tolerance": champion_tolerance,
         "fairness_blocking": fairness_blocking or None,
     }
     gate_options = {k: v for k, v in gate_options.items() if v is not None}
-    if not as_flow and (gate_options or serve_monthly):
-        raise InputError("the gate options and --serve-monthly need --flow")
+    try:
+        settings = GateSettings(**gate_options)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    reports = report_dir or DEFAULT_REPORT_DIR
     arguments: dict[str, Any] = {
         "data_path": str(data or DEFAULT_DATA_PATH),
         "model": model,
         "seed": seed,
-        "report_dir": str(report_dir or DEFAULT_REPORT_DIR),
+        "report_dir": str(reports),
         "quick": quick,
+        "skip_gates": skip_gates,
     }
+    log_path = reports / LOG_NAME
     try:
-        if as_flow:
-            _run_flow(arguments, gate_options, serve_monthly=serve_monthly)
+        if serve_monthly:  # the deployment keeps the options given, not today's defaults
+            _serve_monthly({**arguments, **({"gates": gate_options} if gate_options else {})})
+        elif as_flow:
+            _run_flow({**arguments, "gates": settings}, log_path, quiet=quiet)
         else:
-            train_and_save(
-                arguments["data_path"], model, seed, report_dir=arguments["report_dir"], quick=quick
-            )
+            _run_plain({**arguments, "gates": settings}, log_path, quiet=quiet)
     except DataError as exc:
         raise InputError(str(exc)) from None
+    except GateFailedError as exc:
+        raise GateRefusedError(f"nothing saved: {exc} (log: {log_path})") from None
 
 
-def _run_flow(
-    arguments: dict[str, Any], gate_options: dict[str, Any], *, serve_monthly: bool
-) -> None:
-    """The flow, or its monthly schedule; one line naming the extra when it is not installed."""
+class GateRefusedError(click.ClickException):
+    """A blocking quality gate failed: one line naming gate and figure, nothing saved."""
+
+    exit_code = EXIT_GATE_FAILED
+
+
+def _run_log(log_path: Path, *, quiet: bool) -> Any:
+    """The run's log (`run_log.run_log`), refused in one line if it cannot be written."""
+    from credit_risk.training.run_log import run_log  # noqa: PLC0415
+
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.touch()
+    except OSError as exc:
+        raise InputError(f"cannot write the run's log {log_path}: {exc.strerror}") from None
+    return run_log(log_path, quiet=quiet)
+
+
+def _run_plain(arguments: dict[str, Any], log_path: Path, *, quiet: bool) -> None:
+    """Plain training in this process; progress to the terminal and the run's log."""
+    from credit_risk.training.run import train_and_save  # noqa: PLC0415
+
+    with _run_log(log_path, quiet=quiet) as say:
+        train_and_save(**arguments, progress=say)
+
+
+def _flow_module() -> Any:
+    """`credit_risk.training.flow`; one line naming the extra when it is not installed."""
     try:
         from credit_risk.training import flow  # noqa: PLC0415
-        from credit_risk.training.gates import GateFailedError  # noqa: PLC0415
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] in PIPELINE_MODULES:
             raise InputError(PIPELINE_MISSING) from None
         raise
-    if gate_options:
-        arguments["gates"] = gate_options  # the flow validates them into its GateSettings
-    if serve_monthly:
-        flow.serve_monthly(**arguments)
-        return
-    try:
-        flow.run_and_print(**arguments)
-    except GateFailedError as exc:
-        raise click.ClickException(f"nothing saved: {exc}") from None
+    return flow
+
+
+def _run_flow(arguments: dict[str, Any], log_path: Path, *, quiet: bool) -> None:
+    """One flow run: Prefect's failure records and tracebacks go to the run's log only."""
+    flow = _flow_module()  # first: Prefect sets up its console logging only if none exists yet
+    with _run_log(log_path, quiet=quiet):
+        try:
+            flow.run_and_print(**arguments)
+        finally:
+            flow.quiet_teardown()
+
+
+def _serve_monthly(arguments: dict[str, Any]) -> None:
+    """The flow on its monthly schedule with Prefect's scheduler (blocks)."""
+    _flow_module().serve_monthly(**arguments)
 
 
 @main.command()

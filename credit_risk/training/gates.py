@@ -1,8 +1,9 @@
 """Quality gates: what a retrained model must show before it may enter the model store.
 
-Every gate has its default in `GateSettings`, is configurable, and lands in the report and in
-MLflow with its figure and bound, whether it passed, warned or failed. A failing blocking gate
-stops the run before anything is saved.
+Every gate has its default in `GateSettings`, is configurable, and lands in the report, the
+model's metadata and MLflow with its figure and bound: passed, skipped (nothing to judge, with
+the reason), warning (failed, not blocking) or failed. A failing blocking gate stops the run
+before anything is saved, unless the gates are skipped on purpose (`--skip-gates`).
 """
 
 from __future__ import annotations
@@ -11,19 +12,17 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
-import bentoml
 import numpy as np
-from bentoml.exceptions import NotFound
 
 from credit_risk.arrays import FloatArray
-from credit_risk.model_store import DEFAULT_TAG
 from credit_risk.schema import FEATURES
 from credit_risk.stability import PSI_ALERT, psi, signals_from_metadata
+from credit_risk.training.champion import Comparison
 from credit_risk.training.fairness import FOUR_FIFTHS
 
-Status = Literal["passed", "warning", "failed"]
+Status = Literal["passed", "skipped", "warning", "failed"]
 
-NO_INCUMBENT: Final = "no model in the store to compare with: passed"
+NO_PREVIOUS_DATA: Final = "no previous model's training data to compare with"
 
 
 @dataclass(frozen=True)
@@ -33,17 +32,30 @@ class GateSettings:
     auc_floor: float = 0.75
     """Protocol ROC AUC at least this."""
     champion_tolerance: float = 0.01
-    """Protocol ROC AUC at most this much below the incumbent's, on the same protocol."""
+    """Held-out ROC AUC at most this much below the champion's on the same rows..."""
+    champion_confidence: float = 0.95
+    """...unless shown with this confidence: fail when the one-sided upper bound of
+    AUC(candidate) - AUC(champion) at this confidence is below -champion_tolerance."""
     brier_max: float = 0.20
     """Held-out Brier score at most this (always predicting the 30 % bad rate scores 0.21)."""
     calibration_tolerance: float = 0.05
     """|mean predicted P(bad) - observed bad rate| on the held-out split at most this."""
     psi_max: float = PSI_ALERT
-    """PSI of each feature against the incumbent's training data: warn above this."""
+    """PSI of each feature against the champion's training data: warn above this."""
     psi_blocking: bool = False
     air_min: float = FOUR_FIFTHS
     """Adverse impact ratio by sex and by age band at least this (the four-fifths rule)."""
     fairness_blocking: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.champion_confidence < 1:
+            msg = (
+                f"champion_confidence must be above 0.5 and below 1, not {self.champion_confidence}"
+            )
+            raise ValueError(msg)
+        if self.champion_tolerance < 0:
+            msg = f"champion_tolerance must be 0 or more, not {self.champion_tolerance}"
+            raise ValueError(msg)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for the report and MLflow parameters."""
@@ -60,10 +72,14 @@ class GateResult:
     passed: bool
     blocking: bool
     description: str
+    skipped: bool = False
+    """Nothing to judge (no champion, no previous training data): passes, saying why."""
 
     @property
     def status(self) -> Status:
         """`failed` stops the run; `warning` is a failed gate that does not block."""
+        if self.skipped:
+            return "skipped"
         if self.passed:
             return "passed"
         return "failed" if self.blocking else "warning"
@@ -79,26 +95,6 @@ class GateResult:
 
 class GateFailedError(RuntimeError):
     """A blocking gate failed: the message names the gate and its figure."""
-
-
-@dataclass(frozen=True)
-class Incumbent:
-    """The model a new one would replace, and its figure on this run's protocol."""
-
-    tag: str
-    metadata: dict[str, Any]
-
-
-def incumbent() -> Incumbent | None:
-    """The model a new one would replace: today the store's latest `credit_risk`.
-
-    The one place to switch to the promoted champion once a promotion state exists.
-    """
-    try:
-        model = bentoml.models.get(DEFAULT_TAG)
-    except NotFound:
-        return None
-    return Incumbent(str(model.tag), dict(model.info.metadata))
 
 
 def feature_psi(distribution: dict[str, Any], X_train: FloatArray) -> dict[str, float]:  # noqa: N803
@@ -117,7 +113,7 @@ def evaluate(
     settings: GateSettings,
     *,
     protocol_auc: float,
-    incumbent_auc: tuple[str, float] | None,
+    champion: Comparison,
     held_out: dict[str, Any],
     mean_p_test: float,
     psi_by_feature: dict[str, float] | None,
@@ -134,7 +130,7 @@ def evaluate(
             True,
             f"protocol ROC AUC {protocol_auc:.4f} (at least {s.auc_floor})",
         ),
-        _champion_gate(s, protocol_auc, incumbent_auc),
+        _champion_gate(s, champion),
         GateResult(
             "brier",
             held_out["brier"],
@@ -171,28 +167,42 @@ def evaluate(
     return gates
 
 
-def _champion_gate(
-    s: GateSettings, protocol_auc: float, incumbent_auc: tuple[str, float] | None
-) -> GateResult:
-    if incumbent_auc is None:
-        return GateResult("champion", 0.0, s.champion_tolerance, True, True, NO_INCUMBENT)
-    tag, auc = incumbent_auc
-    drop = auc - protocol_auc
+def _champion_gate(s: GateSettings, comparison: Comparison) -> GateResult:
+    """Fails when the candidate is worse than the champion by more than the tolerance, with
+    the stated confidence; passes when that is not shown. Skipped, with the reason, when
+    there is no champion to score: none in the store, or one serving could not load either
+    (blocking the retraining that replaces it would help no one)."""
+    bound = -s.champion_tolerance
+    if comparison.auc is None:  # nothing to compare with: no model, or one that cannot serve
+        reason = comparison.reason
+        if comparison.outcome != "no_champion":
+            reason = f"no comparison: {reason}"
+        return GateResult("champion", 0.0, bound, True, True, reason, skipped=True)
+    auc = comparison.auc
+    level = 2 * s.champion_confidence - 1
+    low, high = auc.interval(level)
+    upper = auc.upper_bound(s.champion_confidence)
+    verdict = (
+        f"its upper end is not below {bound:+g}"
+        if upper >= bound
+        else f"its upper end is below {bound:+g}: worse than the champion beyond the tolerance"
+    )
     return GateResult(
         "champion",
-        drop,
-        s.champion_tolerance,
-        drop <= s.champion_tolerance,
+        upper,
+        bound,
+        upper >= bound,
         True,
-        f"protocol ROC AUC {protocol_auc:.4f} vs {auc:.4f} for {tag}'s configuration: "
-        f"drop {drop:+.4f} (at most {s.champion_tolerance})",
+        f"held-out ROC AUC {auc.auc_a:.4f} vs {auc.auc_b:.4f} for champion "
+        f"{comparison.champion} on {comparison.rows} rows: difference {auc.difference:+.4f}, "
+        f"{100 * level:g} % CI [{low:+.4f}, {high:+.4f}] (DeLong); {verdict}",
     )
 
 
 def _psi_gate(s: GateSettings, psi_by_feature: dict[str, float] | None) -> GateResult:
     if not psi_by_feature:
         return GateResult(
-            "stability", 0.0, s.psi_max, True, s.psi_blocking, "no previous training data: passed"
+            "stability", 0.0, s.psi_max, True, s.psi_blocking, NO_PREVIOUS_DATA, skipped=True
         )
     worst = max(psi_by_feature, key=lambda name: psi_by_feature[name])
     value = psi_by_feature[worst]
@@ -202,8 +212,8 @@ def _psi_gate(s: GateSettings, psi_by_feature: dict[str, float] | None) -> GateR
         s.psi_max,
         value <= s.psi_max,
         s.psi_blocking,
-        f"largest feature PSI {value:.4f} ({worst}) against the previous model's training "
-        f"data (at most {s.psi_max})",
+        f"largest feature PSI {value:.4f} ({worst}) against the champion's training data "
+        f"(at most {s.psi_max})",
     )
 
 

@@ -94,9 +94,65 @@ def render_table(report: dict[str, Any]) -> str:
         *_stability(report["cv"]),
         *_baselines(report["cv"]),
         *_search(report),
+        *_gates(report),
+        *_champion(report.get("champion_comparison"), report.get("gate_settings")),
         "",
     ]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as markdown: the gates as a table, then the whole text table."""
+    lines = [f"# Training report: {report.get('tag', '(not saved)')}", ""]
+    if report.get("gates"):
+        lines += [
+            _gates_heading(report),
+            "",
+            "| gate | status | figure | bound | what it says |",
+            "| --- | --- | ---: | ---: | --- |",
+        ]
+        lines += [
+            f"| {g['name']} | {g['status']} | {g['figure']:.4f} | {g['bound']:g} | "
+            f"{g['description']} |"
+            for g in report["gates"]
+        ]
+        lines.append("")
+    return "\n".join([*lines, "```text", render_table(report).strip("\n"), "```", ""])
+
+
+def _gates_heading(report: dict[str, Any]) -> str:
+    if report.get("quality_gates_skipped"):
+        return "quality gates (SKIPPED with --skip-gates: a failure did not stop the save):"
+    return "quality gates (a failed one stops the run before anything is saved):"
+
+
+def _gates(report: dict[str, Any]) -> list[str]:
+    gates = report.get("gates") or []
+    if not gates:
+        return []
+    lines = ["", f"  {_gates_heading(report)}"]
+    lines += [f"    {g['name']:<12} {g['status']:<8} {g['description']}" for g in gates]
+    return lines
+
+
+def _champion(comparison: dict[str, Any] | None, settings: dict[str, Any] | None) -> list[str]:
+    """Both AUCs on the same rows, the difference, its interval and the rule."""
+    if not comparison or "difference" not in comparison or not settings:
+        return []
+    low, high = comparison["interval"]
+    return [
+        "",
+        f"  champion comparison ({comparison['method']}) on {comparison['rows']} held-out rows "
+        f"({comparison['bad']} bad): {comparison['rows_note']}",
+        f"    {'this model':<44} ROC AUC {comparison['candidate_roc_auc']:.4f}",
+        f"    {comparison['champion'] + ' (champion)':<44} ROC AUC "
+        f"{comparison['champion_roc_auc']:.4f}",
+        f"    difference {comparison['difference']:+.4f} (standard error "
+        f"{comparison['std_error']:.4f}), {100 * comparison['interval_level']:g} % CI "
+        f"[{low:+.4f}, {high:+.4f}]",
+        f"    verdict: {comparison.get('verdict', '-')} (the gate fails when the interval's upper "
+        f"end is below {-settings['champion_tolerance']:+g})",
+    ]
 
 
 def _header(report: dict[str, Any]) -> list[str]:

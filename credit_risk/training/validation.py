@@ -6,8 +6,7 @@ give the same ranking and the same protocol figures.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,20 +18,13 @@ from sklearn.model_selection import StratifiedKFold
 from credit_risk.arrays import FloatArray, IntArray
 from credit_risk.policy import COSTS
 from credit_risk.training import Family
-from credit_risk.training.estimators import (
-    CV_FOLDS,
-    Budget,
-    build_pipeline,
-    format_params,
-)
+from credit_risk.training.estimators import CV_FOLDS, build_pipeline
 from credit_risk.training.evaluation import (
     choose_threshold,
     decision_cost,
     expected_cost,
     mean_and_spread,
 )
-
-Progress = Callable[[str], None]
 
 
 def out_of_fold(
@@ -74,31 +66,6 @@ class CandidateScore:
             "params": self.params,
             "roc_auc": mean_and_spread(self.auc_per_repeat),
         }
-
-
-def search(
-    X: FloatArray,  # noqa: N803
-    y: IntArray,
-    *,
-    families: Sequence[Family],
-    budget: Budget,
-    seed: int,
-    progress: Progress,
-) -> list[CandidateScore]:
-    """Every grid point of the requested families, best CV ROC AUC first."""
-    scores: list[CandidateScore] = []
-    for family in families:
-        grid = budget.grid(family)
-        started = time.perf_counter()
-        for i, params in enumerate(grid, start=1):
-            scores.append(
-                score_candidate(family, params, X, y, repeats=budget.search_repeats, seed=seed)
-            )
-            progress(
-                f"  {family} {i}/{len(grid)} {format_params(params)}: CV ROC AUC "
-                f"{scores[-1].auc_mean:.4f} ({time.perf_counter() - started:.1f} s)"
-            )
-    return rank(scores)
 
 
 def score_candidate(

@@ -1,5 +1,5 @@
 """The training flow end to end: real Prefect (test harness), real MLflow (temporary SQLite),
-the real data, a temporary BentoML store; quick budgets."""
+the real data, a BentoML store of each test's own; quick budgets."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 from sklearn.model_selection import train_test_split
 
-from credit_risk import model_store
+from credit_risk import model_store, promotion
 from credit_risk.decisions import DecisionRule
 from credit_risk.policy import ScoreScaling
 from credit_risk.training import flow as flow_module
@@ -34,6 +34,7 @@ from credit_risk.training.flow import (
 )
 from credit_risk.training.gates import GateFailedError, GateSettings
 from credit_risk.training.preprocessing import encode_frame
+from credit_risk.training.run import train_and_save
 from credit_risk.training.tracking import BENTOML_TAG_KEY, FITTED_TAG, PARENT_TAG
 
 pytestmark = pytest.mark.integration
@@ -49,8 +50,8 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture
-def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh MLflow SQLite store and Prefect result storage (the candidate cache) per test."""
+def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_store: Path) -> Iterator[Path]:
+    """Fresh MLflow SQLite, Prefect result storage (the candidate cache) and BentoML stores."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "prefect-results"}):
         yield tmp_path
@@ -65,11 +66,19 @@ def _task_runs(flow_run_id: str) -> list[Any]:
 
 
 def _stored_models() -> set[str]:
-    return {str(m.tag) for m in bentoml.models.list(model_store.MODEL_NAME)}
+    return {str(m.tag) for m in bentoml.models.list() if m.tag.name == model_store.MODEL_NAME}
 
 
 @pytest.fixture
-def run(stores: Path) -> dict[str, Any]:
+def champion(stores: Path) -> str:
+    """A champion trained by plain training (`train_and_save`) with the flow run's settings."""
+    tag = train_and_save(model="logreg", seed=3, quick=True, report_dir=None, quiet=True)
+    promotion.promote(tag, "champion", reason="trained by plain training", who="test")
+    return tag
+
+
+@pytest.fixture
+def run(stores: Path, champion: str) -> dict[str, Any]:
     """One quick flow run of the scorecard family into the temporary stores."""
     return training_flow(model="logreg", seed=3, quick=True, report_dir=str(stores / "reports"))
 
@@ -101,7 +110,7 @@ def test_tasks_run_in_order_and_everything_links(run: dict[str, Any], stores: Pa
     assert all("cv_roc_auc_mean" in r.data.metrics for r in nested)
 
     artifacts = {a.path for a in client.list_artifacts(run["mlflow_run_id"], "report")}
-    for name in ("training.json", "training.png", "scorecard.csv", "scorecard.md"):
+    for name in ("training.json", "training.md", "training.png", "scorecard.csv", "scorecard.md"):
         assert f"report/{name}" in artifacts
     assert {"report/fairness.json", "report/fairness.md"} <= artifacts
 
@@ -116,6 +125,34 @@ def test_tasks_run_in_order_and_everything_links(run: dict[str, Any], stores: Pa
     assert metadata["mlflow_run_id"] == run["mlflow_run_id"]
     assert metadata["mlflow_model_version"] == run["mlflow_model_version"]
     assert [g["name"] for g in metadata["quality_gates"]] == [g["name"] for g in run["gates"]]
+    assert metadata["quality_gates_skipped"] is False
+
+
+def test_the_flow_trains_what_plain_training_trains(run: dict[str, Any], champion: str) -> None:
+    """Compared with the same configuration trained by `train_and_save`: the same model."""
+    comparison = run["champion_comparison"]
+    assert comparison["champion"] == champion
+    assert comparison["rows"] == 200
+    assert comparison["difference"] == 0.0
+    assert comparison["interval"] == [0.0, 0.0]
+    flow_model = model_store.load_serving_model(run["tag"])
+    plain_model = model_store.load_serving_model(champion)
+    codes = encode_frame(load_dataset().X)
+    np.testing.assert_array_equal(
+        flow_model.scorer.predict(codes)[0], plain_model.scorer.predict(codes)[0]
+    )
+    for key in ("threshold", "metrics", "cv", "model_search", "training_distribution"):
+        assert flow_model.metadata[key] == plain_model.metadata[key], key
+
+    parent = MlflowClient().get_run(run["mlflow_run_id"])
+    assert parent.data.params["champion"] == champion
+    assert parent.data.params["champion_source"] == "promotion state"
+    assert parent.data.tags["gate_champion"] == "passed"
+    metrics = parent.data.metrics
+    assert metrics["champion_difference"] == 0.0
+    assert metrics["champion_candidate_roc_auc"] == comparison["candidate_roc_auc"]
+    assert metrics["champion_champion_roc_auc"] == comparison["champion_roc_auc"]
+    assert (metrics["champion_interval_low"], metrics["champion_interval_high"]) == (0.0, 0.0)
 
 
 def test_fairness_recomputed_from_data_and_served_decisions(run: dict[str, Any]) -> None:

@@ -9,13 +9,14 @@ named in GUARD_BLOCK_MODULES.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from credit_risk.cli import EXIT_BAD_INPUT, PIPELINE_MISSING
+from credit_risk.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED, PIPELINE_MISSING
 from tests.conftest import ROOT
 
 GUARD = """
@@ -152,3 +153,31 @@ def test_plain_training_needs_neither_prefect_nor_mlflow(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr[-3000:]
     assert "saved: credit_risk:" in result.stderr
     assert (tmp_path / "reports" / "training.json").is_file()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "progress"])
+def test_a_failing_gate_ends_the_flow_in_one_line(tmp_path: Path, quiet: bool) -> None:
+    """Prefect logs the failure with its traceback: the run's log keeps it, not the terminal."""
+    reports = tmp_path / "reports"
+    command = [str(Path(sys.executable).parent / "credit-risk"), "train", "--flow", "--quick"]
+    command += ["--model", "logreg", "--auc-floor", "0.99", "--report-dir", str(reports)]
+    result = _run([*command, *(["--quiet"] if quiet else [])], _guarded_env(tmp_path), tmp_path)
+    assert result.returncode == EXIT_GATE_FAILED, result.stderr[-3000:]
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    expected = r"Error: nothing saved: gate auc_floor failed: protocol ROC AUC 0\.\d{4} "
+    assert re.fullmatch(
+        expected + rf"\(at least 0\.99\) \(log: {re.escape(str(reports))}/training\.log\)",
+        lines[-1],
+    )
+    assert "Traceback" not in result.stderr
+    if quiet:
+        assert len(lines) == 1
+    else:
+        assert any("gate auc_floor failed" in x for x in lines[:-1])
+        assert "Stopping temporary server" not in result.stderr
+    log = (reports / "training.log").read_text()
+    assert "Traceback" in log
+    assert "GateFailedError: gate auc_floor failed" in log
+    assert not (tmp_path / "bentoml" / "models" / "credit_risk").exists()

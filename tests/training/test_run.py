@@ -92,7 +92,21 @@ def test_metadata_is_complete_and_plain(quick_result: TrainingResult) -> None:
     assert {"scikit-learn", "bentoml", "numpy"} <= set(meta["library_versions"])
     assert len(meta["reference_codes"]) == len(FEATURES)
     labels = quick_result.labels
-    assert labels == {"estimator": meta["estimator"], "stage": "dev", "owner": "credit-risk"}
+    assert labels == {
+        "estimator": meta["estimator"],
+        "stage": "dev",
+        "owner": "credit-risk",
+        "quality_gates": "enforced",
+    }
+    assert meta["quality_gates_skipped"] is False
+    assert [g["name"] for g in meta["quality_gates"]] == [
+        "auc_floor",
+        "champion",
+        "brier",
+        "calibration",
+        "stability",
+        "fairness",
+    ]
 
 
 def test_training_distribution_is_a_usable_reference(quick_result: TrainingResult) -> None:
