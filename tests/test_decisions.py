@@ -7,7 +7,8 @@ import pytest
 
 from credit_risk.decisions import DecisionRule
 from credit_risk.policy import BAND_FLOORS, MAX_REASON_CODES, REASONS, ScoreScaling, risk_bands
-from credit_risk.schema import FEATURES, Decision
+from credit_risk.recourse import APPROVED, FOUND, NONE, RecourseColumns
+from credit_risk.schema import FEATURES, Decision, describe_recourse
 
 
 def test_scaling_anchor_and_pdo() -> None:
@@ -104,3 +105,25 @@ def test_records_are_assembled_from_the_decision_columns() -> None:
         ]
         assert [r["points"] for r in record["reason_codes"]] == list(columns.reason_points[i][:k])
     assert not columns.reason_count[~columns.declined].any()
+
+
+def test_records_carry_the_recourse_columns_of_declines_only() -> None:
+    p = np.array([0.1, 0.6, 0.7])
+    recourse = RecourseColumns(
+        state=np.array([APPROVED, FOUND, NONE]),
+        method=np.zeros(3, dtype=np.intp),
+        credit_amount=np.array([0.0, 1200.0, 0.0]),
+        duration_months=np.array([0, 18, 0]),
+    )
+    approved, found, none = POLICY.decide(p, np.zeros((3, len(FEATURES))), recourse)
+    assert approved.recourse is None
+    assert found.recourse is not None
+    assert (found.recourse.found, found.recourse.credit_amount) == (True, 1200.0)
+    assert found.recourse.duration_months == 18
+    assert found.recourse.method == "exact"
+    assert found.recourse.description == describe_recourse(1200.0, 18)
+    assert none.recourse is not None
+    assert none.recourse.found is False
+    assert none.recourse.credit_amount is None
+    # a library caller that computes no recourse gets null everywhere
+    assert [d.recourse for d in POLICY.decide(p, np.zeros((3, len(FEATURES))))] == [None] * 3
