@@ -35,8 +35,13 @@ class Scorer(Protocol):
         """(probability of default (n,), excess log-odds per feature (n, n_features))."""
         ...
 
+    def probability(self, codes: FloatArray) -> FloatArray:
+        """The probability of default alone, equal to `predict`'s to the bit (for recourse)."""
+        ...
 
-def _sigmoid(logit: FloatArray) -> FloatArray:
+
+def sigmoid(logit: FloatArray) -> FloatArray:
+    """Probability of default from log-odds: the one formula every scorer here applies."""
     result: FloatArray = 1.0 / (1.0 + np.exp(-logit))
     return result
 
@@ -80,12 +85,28 @@ class LinearScorecard:
 
     def predict(self, codes: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Vectorised over the batch: bin indices, one gather, one row sum."""
+        contributions = self.contributions(codes)
+        logit = self.intercept + contributions.sum(axis=1)
+        return sigmoid(logit), contributions - self.best
+
+    def probability(self, codes: FloatArray) -> FloatArray:
+        """`predict`'s probability, computed the same way (so equal to the bit)."""
+        return sigmoid(self.intercept + self.contributions(codes).sum(axis=1))
+
+    def contributions(self, codes: FloatArray) -> FloatArray:
+        """Each field's contribution to the log-odds of default, per row (n, n_features)."""
         idx = codes.astype(np.intp)  # category codes are their own bin index
         for j, edges in self.numeric_edges:
             idx[:, j] = np.searchsorted(edges, codes[:, j], side="right")
-        contributions = self.flat_table[idx + self.offsets]
-        logit = self.intercept + contributions.sum(axis=1)
-        return _sigmoid(logit), contributions - self.best
+        result: FloatArray = self.flat_table[idx + self.offsets]
+        return result
+
+    def bins(self, column: int) -> tuple[FloatArray, FloatArray]:
+        """A numeric column's cut points and each of its bins' contribution to the log-odds
+        (a value v is in bin `searchsorted(edges, v, side="right")`)."""
+        edges = dict(self.numeric_edges)[column]
+        start = int(self.offsets[column])
+        return edges, self.flat_table[start : start + len(edges) + 1]
 
     def save(self, path: Path, check_codes: FloatArray, expected: FloatArray) -> None:
         """Write the tables, plus rows and the pipeline's probabilities for them to check."""
@@ -155,6 +176,10 @@ class PipelineScorer:
         logit = logit.reshape(p + 1, n)
         excess = np.maximum(logit[0][:, np.newaxis] - logit[1:].T, 0.0)
         return proba[:n], excess
+
+    def probability(self, codes: FloatArray) -> FloatArray:
+        """The model's probability of default alone: no counterfactual copies."""
+        return np.asarray(self.model.predict_proba(codes)[:, 1], np.float64)
 
 
 def compile_pipeline(pipeline: Pipeline, reference: npt.ArrayLike | None = None) -> Scorer:

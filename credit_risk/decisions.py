@@ -20,6 +20,7 @@ from credit_risk.policy import (
     ScoreScaling,
     score_and_band,
 )
+from credit_risk.recourse import RecourseColumns
 from credit_risk.schema import FEATURES, Decision
 
 DECISION_ID_BYTES: Final = 16
@@ -47,6 +48,9 @@ class DecisionColumns:
     """(n, MAX_REASON_CODES) points each reason cost (negative), as the answer states them."""
     reason_count: npt.NDArray[np.intp]
     """Reasons disclosed per row: only for declines, only fields that cost points."""
+    recourse: RecourseColumns | None = None
+    """What would turn each decline into an approval (credit_risk/recourse.py), where the
+    caller computed it (the runner and the portfolio job do)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,17 @@ class DecisionRule:
             model_version=tag,
         )
 
-    def columns(self, probability: FloatArray, excess_logit: FloatArray) -> DecisionColumns:
+    def declines(self, probability: FloatArray) -> npt.NDArray[np.bool_]:
+        """The decision itself: decline when the probability of default exceeds the threshold."""
+        result: npt.NDArray[np.bool_] = probability > self.threshold
+        return result
+
+    def columns(
+        self,
+        probability: FloatArray,
+        excess_logit: FloatArray,
+        recourse: RecourseColumns | None = None,
+    ) -> DecisionColumns:
         """The one decision function, vectorised over the batch: score, band, decision, reasons.
 
         Score and band follow `credit_risk.policy.score_and_band` (the band is cut from the
@@ -75,7 +89,7 @@ class DecisionRule:
         n = len(probability)
         assert excess_logit.shape == (n, len(FEATURES)), excess_logit.shape
         scores, bands = score_and_band(probability, self.scaling)
-        declined = probability > self.threshold
+        declined = self.declines(probability)
         rows = np.flatnonzero(declined)
         excess_points = np.round(excess_logit[rows] * self.scaling.factor, 2)
         top = top_reasons(excess_points)
@@ -95,16 +109,23 @@ class DecisionRule:
             reason_feature=reason_feature,
             reason_points=reason_points,
             reason_count=count,
+            recourse=recourse,
         )
 
-    def records(self, probability: FloatArray, excess_logit: FloatArray) -> list[dict[str, Any]]:
+    def records(
+        self,
+        probability: FloatArray,
+        excess_logit: FloatArray,
+        recourse: RecourseColumns | None = None,
+    ) -> list[dict[str, Any]]:
         """Decisions as plain dicts in the `Decision` layout: the serving hot path.
 
         Everything numeric is `columns`; the loop only assembles the answer. Building
         pydantic objects here cost ~20 us per applicant, more than the model.
         """
-        c = self.columns(probability, excess_logit)
+        c = self.columns(probability, excess_logit, recourse)
         n = len(probability)
+        recourses = c.recourse.records() if c.recourse is not None else [None] * n
         scores = c.score.tolist()
         bands = [RISK_BANDS[b] for b in c.band.tolist()]
         declined = c.declined.tolist()
@@ -133,15 +154,22 @@ class DecisionRule:
                     "score": scores[i],
                     "risk_band": bands[i],
                     "reason_codes": reasons,
+                    "recourse": recourses[i],
                     "model_version": self.model_version,
                     "decision_id": ids[i * width : (i + 1) * width],
                 }
             )
         return out
 
-    def decide(self, probability: FloatArray, excess_logit: FloatArray) -> list[Decision]:
+    def decide(
+        self,
+        probability: FloatArray,
+        excess_logit: FloatArray,
+        recourse: RecourseColumns | None = None,
+    ) -> list[Decision]:
         """The same decisions as validated `Decision` objects (for library use and tests)."""
-        return [Decision.model_validate(r) for r in self.records(probability, excess_logit)]
+        records = self.records(probability, excess_logit, recourse)
+        return [Decision.model_validate(r) for r in records]
 
 
 _REASON_RECORDS: Final = tuple(

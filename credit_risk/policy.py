@@ -134,6 +134,22 @@ REASONS: Final[dict[str, tuple[str, str]]] = {
 }
 """Stable reason code and plain-words text per applicant field; codes never change meaning."""
 
+RECOURSE_AMOUNT_STEP: Final = 100.0
+"""Recourse for a decline (credit_risk/recourse.py) offers the requested `credit_amount` or a
+lower one in whole steps of this many DM, down to the smallest such step the schema admits."""
+RECOURSE_TERM_STEP: Final = 1
+"""... and the requested `duration_months` or a shorter one in steps of whole months, down to
+the schema's shortest term. No other field is ever changed: the rest is not the applicant's
+to choose."""
+RECOURSE_SEARCH_TERMS: Final = 12
+"""A model that is not a scorecard gets a bounded search (credit_risk/recourse.py): at most
+this many terms, from the requested one down to the shortest, ..."""
+RECOURSE_SEARCH_AMOUNTS: Final = 16
+"""... times at most this many amounts, from the requested one down to the lowest, ..."""
+RECOURSE_SEARCH_REFINE: Final = 16
+"""... then at most this many amounts between the best one found and the next one tried above it
+(so at most 12 x 16 + 16 = 208 model rows per declined applicant)."""
+
 MAX_BATCH_APPLICANTS: Final = 1000
 """Applicants per /classify_batch request: ~0.5 MB of JSON, one runner call."""
 
@@ -204,6 +220,9 @@ def markdown_tables(scaling: ScoreScaling = SCALING, costs: CostMatrix = COSTS) 
         "| score shown | whole points, rounded to the nearest (a tie to the even number) |",
         "| risk band | cut from the score as shown: the lowest shown score of each band below |",
         f"| reason codes per decline | at most {MAX_REASON_CODES} |",
+        f"| recourse per decline | the requested amount or less in steps of "
+        f"{RECOURSE_AMOUNT_STEP:g} DM, the requested term or shorter in steps of "
+        f"{RECOURSE_TERM_STEP} month{'s' if RECOURSE_TERM_STEP != 1 else ''} |",
         f"| applicants per `/classify_batch` request | 1 to {MAX_BATCH_APPLICANTS:,} |",
         f"| request body | at most {MAX_BODY_BYTES:,} bytes |",
         "",

@@ -11,9 +11,16 @@ import hashlib
 import json
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
-from credit_risk.policy import BAND_FLOORS, COSTS, MAX_REASON_CODES, SCALING, RiskBand
+from credit_risk.policy import (
+    BAND_FLOORS,
+    COSTS,
+    MAX_REASON_CODES,
+    RECOURSE_AMOUNT_STEP,
+    SCALING,
+    RiskBand,
+)
 
 CheckingAccount = Literal["below_0", "0_to_200", "200_or_more", "none"]
 CreditHistory = Literal[
@@ -249,6 +256,78 @@ class ReasonCode(BaseModel):
     ]
 
 
+RecourseMethod = Literal["exact", "search"]
+"""How a recourse was found: read off a scorecard's tables (the smallest change on the whole
+grid) or by a bounded search of the grid with the model itself (credit_risk/recourse.py)."""
+
+
+class Recourse(BaseModel):
+    """What would turn a decline into an approval under the same model and policy: the smallest
+    change to the two fields an applicant chooses, the amount and the term."""
+
+    model_config = ConfigDict(frozen=True)
+
+    found: Annotated[
+        bool,
+        Field(
+            description="false when no lower amount and no shorter term within the allowed "
+            "ranges would be approved (every other field as stated)."
+        ),
+    ]
+    credit_amount: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description="Amount, in DM, that would be approved over `duration_months`: the "
+            f"requested amount or a whole multiple of {RECOURSE_AMOUNT_STEP:g} DM below it; "
+            "null when none was found.",
+            examples=[3200.0],
+        ),
+    ]
+    duration_months: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="Loan term, in months, at which that amount would be approved: the "
+            "requested term or a shorter one; null when none was found.",
+            examples=[24],
+        ),
+    ]
+    method: Annotated[
+        RecourseMethod,
+        Field(
+            description="'exact': the smallest change on the whole grid, read off the "
+            "scorecard's tables; 'search': the smallest change among a bounded set of grid "
+            "points scored with the model (models that are not scorecards)."
+        ),
+    ]
+    description: Annotated[
+        str,
+        Field(
+            description="The recourse in plain words (`describe_recourse`).",
+            examples=["An amount of 3,200 DM over 24 months would be approved."],
+        ),
+    ]
+
+    @model_validator(mode="after")
+    def _found_names_both(self) -> Recourse:
+        """A found recourse names an amount and a term; none found names neither."""
+        named = (self.credit_amount is not None, self.duration_months is not None)
+        if named != (self.found, self.found):
+            msg = "credit_amount and duration_months are given exactly when found is true"
+            raise ValueError(msg)
+        return self
+
+
+def describe_recourse(credit_amount: float | None, duration_months: int | None) -> str:
+    """The recourse in words, as the answer, the loan officer's form and the notice give it."""
+    if credit_amount is None or duration_months is None:
+        return "No lower amount or shorter term within the allowed ranges would be approved."
+    amount = f"{credit_amount:,.0f}" if credit_amount.is_integer() else f"{credit_amount:,.2f}"
+    term = f"{duration_months} month{'' if duration_months == 1 else 's'}"
+    return f"An amount of {amount} DM over {term} would be approved."
+
+
 class Decision(BaseModel):
     """The service's answer for one applicant."""
 
@@ -289,6 +368,13 @@ class Decision(BaseModel):
             max_length=MAX_REASON_CODES,
             description=f"Up to {MAX_REASON_CODES} fields that pushed the score down most; "
             "empty on approval.",
+        ),
+    ]
+    recourse: Annotated[
+        Recourse | None,
+        Field(
+            description="Declines only: the smallest lower amount and/or shorter term that the "
+            "same model and policy would approve, or that none would; null on approval."
         ),
     ]
     model_version: Annotated[str, Field(description="Tag of the model that decided.")]

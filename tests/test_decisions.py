@@ -16,7 +16,8 @@ from credit_risk.policy import (
     risk_bands,
     score_and_band,
 )
-from credit_risk.schema import FEATURES, Decision
+from credit_risk.recourse import APPROVED, FOUND, NONE, RecourseColumns
+from credit_risk.schema import FEATURES, Decision, describe_recourse
 
 
 def test_scaling_anchor_and_pdo() -> None:
@@ -168,3 +169,25 @@ def test_no_shipped_applicant_is_answered_with_a_band_its_score_contradicts(
 def _band_of_unrounded(score: float) -> str:
     """The band the unrounded score would have been cut into (the rule before the fix)."""
     return next(b for b, f in BAND_FLOORS.items() if score >= f)
+
+
+def test_records_carry_the_recourse_columns_of_declines_only() -> None:
+    p = np.array([0.1, 0.6, 0.7])
+    recourse = RecourseColumns(
+        state=np.array([APPROVED, FOUND, NONE]),
+        method=np.zeros(3, dtype=np.intp),
+        credit_amount=np.array([0.0, 1200.0, 0.0]),
+        duration_months=np.array([0, 18, 0]),
+    )
+    approved, found, none = POLICY.decide(p, np.zeros((3, len(FEATURES))), recourse)
+    assert approved.recourse is None
+    assert found.recourse is not None
+    assert (found.recourse.found, found.recourse.credit_amount) == (True, 1200.0)
+    assert found.recourse.duration_months == 18
+    assert found.recourse.method == "exact"
+    assert found.recourse.description == describe_recourse(1200.0, 18)
+    assert none.recourse is not None
+    assert none.recourse.found is False
+    assert none.recourse.credit_amount is None
+    # a library caller that computes no recourse gets null everywhere
+    assert [d.recourse for d in POLICY.decide(p, np.zeros((3, len(FEATURES))))] == [None] * 3

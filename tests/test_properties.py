@@ -27,6 +27,7 @@ from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import encode_applicants
 from credit_risk.policy import MAX_REASON_CODES, RISK_BANDS, ScoreScaling, markdown_tables
 from credit_risk.portfolio.scoring import BatchScorer, Layout
+from credit_risk.recourse import RecourseFinder
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant, Decision
 from credit_risk.serving.shadow import WIDTH, Shadow, ShadowScorer
 from credit_risk.training.data import load_dataset
@@ -217,8 +218,9 @@ def test_band_follows_the_shown_score_on_every_path(
     codes = encode_applicants(batch)
     proba, excess = scorer.predict(codes)
     answers = POLICY.records(proba, excess)
+    recourse = RecourseFinder.for_model(scorer, POLICY).columns(codes, proba)
     runner_out = ShadowScorer(scorer, challenger=POLICY, champion=POLICY).append(
-        np.column_stack([proba, excess]), codes
+        np.column_stack([proba, excess, recourse.as_array()]), codes
     )
     shadow = Shadow(POLICY.model_version, {"threshold": POLICY.threshold}, "champion")
     records = shadow.records(len(batch), runner_out)

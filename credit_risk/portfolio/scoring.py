@@ -1,8 +1,8 @@
 """The batch scoring function the job and its Spark twin both apply to every Arrow batch.
 
-Validate -> code array -> compiled scorer -> `DecisionRule.columns`: the served model's scorer
-and the API's decision code, so a row gets exactly the answer `/classify` gives. Output is
-columnar end to end; no per-row Python objects.
+Validate -> code array -> compiled scorer -> recourse -> `DecisionRule.columns`: the served
+model's scorer, the runner's recourse and the API's decision code, so a row gets exactly the
+answer `/classify` gives. Output is columnar end to end; no per-row Python objects.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Final
 
 import numpy as np
@@ -24,6 +25,7 @@ from credit_risk.model_store import load_serving_model
 from credit_risk.policy import MAX_REASON_CODES, REASONS, RISK_BANDS
 from credit_risk.portfolio import RefusedInputError
 from credit_risk.portfolio.validation import Checked, check_types, code_array, validate
+from credit_risk.recourse import APPROVED, FOUND, METHODS, RecourseColumns, RecourseFinder
 from credit_risk.schema import FEATURES
 
 ROW_COLUMN: Final = "row"
@@ -32,6 +34,7 @@ ROW_COLUMN: Final = "row"
 _REASON_CODES: Final = pa.array([REASONS[f][0] for f in FEATURES], pa.string())
 _BANDS: Final = pa.array(RISK_BANDS, pa.string())
 _DECISIONS: Final = pa.array(["approve", "decline"], pa.string())
+_METHODS: Final = pa.array(METHODS, pa.string())
 
 DECISION_FIELDS: Final[tuple[pa.Field, ...]] = (
     pa.field("probability_of_default", pa.float64(), nullable=False),
@@ -40,6 +43,9 @@ DECISION_FIELDS: Final[tuple[pa.Field, ...]] = (
     pa.field("decision", pa.string(), nullable=False),
     *(pa.field(f"reason_{k}", pa.string()) for k in range(1, MAX_REASON_CODES + 1)),
     *(pa.field(f"reason_{k}_points", pa.float64()) for k in range(1, MAX_REASON_CODES + 1)),
+    pa.field("recourse_credit_amount", pa.float64()),
+    pa.field("recourse_duration_months", pa.int64()),
+    pa.field("recourse_method", pa.string()),
     pa.field("model_version", pa.string(), nullable=False),
     pa.field("run_id", pa.string(), nullable=False),
 )
@@ -129,6 +135,11 @@ class BatchScorer:
         rule = DecisionRule.from_model(loaded.tag, loaded.metadata)
         return cls(Layout(tuple(id_columns)), loaded.scorer, rule, run_id)
 
+    @cached_property
+    def recourse(self) -> RecourseFinder:
+        """The model's recourse, as the runner finds it (built once per scorer)."""
+        return RecourseFinder.for_model(self.scorer, self.rule)
+
     def score(
         self, batch: pa.RecordBatch, rows: npt.NDArray[np.int64], timer: StageTimer | None = None
     ) -> ScoredBatch:
@@ -141,8 +152,10 @@ class BatchScorer:
             codes = code_array(checked.columns, keep)
         with timer.stage("score"):
             probability, excess = self.scorer.predict(codes)
+        with timer.stage("recourse"):
+            recourse = self.recourse.columns(codes, probability)
         with timer.stage("decide"):
-            columns = self.rule.columns(probability, excess)
+            columns = self.rule.columns(probability, excess, recourse)
             decisions = self._decisions(batch, rows, keep, columns)
             quarantine = self._quarantine(batch, rows, checked)
         return ScoredBatch(decisions, quarantine)
@@ -177,6 +190,8 @@ class BatchScorer:
             pa.array(c.reason_points[:, k], pa.float64(), mask=absent[k])
             for k in range(MAX_REASON_CODES)
         ]
+        assert c.recourse is not None
+        arrays += _recourse_arrays(c.recourse)
         arrays += [pa.repeat(self.rule.model_version, n), pa.repeat(self.run_id, n)]
         return pa.RecordBatch.from_arrays(arrays, schema=self.layout.output_schema(batch.schema))
 
@@ -199,6 +214,16 @@ class BatchScorer:
             pa.concat_arrays(p.values).take(pa.array(order)),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _recourse_arrays(r: RecourseColumns) -> list[pa.Array]:
+    """Amount and term where a change was found, the method on every decline; else null."""
+    missing = r.state != FOUND
+    return [
+        pa.array(r.credit_amount, pa.float64(), mask=missing),
+        pa.array(r.duration_months, pa.int64(), mask=missing),
+        _METHODS.take(pa.array(r.method, mask=r.state == APPROVED)),
+    ]
 
 
 def malformed_rows(

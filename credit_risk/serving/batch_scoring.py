@@ -1,8 +1,10 @@
-"""What the runner does with one adaptive batch: score it, shadow-score it, watch it drift.
+"""What the runner does with one adaptive batch: score it, find the declines' recourse,
+shadow-score it, watch it drift.
 
 The runner process loads the champion (and the challenger, if one is named) once; each batch of
-code rows (credit_risk/encoding.py) is scored by the compiled scorer, the challenger's decided
-columns are appended (serving/shadow.py), and the drift window takes the rows in.
+code rows (credit_risk/encoding.py) is scored by the compiled scorer, the recourse of its
+declines is appended (credit_risk/recourse.py: the API only puts it in words), then the
+challenger's decided columns (serving/shadow.py), and the drift window takes the rows in.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from credit_risk.arrays import FloatArray
 from credit_risk.decisions import DecisionRule
 from credit_risk.model_store import ModelLoadError, RegistryError, ServingModel, load_serving_model
 from credit_risk.policy import ScoreScaling
+from credit_risk.recourse import RecourseFinder
 from credit_risk.serving import metrics
 from credit_risk.serving.drift import DriftMonitor
 from credit_risk.serving.shadow import ShadowScorer, check_same_schema
@@ -36,11 +39,13 @@ class BatchScoring:
         self.champion_tag = champion.tag
         self.challenger_tag = challenger.tag if challenger else None
         self.model = champion.scorer
+        rule = DecisionRule.from_model(champion.tag, meta)
+        self.recourse = RecourseFinder.for_model(champion.scorer, rule)
         self.shadow = (
             ShadowScorer(
                 challenger.scorer,
                 DecisionRule.from_model(challenger.tag, challenger.metadata),
-                DecisionRule.from_model(champion.tag, meta),
+                rule,
             )
             if challenger
             else None
@@ -59,11 +64,13 @@ class BatchScoring:
         return cls(champion, challenger, window)
 
     def score(self, codes: FloatArray) -> FloatArray:
-        """Rows of the code array -> [P(default), excess log-odds per feature] per row, then
-        the challenger's decided columns when there is one and it scored (serving/shadow.py)."""
+        """Rows of the code array -> [P(default), excess log-odds per feature, recourse] per
+        row, then the challenger's decided columns when there is one and it scored
+        (serving/shadow.py)."""
         start = time.perf_counter()
         proba, excess = self.model.predict(codes)
-        out = np.column_stack([proba, excess])
+        recourse = self.recourse.columns(codes, proba)
+        out = np.column_stack([proba, excess, recourse.as_array()])
         assert len(out) == len(codes), "one result per input row"
         if self.shadow is not None:
             out = self.shadow.append(out, codes)

@@ -18,7 +18,8 @@ from starlette.responses import Response
 from credit_risk.arrays import FloatArray
 from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import encode_applicants
-from credit_risk.schema import Applicant
+from credit_risk.recourse import RecourseColumns
+from credit_risk.schema import FEATURES, Applicant
 from credit_risk.serving import metrics
 from credit_risk.serving.decision_log import log_decisions
 from credit_risk.serving.runner_client import RunnerClient, RunnerUnavailableError
@@ -71,7 +72,8 @@ class Classifier:
         """Decisions in the `Decision` layout, logged and counted."""
         out: FloatArray = await self.runner.score(encode_applicants(applicants))
         assert out.shape[0] == len(applicants), "runner returned one row per applicant"
-        decisions = self.rule.records(out[:, 0], out[:, 1:WIDTH])
+        excess, recourse = out[:, 1 : 1 + len(FEATURES)], out[:, 1 + len(FEATURES) : WIDTH]
+        decisions = self.rule.records(out[:, 0], excess, RecourseColumns.from_array(recourse))
         shadow = self.shadow.records(len(decisions), out) if self.shadow else None
         log_decisions(applicants, decisions, shadow)
         outcomes = Counter((d["decision"], d["risk_band"]) for d in decisions)

@@ -75,6 +75,7 @@ def log_decisions(
             "prediction",
             "categorical",
         )
+        mon.log_batch([d["recourse"] for d in decisions], "recourse", "prediction", "categorical")
         if challenger is not None:
             assert len(challenger) == len(decisions), "one challenger record per decision"
             mon.log_batch(challenger, CHALLENGER_COLUMN, "prediction", "categorical")

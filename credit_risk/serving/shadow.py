@@ -27,13 +27,14 @@ from credit_risk.compiled import Scorer
 from credit_risk.decisions import DecisionRule
 from credit_risk.model_store import ModelMismatchError
 from credit_risk.policy import MAX_REASON_CODES, REASONS, RISK_BANDS, shown_scores
+from credit_risk.recourse import RECOURSE_COLUMNS
 from credit_risk.schema import FEATURES
 from credit_risk.serving import metrics
 
 logger = logging.getLogger(__name__)
 
-WIDTH: Final = 1 + len(FEATURES)
-"""The champion's columns in the runner's answer: P(default), then excess per feature."""
+WIDTH: Final = 1 + len(FEATURES) + RECOURSE_COLUMNS
+"""The champion's columns in the runner's answer: P(default), excess per feature, recourse."""
 SHADOW_COLUMNS: Final = 4 + MAX_REASON_CODES
 """The challenger's columns after them: P(default), score, band index, declined (0/1), then
 the feature index of each reason code (-1 where there is none)."""

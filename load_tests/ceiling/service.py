@@ -19,6 +19,7 @@ import numpy as np
 from pydantic_core import to_json
 from starlette.responses import Response
 
+from credit_risk.recourse import RECOURSE_COLUMNS
 from credit_risk.schema import FEATURES, Applicant, Decision
 from credit_risk.serving.tuning import (
     REQUEST_TIMEOUT_S,
@@ -26,8 +27,8 @@ from credit_risk.serving.tuning import (
     RUNNER_MAX_LATENCY_MS,
 )
 
-RUNNER_COLUMNS: Final = 1 + len(FEATURES)
-"""Width of our runner's answer: P(default), then one excess log-odds per feature."""
+RUNNER_COLUMNS: Final = 1 + len(FEATURES) + RECOURSE_COLUMNS
+"""Width of our runner's answer: P(default), one excess log-odds per feature, the recourse."""
 
 CONSTANT_DECISION: Final[dict[str, Any]] = Decision(
     probability_of_default=0.0,
@@ -36,6 +37,7 @@ CONSTANT_DECISION: Final[dict[str, Any]] = Decision(
     score=600,
     risk_band="A",
     reason_codes=[],
+    recourse=None,
     model_version="no-op",
     decision_id="0" * 32,
 ).model_dump(mode="json")

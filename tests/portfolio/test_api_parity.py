@@ -51,3 +51,13 @@ def test_bulk_rows_equal_classify(
             assert codes == [r["code"] for r in reasons] + [None] * (4 - len(reasons))
             assert points == [r["points"] for r in reasons] + [None] * (4 - len(reasons))
             assert row["model_version"] == answer["model_version"]
+            recourse = answer["recourse"] or {}
+            assert (
+                row["recourse_credit_amount"],
+                row["recourse_duration_months"],
+                row["recourse_method"],
+            ) == (
+                recourse.get("credit_amount"),
+                recourse.get("duration_months"),
+                recourse.get("method"),
+            )

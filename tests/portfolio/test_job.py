@@ -59,7 +59,7 @@ def test_every_row_scored_exit_0_with_ids_and_audit(
     assert (record["rows_read"], record["rows_scored"], record["rows_quarantined"]) == (300, 300, 0)
     assert record["run_id"] == out.column("run_id")[0].as_py()
     assert len(record["input_sha256"]) == 64
-    assert {"read", "validate", "encode", "score", "decide", "write"} <= set(
+    assert {"read", "validate", "encode", "score", "recourse", "decide", "write"} <= set(
         record["stage_seconds"]
     )
 
@@ -82,6 +82,34 @@ def test_reasons_only_for_declines_in_order(
         assert all(p < 0 for p in present)
 
 
+def test_recourse_only_for_declines_and_applying_it_is_approved(
+    tmp_path: Path, model_tag: str, applicants: list[dict[str, Any]]
+) -> None:
+    src = write(book(applicants), tmp_path / "book.parquet")
+    assert score(tmp_path, model_tag, str(src), str(tmp_path / "out.parquet")).exit_code == 0
+    rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    found = [r for r in rows if r["recourse_credit_amount"] is not None]
+    assert found, "some declines have a recourse"
+    for r in rows:
+        amount, term = r["recourse_credit_amount"], r["recourse_duration_months"]
+        assert (amount is None) == (term is None)
+        assert (r["recourse_method"] is None) == (r["decision"] == "approve")
+    assert {r["recourse_method"] for r in rows} - {None} <= {"exact", "search"}
+    # the same applicants asking for what the recourse says: every one approved
+    changed = [
+        {
+            **applicants[r["row"] - 1],
+            "credit_amount": r["recourse_credit_amount"],
+            "duration_months": r["recourse_duration_months"],
+        }
+        for r in found
+    ]
+    again = write(book(changed), tmp_path / "changed.parquet")
+    assert score(tmp_path, model_tag, str(again), str(tmp_path / "again.parquet")).exit_code == 0
+    decisions = pq.read_table(tmp_path / "again.parquet").column("decision").to_pylist()
+    assert decisions == ["approve"] * len(found)
+
+
 def test_csv_and_parquet_give_the_same_decisions(
     tmp_path: Path, model_tag: str, applicants: list[dict[str, Any]]
 ) -> None:
@@ -98,6 +126,9 @@ def test_csv_and_parquet_give_the_same_decisions(
         "decision",
         "reason_1",
         "reason_4_points",
+        "recourse_credit_amount",
+        "recourse_duration_months",
+        "recourse_method",
     ]
     assert a.select(keep).to_pylist() == b.select(keep).to_pylist()
 

@@ -21,8 +21,8 @@ import pytest
 
 from credit_risk.model_store import load_model
 from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, SCALING, ScoreScaling
-from credit_risk.schema import FEATURES, Decision, example_applicant
-from credit_risk.serving.decision_log import DECISION_LOG
+from credit_risk.schema import FEATURES, Decision, Recourse, example_applicant
+from credit_risk.serving.decision_log import DECISION_LOG, read_decision_records
 from credit_risk.serving.tuning import DEFAULT_MAX_IN_FLIGHT
 from credit_risk.training.data import applicant_records, load_dataset
 from tests.conftest import ROOT, Server, start_server, stop_server
@@ -78,6 +78,26 @@ def test_decision_is_complete_and_consistent(client, model_tag: str) -> None:
     assert 1 <= len(d.reason_codes) <= 4
     assert all(r.points < 0 for r in d.reason_codes)
     assert all(re.fullmatch(r"RC\d\d", r.code) for r in d.reason_codes)
+
+
+def test_a_decline_says_what_would_be_approved_and_it_is(client, applicants) -> None:
+    decisions = [Decision.model_validate(d) for d in client.classify_batch(applicants)]
+    assert all(d.recourse is None for d in decisions if d.decision == "approve")
+    declined = [
+        (a, d) for a, d in zip(applicants, decisions, strict=True) if d.decision == "decline"
+    ]
+    assert all(d.recourse is not None for _, d in declined)
+    found = [(a, d.recourse) for a, d in declined if d.recourse and d.recourse.found]
+    assert found, "some declines in the data set have a recourse"
+    # the same applicants asking for what their recourse says: every one approved
+    changed = [
+        {**a, "credit_amount": r.credit_amount, "duration_months": r.duration_months}
+        for a, r in found
+    ]
+    assert {d["decision"] for d in client.classify_batch(changed)} == {"approve"}
+    # a single answer carries the same recourse as the batch
+    applicant, decision = declined[0]
+    assert Decision.model_validate(client.classify(applicant)).recourse == decision.recourse
 
 
 def _metric_sum(text: str, name: str, label_filter: str) -> dict[str, float]:
@@ -288,6 +308,19 @@ def test_probes_and_metrics_keep_their_plain_answers(server: Server) -> None:
     assert not wrong.headers["content-type"].startswith("application/json")
 
 
+def test_the_decision_record_carries_the_answers_recourse(server: Server, applicants) -> None:
+    r = httpx.post(f"{server.url}/classify_batch", json=applicants[:50], timeout=30)
+    assert r.status_code == 200, r.text
+    answers = {d["decision_id"]: d["recourse"] for d in r.json()}
+    records = {
+        record["decision_id"]: record["recourse"]
+        for record in read_decision_records(server.home / "monitoring")
+        if record["decision_id"] in answers
+    }
+    assert records == answers
+    assert any(answers.values())
+
+
 def test_a_decision_is_logged_in_the_servers_own_home_not_the_repository(server: Server) -> None:
     r = httpx.post(f"{server.url}/classify", json=example_applicant(), timeout=30)
     assert r.status_code == 200, r.text
@@ -333,6 +366,9 @@ def test_the_document_gives_each_endpoint_its_decision_schema(server: Server) ->
     assert batch["type"] == "array"
     assert batch["items"] == {"$ref": "#/components/schemas/Decision"}
     assert set(doc["components"]["schemas"]["Decision"]["required"]) == set(Decision.model_fields)
+    recourse = doc["components"]["schemas"]["Decision"]["properties"]["recourse"]
+    assert {"$ref": "#/components/schemas/Recourse"} in recourse["anyOf"]
+    assert set(doc["components"]["schemas"]["Recourse"]["properties"]) == set(Recourse.model_fields)
 
 
 def test_the_example_client_runs_with_the_venv_interpreter_alone(

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import encode_applicants
 from credit_risk.model_store import load_serving_model
+from credit_risk.recourse import RecourseFinder
 from credit_risk.schema import Applicant
 from credit_risk.serving.metrics import SCORE_DIFFERENCE_BUCKETS, observe_all
 from credit_risk.serving.shadow import WIDTH, Shadow, ShadowScorer
@@ -45,7 +46,9 @@ def test_shadow_records_are_the_challengers_own_decisions(
     applicants = [Applicant.model_validate(a) for a in sample_applicants(200, seed=2)]
     codes = encode_applicants(applicants)
     proba, excess = champion.scorer.predict(codes)
-    out = ShadowScorer(challenger.scorer, *rules).append(np.column_stack([proba, excess]), codes)
+    recourse = RecourseFinder.for_model(champion.scorer, rules[1]).columns(codes, proba)
+    ours = np.column_stack([proba, excess, recourse.as_array()])
+    out = ShadowScorer(challenger.scorer, *rules).append(ours, codes)
     assert out.shape[1] > WIDTH
     shadow = Shadow(challenger.tag, challenger.metadata, champion.tag)
     records = shadow.records(len(applicants), out)
