@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final
 
 import numpy as np
@@ -19,6 +20,7 @@ from credit_risk.policy import (
     RISK_BANDS,
     ScoreScaling,
     band_indices,
+    policy_version,
 )
 from credit_risk.schema import FEATURES, Decision
 
@@ -65,6 +67,11 @@ class DecisionRule:
             scaling=ScoreScaling.from_metadata(metadata["score_scaling"]),
             model_version=tag,
         )
+
+    @cached_property
+    def policy_version(self) -> str:
+        """The policy version every decision of this rule is recorded with (policy.py)."""
+        return policy_version(self.threshold, self.scaling)
 
     def columns(self, probability: FloatArray, excess_logit: FloatArray) -> DecisionColumns:
         """The one decision function, vectorised over the batch: score, band, decision, reasons.
