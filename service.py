@@ -25,6 +25,9 @@ from starlette.responses import Response
 
 from credit_risk.arrays import FloatArray
 from credit_risk.compiled import Scorer
+from credit_risk.decision_store import StoreUnavailableError, new_records, open_store
+from credit_risk.decision_store.chain import process_writer_id
+from credit_risk.decision_store.writer import DecisionRecorder
 from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import encode_applicants
 from credit_risk.model_store import (
@@ -36,11 +39,10 @@ from credit_risk.model_store import (
 )
 from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, ScoreScaling
 from credit_risk.promotion import read_state
-from credit_risk.schema import Applicant, Decision, Decisions
+from credit_risk.schema import Application, Decision, Decisions
 from credit_risk.serving import metrics
 from credit_risk.serving.coalesce import Coalescer
 from credit_risk.serving.connections import bound_open_connections
-from credit_risk.serving.decision_log import log_decisions
 from credit_risk.serving.drift import DriftMonitor
 from credit_risk.serving.middleware import (
     BearerAuthMiddleware,
@@ -48,6 +50,7 @@ from credit_risk.serving.middleware import (
     JsonNotFoundMiddleware,
     RejectionCounterMiddleware,
 )
+from credit_risk.serving.retrieval import create_app as decisions_app
 from credit_risk.serving.settings import (
     BODY_READ_TIMEOUT_S,
     DRIFT_PUBLISH_INTERVAL_S,
@@ -67,7 +70,6 @@ from credit_risk.serving.workarounds.admission_gate import (
     BodyRead,
     service_class,
 )
-from credit_risk.serving.workarounds.decision_monitor import MONITOR_TYPE
 from credit_risk.serving.workarounds.json_body import JsonBodyMiddleware
 from credit_risk.serving.workarounds.model_reference import (
     challenger_message,
@@ -205,22 +207,24 @@ def _load_challenger(ref: Any, champion: ServingModel) -> ServingModel | None:
 
 
 ApplicantBatch = Annotated[
-    list[Applicant],
+    list[Application],
     Field(min_length=1, max_length=MAX_BATCH_APPLICANTS),
 ]
 
 
 API_PATHS = frozenset({"/classify", "/classify_batch", "/model_card"})
 """The routes that auth, limits and rejection counting apply to (probes and /metrics stay open)."""
+RETRIEVAL_PATH = "/decisions"
+"""Where decisions are found again (credit_risk/serving/retrieval.py), behind the same auth."""
 
 
 @bentoml.asgi_app(loan_officer_form, path="/ui")
+@bentoml.asgi_app(decisions_app(lambda: open_store(SETTINGS.decision_store)), path=RETRIEVAL_PATH)
 @bentoml.service(
     name="credit_risk_service",
     workers=2,
     traffic={"timeout": REQUEST_TIMEOUT_S},
-    monitoring={"enabled": True, "type": MONITOR_TYPE},
-    # Every decision is in the decision log and every request in the metrics; BentoML's access
+    # Every decision is in the decision store and every request in the metrics; BentoML's access
     # log line cost ~8 % of an API worker's CPU under load (py-spy). Turn it back on with
     # BENTOML_CONFIG: services.credit_risk_service.logging.access.enabled: true
     logging={"access": {"enabled": False}},
@@ -262,7 +266,16 @@ class CreditRiskService:
         coalescer = Coalescer(self._runner_score, max_rows=RUNNER_MAX_BATCH_SIZE)
         coalesce = SETTINGS.batching and SETTINGS.coalescing
         self._score = coalescer.submit if coalesce else self._runner_score
+        self.recorder = DecisionRecorder(
+            open_store(SETTINGS.decision_store),
+            process_writer_id(),
+            on_failure=lambda cause: metrics.DECISION_STORE_ERRORS.labels(cause=cause).inc(),
+        )
         _freeze_startup_garbage()
+
+    async def __is_ready__(self) -> bool:
+        """Ready while the decision store takes writes (BentoML's /readyz asks this)."""
+        return await self.recorder.ready()
 
     async def _runner_score(self, codes: FloatArray) -> FloatArray:
         """Call the runner; scoring is pure, so a dropped connection is retried, and a runner
@@ -286,13 +299,25 @@ class CreditRiskService:
             failure = exc
         raise RunnerUnavailableError from failure
 
-    async def _decide(self, applicants: list[Applicant]) -> list[dict[str, Any]]:
+    async def _decide(self, applicants: list[Application]) -> list[dict[str, Any]]:
         codes = encode_applicants(applicants)
         out: FloatArray = await self._score(codes)
         assert out.shape[0] == len(applicants), "runner returned one row per applicant"
         decisions = self.policy.records(out[:, 0], out[:, 1:WIDTH])
         shadow = self.shadow.records(len(decisions), out) if self.shadow else None
-        log_decisions(applicants, decisions, shadow)
+        refs = [a.application_id for a in applicants]
+        for d, ref in zip(decisions, refs, strict=True):
+            d["application_id"] = ref
+        # no answer without a record: this returns once the records are committed
+        await self.recorder.record(
+            new_records(
+                applicants,
+                decisions,
+                shadow,
+                application_ids=refs,
+                policy_version=self.policy.policy_version,
+            )
+        )
         outcomes = Counter((d["decision"], d["risk_band"]) for d in decisions)
         for (decision, band), count in outcomes.items():
             metrics.DECISIONS.labels(decision=decision, risk_band=band).inc(count)
@@ -306,12 +331,14 @@ class CreditRiskService:
     # a decision.
 
     @bentoml.api(output_spec=Decision)
-    async def classify(self, applicant: Applicant, /) -> Response:
+    async def classify(self, applicant: Application, /) -> Response:
         """Score one applicant: decision, probability of default, score, band and reasons."""
         try:
             decisions = await self._decide([applicant])
         except RunnerUnavailableError:
             return _runner_unavailable()
+        except StoreUnavailableError as exc:
+            return _store_unavailable(exc)
         return _json_response(decisions[0])
 
     @bentoml.api(output_spec=Decisions)
@@ -321,6 +348,8 @@ class CreditRiskService:
             decisions = await self._decide(applicants)
         except RunnerUnavailableError:
             return _runner_unavailable()
+        except StoreUnavailableError as exc:
+            return _store_unavailable(exc)
         return _json_response(decisions)
 
     @bentoml.api
@@ -363,6 +392,22 @@ def _runner_unavailable() -> Response:
     )
 
 
+def _store_unavailable(exc: StoreUnavailableError) -> Response:
+    # nothing was recorded, so nothing may be answered: the decision is withheld, not lost
+    return Response(
+        to_json(
+            {
+                "error": f"the decision store cannot record decisions ({exc.cause}); nothing "
+                "was decided, retry shortly",
+                "cause": exc.cause,
+            }
+        ),
+        status_code=503,
+        media_type="application/json",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def _json_response(content: Any) -> Response:
     return Response(to_json(content), media_type="application/json")
 
@@ -377,7 +422,7 @@ CreditRiskService.add_asgi_middleware(
 CreditRiskService.add_asgi_middleware(ErrorMessageMiddleware)
 CreditRiskService.add_asgi_middleware(JsonNotFoundMiddleware)
 CreditRiskService.add_asgi_middleware(
-    BearerAuthMiddleware, paths=API_PATHS, tokens=SETTINGS.api_tokens
+    BearerAuthMiddleware, paths=API_PATHS, tokens=SETTINGS.api_tokens, prefixes=(RETRIEVAL_PATH,)
 )
 CreditRiskService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 # after the size limit: checking that the body is JSON buffers it

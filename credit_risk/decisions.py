@@ -141,6 +141,7 @@ class DecisionRule:
                     "reason_codes": reasons,
                     "model_version": self.model_version,
                     "decision_id": ids[i * width : (i + 1) * width],
+                    "application_id": None,
                 }
             )
         return out

@@ -335,11 +335,10 @@ class Decision(BaseModel):
     application_id: Annotated[
         str | None,
         Field(
-            default=None,
             description="The lender's application reference sent with the request, or null.",
             examples=["loan-2026-000123"],
         ),
-    ] = None
+    ]
 
 
 class Decisions(RootModel[list[Decision]]):

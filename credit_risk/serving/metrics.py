@@ -69,6 +69,13 @@ DRIFT_WINDOW = Gauge(
     multiprocess_mode="livemax",
 )
 
+DECISION_STORE_ERRORS = Counter(
+    "credit_risk_decision_store_errors",
+    "Writes the decision store refused (each refused its requests with 503), by cause: "
+    "disk_full, read_only, cannot_open, busy, database_down, unreachable, io_error, error.",
+    ["cause"],
+)
+
 SCORE_DIFFERENCE_BUCKETS: Final = (-60, -40, -20, -10, -5, -2, 0, 2, 5, 10, 20, 40, 60)
 """Challenger minus champion score points; 20 points double the odds (the policy's PDO)."""
 

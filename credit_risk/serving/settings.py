@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from credit_risk.decision_store import StoreError, store_url
 from credit_risk.model_store import DEFAULT_TAG
 from credit_risk.policy import MAX_BATCH_APPLICANTS
 from credit_risk.promotion import served_tags
@@ -111,11 +112,15 @@ class Settings:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     drift_window: int = DEFAULT_DRIFT_WINDOW
+    decision_store: str = ""
+    """The decision store's URL: CREDIT_RISK_DECISION_STORE, or the contents of the file
+    CREDIT_RISK_DECISION_STORE_FILE names (a mounted Secret), else SQLite under the BentoML home
+    (credit_risk/decision_store/location.py)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """CREDIT_RISK_MODEL, _CHALLENGER (else the promotion state), _BATCHING, _COALESCING,
-        _API_TOKENS, _MAX_IN_FLIGHT, _MAX_CONNECTIONS, _DRIFT_WINDOW."""
+        _API_TOKENS, _MAX_IN_FLIGHT, _MAX_CONNECTIONS, _DRIFT_WINDOW, _DECISION_STORE(_FILE)."""
         served = served_tags(environ)
         return cls(
             model_tag=served.champion,
@@ -140,4 +145,12 @@ class Settings:
                 environ.get("CREDIT_RISK_DRIFT_WINDOW"),
                 DEFAULT_DRIFT_WINDOW,
             ),
+            decision_store=_decision_store(environ),
         )
+
+
+def _decision_store(environ: Mapping[str, str]) -> str:
+    try:
+        return store_url(environ)
+    except StoreError as exc:
+        raise ValueError(str(exc)) from None

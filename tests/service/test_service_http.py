@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from credit_risk.decision_store import open_store
 from credit_risk.model_store import load_model
 from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, SCALING, ScoreScaling
 from credit_risk.schema import FEATURES, Decision, example_applicant
-from credit_risk.serving.decision_log import DECISION_LOG
 from credit_risk.serving.settings import DEFAULT_MAX_IN_FLIGHT
 from credit_risk.training.data import applicant_records, load_dataset
 from tests.conftest import ROOT, Server, start_server, stop_server
@@ -288,17 +288,14 @@ def test_probes_and_metrics_keep_their_plain_answers(server: Server) -> None:
     assert not wrong.headers["content-type"].startswith("application/json")
 
 
-def test_a_decision_is_logged_in_the_servers_own_home_not_the_repository(server: Server) -> None:
+def test_a_decision_is_stored_in_the_servers_own_home_not_the_repository(server: Server) -> None:
     r = httpx.post(f"{server.url}/classify", json=example_applicant(), timeout=30)
     assert r.status_code == 200, r.text
     decision_id = r.json()["decision_id"]
-    logs = server.home / "monitoring" / DECISION_LOG / "data"
+    store = open_store(f"sqlite:///{server.home / 'decisions.sqlite'}")
     assert server.home.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
-    assert any(decision_id in p.read_text() for p in logs.glob("data.*.log*")), list(logs.glob("*"))
-    in_repo = ROOT / "monitoring"
-    assert not any(
-        decision_id in p.read_text(errors="replace") for p in in_repo.rglob("*") if p.is_file()
-    ), f"a test's decision reached {in_repo}"
+    assert store.get(decision_id) is not None
+    assert not list(ROOT.glob("decisions.sqlite*")), "a test's decision reached the repository"
 
 
 def test_body_over_limit_is_413(server: Server) -> None:

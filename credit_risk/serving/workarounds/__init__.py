@@ -10,5 +10,4 @@ upstream changes. Checked against BentoML 1.4.40.
 - `openapi_document`: /docs.json as OpenAPI 3.1 with the real 400 body and every refusal.
 - `json_body`: only JSON bodies reach BentoML's parser (malformed ones were 500s).
 - `validation_errors`: 400s that name the fields; client errors logged as one INFO line.
-- `decision_monitor`: the decision log written a request at a time.
 """
