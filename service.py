@@ -50,6 +50,7 @@ from credit_risk.serving.middleware import (
     JsonNotFoundMiddleware,
     RejectionCounterMiddleware,
 )
+from credit_risk.serving.retrieval import BarePathMiddleware
 from credit_risk.serving.retrieval import create_app as decisions_app
 from credit_risk.serving.settings import (
     BODY_READ_TIMEOUT_S,
@@ -430,3 +431,4 @@ CreditRiskService.add_asgi_middleware(
     JsonBodyMiddleware, api_paths=API_PATHS, body_paths={"/classify", "/classify_batch"}
 )
 CreditRiskService.add_asgi_middleware(OpenAPIDocumentMiddleware, api_paths=API_PATHS)
+CreditRiskService.add_asgi_middleware(BarePathMiddleware, path=RETRIEVAL_PATH)

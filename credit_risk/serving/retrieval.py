@@ -24,6 +24,7 @@ from starlette.routing import Route
 from credit_risk.decision_store import DecisionStore, StoreUnavailableError
 from credit_risk.decision_store.errors import cause_of
 from credit_risk.schema import APPLICATION_ID_PATTERN
+from credit_risk.serving.asgi import ASGIApp, Receive, Scope, Send
 
 DECISION_ID: Final = re.compile(r"[0-9a-f]{32}")
 """A decision id as the service makes them: 128 random bits in lowercase hex."""
@@ -100,3 +101,19 @@ def create_app(open_store: Callable[[], DecisionStore]) -> Starlette:
             Route("/{decision_id}", by_id, methods=["GET"]),
         ]
     )
+
+
+class BarePathMiddleware:
+    """Route `GET /decisions?application_id=...` as written: a mounted app only matches below
+    its prefix, and Starlette would answer the bare prefix with a 307 to `/decisions/`."""
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Give the bare prefix its trailing slash; pass everything else through."""
+        if scope["type"] == "http" and scope["path"] == self.path:
+            slashed = self.path + "/"
+            scope = {**scope, "path": slashed, "raw_path": slashed.encode()}
+        await self.app(scope, receive, send)
