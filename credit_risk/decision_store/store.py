@@ -18,6 +18,8 @@ from typing import Any, Final
 from credit_risk.decision_store.records import COLUMNS, GENESIS_HASH, DecisionRecord, now_text
 
 SCHEMA_VERSION: Final = 1
+PAGE: Final = 5000
+"""Records per query while streaming."""
 CHUNK: Final = 500
 """Ids per `IN (...)` query."""
 
@@ -203,7 +205,7 @@ class DecisionStore(ABC):
     def by_application(self, application_id: str) -> list[DecisionRecord]:
         """Every decision made for one application reference, oldest first."""
         self.ensure_schema()
-        sql = self._select("WHERE application_id = ?", order="ORDER BY decided_at, decision_id")
+        sql = self._select("WHERE application_id = ?", order="ORDER BY decided_at, writer_id, seq")
         return self._fetch(sql, (application_id,))
 
     def records(
@@ -214,16 +216,17 @@ class DecisionStore(ABC):
         self.ensure_schema()
         where = "WHERE decided_at >= ? AND decided_at < ?"
         params = (since or "", until or "~")
-        keys = ("writer_id", "seq") if chain_order else ("decided_at", "decision_id")
+        keys = ("writer_id", "seq") if chain_order else ("decided_at", "writer_id", "seq")
+        listed = ", ".join(keys)
+        after = f" AND ({listed}) > ({', '.join('?' * len(keys))})"
         last: tuple[Any, ...] | None = None
         while True:
-            page_where = where + (f" AND ({keys[0]}, {keys[1]}) > (?, ?)" if last else "")
-            sql = self._select(page_where, order=f"ORDER BY {keys[0]}, {keys[1]} LIMIT 5000")
+            sql = self._select(where + (after if last else ""), f"ORDER BY {listed} LIMIT {PAGE}")
             page = self._fetch(sql, params + (last or ()))
             yield from page
-            if len(page) < 5000:
+            if len(page) < PAGE:
                 return
-            last = (getattr(page[-1], keys[0]), getattr(page[-1], keys[1]))
+            last = tuple(getattr(page[-1], key) for key in keys)
 
     def count(self) -> int:
         """How many decisions are stored."""
