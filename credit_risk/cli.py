@@ -369,9 +369,11 @@ def _moment(value: str | None, option: str) -> str | None:
 
 
 def _store_failure(exc: Exception) -> click.ClickException:
-    from credit_risk.decision_store.errors import cause_of  # noqa: PLC0415
+    from credit_risk.decision_store.errors import StoreUnavailableError, cause_of  # noqa: PLC0415
 
-    return click.ClickException(f"decision store: {cause_of(exc)}: {exc}")
+    if isinstance(exc, StoreUnavailableError):
+        return click.ClickException(str(exc))
+    return click.ClickException(f"decision store unavailable ({cause_of(exc)}): {exc}")
 
 
 @main.group()

@@ -8,12 +8,14 @@ power cut; the group commit (writer.py) makes that one sync per event-loop turn,
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+from credit_risk.decision_store.errors import StoreUnavailableError
 from credit_risk.decision_store.store import DecisionStore
 
 BUSY_TIMEOUT_MS: Final = 5000
@@ -30,38 +32,62 @@ class SqliteStore(DecisionStore):
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            connection = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS
-            )
+            try:
+                connection = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                )
+            except sqlite3.Error as exc:
+                raise self._why_not(exc) from exc
             try:
                 connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = FULL")
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
                 connection.close()
-                raise
+                raise self._why_not(exc) from exc
             self._connection = connection
         return self._connection
+
+    def _why_not(self, exc: sqlite3.Error) -> Exception:
+        """SQLite says only "unable to open database file": say whether the directory is
+        missing or cannot be written (WAL mode creates files beside the database)."""
+        folder = self.path.parent
+        if not folder.is_dir():
+            return StoreUnavailableError("cannot_open", f"{folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            return StoreUnavailableError("read_only", f"{folder} is not writable")
+        return exc
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """`BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout),
-        so two processes never deadlock upgrading a read to a write."""
+        so two processes never deadlock upgrading a read to a write. After an operational
+        failure the connection is closed: SQLite falls back to a read-only handle when the
+        file cannot be opened for writing, and keeps it, so only a new one recovers."""
         connection = self._connect()
-        cursor = connection.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
         try:
-            yield cursor
-        except BaseException:
-            if connection.in_transaction:
-                connection.rollback()
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+                cursor.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.rollback()
+                raise
+        except sqlite3.OperationalError:
+            self.close()
             raise
-        try:
-            cursor.execute("COMMIT")
-        except sqlite3.Error:
-            if connection.in_transaction:
-                connection.rollback()
-            raise
+
+    def touch(self, writer_id: str) -> None:
+        """A passive checkpoint, then the store's probe write. On a full disk the WAL can
+        still take a one-page write while records no longer fit; copying the WAL into the
+        database needs real space, so readiness does not flap back on while writes fail."""
+        self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        super().touch(writer_id)
 
     def close(self) -> None:
         """Close the file (a new call opens it again)."""

@@ -199,6 +199,7 @@ def test_a_store_that_cannot_be_reached_is_one_line(tmp_path: Path) -> None:
     r = cli(url, "verify")
     assert r.exit_code == 1
     assert r.output.strip().splitlines() == [
-        "Error: decision store: cannot_open: unable to open database file"
+        f"Error: decision store unavailable (cannot_open): {tmp_path / 'missing-dir'} "
+        "does not exist"
     ]
     assert open_store(url).path.parent.exists() is False  # type: ignore[attr-defined]
