@@ -208,7 +208,7 @@ OUTCOMES ?=
 champion: setup  ## the models serving resolves (pin, promotion state, newest) and the promotion audit trail
 	$(BIN)/credit-risk champion
 
-backtest: setup  ## back-test the decision log against OUTCOMES=file.csv|.parquet -> reports/backtest/backtest.{md,json,png}
+backtest: setup  ## back-test the stored decisions against OUTCOMES=file.csv|.parquet -> reports/backtest/backtest.{md,json,png}
 	@test -n "$(OUTCOMES)" || { echo "usage: make backtest OUTCOMES=outcomes.csv" \
 		"(decision_id, outcome good/bad, observed_at)" >&2; exit 2; }
 	$(BIN)/credit-risk backtest $(OUTCOMES)
