@@ -94,17 +94,14 @@ def _sqlite_cause(exc: sqlite3.Error) -> str:
 
 
 def _postgres_connection_cause(exc: BaseException) -> str:
-    """psycopg reports a failed connection or a lost one without a SQLSTATE: read its text."""
+    """psycopg reports a failed or lost connection without a SQLSTATE: read its text. A host
+    that cannot be reached (timeout, name, route) is `unreachable`; a server that refuses,
+    closes or loses the connection is `database_down`."""
     module = type(exc).__module__
     if not module.startswith("psycopg"):
         return "error"
     text = str(exc).lower()
-    if "connection refused" in text or "no such file or directory" in text:
-        return "database_down"
-    if "terminating connection" in text or "server closed the connection" in text:
-        return "database_down"
-    if "the connection is closed" in text or "consuming input failed" in text:
-        return "database_down"
-    if "timeout" in text or "could not translate host name" in text or "unreachable" in text:
+    far = ("timeout", "timed out", "could not translate host name", "unreachable", "no route")
+    if any(word in text for word in far):
         return "unreachable"
-    return "unreachable" if "connection" in text else "error"
+    return "database_down" if "connection" in text or "server" in text else "error"
