@@ -197,12 +197,17 @@ mlflow-ui: setup  ## MLflow's UI on http://127.0.0.1:5000 over the local trackin
 # --- portfolio scoring: credit-risk score and its Spark twin (credit_risk/portfolio, load_tests/portfolio_bench.py)
 PORTFOLIO_BENCH_ARGS ?=
 
-.PHONY: java bench-portfolio
+.PHONY: java postgresql bench-portfolio
 
 java:  ## install Debian's Java 17 runtime for the Spark tests (tests/portfolio/test_spark.py) if `java` is missing
 	@command -v java >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; }
 	@java -version 2>&1 | head -1
+
+postgresql:  ## install Debian's PostgreSQL server for the decision-store tests (tests/postgres.py) if missing
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
+	@ls /usr/lib/postgresql/*/bin/initdb
 
 bench-portfolio: setup  ## 1M-row book Parquet->Parquet, peak RSS on 5M, /classify_batch and Spark local[2] -> reports/portfolio-bench.{md,json} (~6 min, needs wrk, java, GNU time)
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench-portfolio needs wrk: sudo apt-get install -y wrk" >&2; exit 2; }
@@ -229,7 +234,7 @@ OUTCOMES ?=
 champion: setup  ## the models serving resolves (pin, promotion state, newest) and the promotion audit trail
 	$(BIN)/credit-risk champion
 
-backtest: setup  ## back-test the decision log against OUTCOMES=file.csv|.parquet -> reports/backtest/backtest.{md,json,png}
+backtest: setup  ## back-test the stored decisions against OUTCOMES=file.csv|.parquet -> reports/backtest/backtest.{md,json,png}
 	@test -n "$(OUTCOMES)" || { echo "usage: make backtest OUTCOMES=outcomes.csv" \
 		"(decision_id, outcome good/bad, observed_at)" >&2; exit 2; }
 	$(BIN)/credit-risk backtest $(OUTCOMES)

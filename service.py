@@ -17,13 +17,18 @@ import numpy as np
 from pydantic import Field
 from starlette.responses import Response
 
+from credit_risk.decision_store import open_store
+from credit_risk.decision_store.chain import process_writer_id
+from credit_risk.decision_store.writer import DecisionRecorder
 from credit_risk.policy import MAX_BATCH_APPLICANTS
-from credit_risk.schema import Applicant, Decision, Decisions
-from credit_risk.serving import startup
+from credit_risk.schema import Application, Decision, Decisions
+from credit_risk.serving import metrics, startup
 from credit_risk.serving.batch_scoring import BatchScoring
 from credit_risk.serving.classify import Classifier
 from credit_risk.serving.edge import EdgeService, install_edge
 from credit_risk.serving.model_card import model_card
+from credit_risk.serving.retrieval import DECISIONS_PATH
+from credit_risk.serving.retrieval import create_app as decisions_app
 from credit_risk.serving.runner_client import RunnerClient
 from credit_risk.serving.settings import Settings
 from credit_risk.serving.tuning import (
@@ -33,7 +38,6 @@ from credit_risk.serving.tuning import (
     RUNNER_MAX_LATENCY_MS,
 )
 from credit_risk.serving.ui import app as loan_officer_form
-from credit_risk.serving.workarounds.decision_monitor import MONITOR_TYPE
 from credit_risk.serving.workarounds.model_reference import (
     refuse_unservable_model,
     served_model,
@@ -46,7 +50,7 @@ CHALLENGER_REF = served_model(SERVED.challenger, challenger=True) if SERVED.chal
 """Both services reference both models, so `bentoml build` records them (the pin, else the
 promotion state, else the newest model: credit_risk/promotion.py)."""
 
-ApplicantBatch = Annotated[list[Applicant], Field(min_length=1, max_length=MAX_BATCH_APPLICANTS)]
+ApplicantBatch = Annotated[list[Application], Field(min_length=1, max_length=MAX_BATCH_APPLICANTS)]
 
 
 @bentoml.service(
@@ -84,12 +88,12 @@ class CreditScorer:
 
 
 @bentoml.asgi_app(loan_officer_form, path="/ui")
+@bentoml.asgi_app(decisions_app(lambda: open_store(SETTINGS.decision_store)), path=DECISIONS_PATH)
 @bentoml.service(
     name="credit_risk_service",
     workers=2,
     traffic={"timeout": REQUEST_TIMEOUT_S},
-    monitoring={"enabled": True, "type": MONITOR_TYPE},
-    # Every decision is in the decision log and every request in the metrics; BentoML's access
+    # Every decision is in the decision store and every request in the metrics; BentoML's access
     # log line cost ~8 % of an API worker's CPU under load (py-spy). Turn it back on with
     # BENTOML_CONFIG: services.credit_risk_service.logging.access.enabled: true
     logging={"access": {"enabled": False}},
@@ -107,8 +111,17 @@ class CreditRiskService:
         with refuse_unservable_model():
             champion = self.model_ref.info
             challenger = self.challenger_ref.info if self.challenger_ref else None
-        self.classifier = Classifier.for_models(champion, challenger, runner)
+        self.recorder = DecisionRecorder(
+            open_store(SETTINGS.decision_store),
+            process_writer_id(),
+            on_failure=lambda cause: metrics.DECISION_STORE_ERRORS.labels(cause=cause).inc(),
+        )
+        self.classifier = Classifier.for_models(champion, challenger, runner, self.recorder)
         self.card = model_card(champion, challenger, SERVED)
+
+    async def __is_ready__(self) -> bool:
+        """Ready while the decision store takes writes (BentoML's /readyz asks this)."""
+        return await self.recorder.ready()
 
     @bentoml.on_startup
     def _started(self) -> None:
@@ -119,7 +132,7 @@ class CreditRiskService:
     # clients) but answer with JSON built by the classifier (credit_risk/serving/classify.py).
 
     @bentoml.api(output_spec=Decision)
-    async def classify(self, applicant: Applicant, /) -> Response:
+    async def classify(self, applicant: Application, /) -> Response:
         """Score one applicant: decision, probability of default, score, band and reasons."""
         return await self.classifier.answer([applicant], single=True)
 

@@ -479,14 +479,237 @@ def champion(as_json: bool, export: Path | None, sync_mlflow: bool) -> None:
         )
 
 
-@main.command()
-@click.argument("outcomes", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--decision-log",
-    type=click.Path(path_type=Path),
+STORE_OPTION: Final = click.option(
+    "--store",
+    "store_url",
     default=None,
-    help="A monitoring log path (a pod directory each, or one server's), a folder of decision "
-    "log files, or one file (default: the log beside the model store).",
+    metavar="URL",
+    help="Decision store URL (default: $CREDIT_RISK_DECISION_STORE, the file "
+    "$CREDIT_RISK_DECISION_STORE_FILE names, else SQLite under the BentoML home).",
+)
+
+
+def _open_store(url: str | None) -> Any:
+    """The decision store; a bad URL is one line and exit code 2."""
+    from credit_risk.decision_store import StoreError, open_store  # noqa: PLC0415
+
+    try:
+        return open_store(url)
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _moment(value: str | None, option: str) -> str | None:
+    """An ISO date or date-time (naive = UTC) as the store's `decided_at` text."""
+    if value is None:
+        return None
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from credit_risk.decision_store.records import utc_text  # noqa: PLC0415
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        msg = f"{option} {value!r} is not an ISO date or date-time (2026-01-31, 2026-01-31T12:00)"
+        raise InputError(msg) from None
+    return utc_text(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _store_failure(exc: Exception) -> click.ClickException:
+    from credit_risk.decision_store.errors import StoreUnavailableError, cause_of  # noqa: PLC0415
+
+    if isinstance(exc, StoreUnavailableError):
+        return click.ClickException(str(exc))
+    return click.ClickException(f"decision store unavailable ({cause_of(exc)}): {exc}")
+
+
+@main.group()
+def decisions() -> None:
+    """The decision store: show, verify, import, export, purge."""
+
+
+@decisions.command("show")
+@click.argument("decision_id", required=False)
+@click.option("--application-id", default=None, help="Every decision for this reference.")
+@STORE_OPTION
+def decisions_show(
+    decision_id: str | None, application_id: str | None, store_url: str | None
+) -> None:
+    """One decision by its id, or every decision for an application reference, as JSON."""
+    import json  # noqa: PLC0415
+
+    if (decision_id is None) == (application_id is None):
+        raise InputError("give a DECISION_ID or --application-id, not both or neither")
+    store = _open_store(store_url)
+    try:
+        if decision_id is not None:
+            record = store.get(decision_id)
+            if record is None:
+                raise click.ClickException(f"no decision {decision_id} in the decision store")
+            shown: Any = record.view()
+        else:
+            records = store.by_application(application_id)
+            shown = {"application_id": application_id, "decisions": [r.view() for r in records]}
+    except click.ClickException:
+        raise
+    except Exception as exc:  # the store's failure in one line
+        raise _store_failure(exc) from None
+    click.echo(json.dumps(shown, indent=2))
+
+
+@decisions.command("verify")
+@STORE_OPTION
+def decisions_verify(store_url: str | None) -> None:
+    """Check every record against its hash chain; name each edited, deleted or reordered one.
+
+    Exit 0 when every chain verifies, 1 when any record was tampered with.
+    """
+    from credit_risk.decision_store.chain import verify  # noqa: PLC0415
+
+    store = _open_store(store_url)
+    try:
+        result = verify(store)
+    except Exception as exc:  # the store's failure in one line
+        raise _store_failure(exc) from None
+    for problem in result.problems:
+        click.echo(problem.line())
+    verdict = "OK" if not result.problems else f"FAILED, {len(result.problems)} problem(s)"
+    click.echo(f"verify: {result.records} records in {result.writers} chains: {verdict}")
+    if result.problems:
+        raise SystemExit(1)
+
+
+@decisions.command("import")
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
+@STORE_OPTION
+def decisions_import(path: Path, store_url: str | None) -> None:
+    """Load JSON-lines decision logs (a file, a log path, or a directory of per-pod logs).
+
+    Every line is checked first (a bad one: one line naming it, exit 2, nothing imported);
+    decisions already stored are skipped, so a re-run imports nothing twice.
+    """
+    from credit_risk.decision_store import StoreError  # noqa: PLC0415
+    from credit_risk.decision_store.legacy import import_logs  # noqa: PLC0415
+
+    store = _open_store(store_url)
+    try:
+        summary = import_logs(store, path)
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+    except Exception as exc:  # the store's failure in one line
+        raise _store_failure(exc) from None
+    click.echo(
+        f"{path}: {summary.read} records in {summary.files} file(s): {summary.imported} "
+        f"imported, {summary.already_stored} already stored"
+    )
+
+
+@decisions.command("export")
+@click.argument("output", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--since", default=None, help="Decided at or after (ISO date or date-time, UTC).")
+@click.option("--until", default=None, help="Decided before (ISO date or date-time, UTC).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "parquet"]),
+    default=None,
+    help="Default: from OUTPUT's suffix (.parquet, else jsonl).",
+)
+@STORE_OPTION
+def decisions_export(
+    output: Path, since: str | None, until: str | None, fmt: str | None, store_url: str | None
+) -> None:
+    """Write decisions (every column, as stored) to OUTPUT, complete or not at all."""
+    from credit_risk.decision_store import StoreError  # noqa: PLC0415
+    from credit_risk.decision_store.export import export  # noqa: PLC0415
+
+    fmt = fmt or ("parquet" if output.suffix.lower() in {".parquet", ".pq"} else "jsonl")
+    window = (_moment(since, "--since"), _moment(until, "--until"))
+    store = _open_store(store_url)
+    try:
+        count = export(store, output, fmt, *window)
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+    except OSError as exc:
+        raise InputError(f"{output}: {exc.strerror}") from None
+    except Exception as exc:  # the store's failure in one line
+        raise _store_failure(exc) from None
+    click.echo(f"{output}: {count} decisions ({fmt})")
+
+
+@decisions.command("purge")
+@click.option("--before", required=True, help="Delete decisions made before this date (UTC).")
+@STORE_OPTION
+def decisions_purge(before: str, store_url: str | None) -> None:
+    """Delete decisions older than a retention limit, and their outcomes.
+
+    What remains still verifies: each chain keeps the hash of its last deleted record.
+    """
+    from credit_risk.decision_store.chain import verify  # noqa: PLC0415
+
+    cutoff = _moment(before, "--before")
+    assert cutoff is not None
+    store = _open_store(store_url)
+    try:
+        deleted = store.purge(cutoff)
+        result = verify(store)
+    except Exception as exc:  # the store's failure in one line
+        raise _store_failure(exc) from None
+    state = "verifies" if not result.problems else "does NOT verify: run decisions verify"
+    click.echo(
+        f"purged {deleted} decisions made before {cutoff}; {result.records} remain and the "
+        f"store {state}"
+    )
+
+
+@main.group()
+def outcomes() -> None:
+    """Loan outcomes in the decision store, for the back-test."""
+
+
+@outcomes.command("load")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@STORE_OPTION
+def outcomes_load(path: Path, store_url: str | None) -> None:
+    """Load outcomes (CSV or Parquet: decision_id, outcome good/bad, observed_at).
+
+    The whole file is checked first: a bad row, an unknown decision or an outcome observed
+    before its decision is one line naming the row, exit 2, nothing loaded.
+    """
+    from credit_risk.backtest.inputs import (  # noqa: PLC0415
+        BacktestInputError,
+        check_against_decisions,
+        read_outcomes,
+    )
+    from credit_risk.decision_store.store import Outcome  # noqa: PLC0415
+
+    store = _open_store(store_url)
+    try:
+        rows = read_outcomes(path)
+        decided = store.known_ids([o.decision_id for o in rows])
+        check_against_decisions(path, rows, decided)
+        stored = [Outcome(o.decision_id, "bad" if o.bad else "good", o.observed_at) for o in rows]
+        count = store.put_outcomes(stored)
+    except BacktestInputError as exc:
+        raise InputError(str(exc)) from None
+    except Exception as exc:  # the store's failure in one line
+        raise _store_failure(exc) from None
+    click.echo(f"{path}: {count} outcomes loaded")
+
+
+@main.command()
+@click.argument(
+    "outcomes_file",
+    metavar="[OUTCOMES]",
+    required=False,
+    type=click.Path(path_type=Path, dir_okay=False),
+)
+@click.option(
+    "--min-months",
+    type=click.IntRange(min=0),
+    default=12,
+    show_default=True,
+    help="Performance window: decisions younger than this are counted apart, never scored.",
 )
 @click.option(
     "--report-dir",
@@ -494,12 +717,16 @@ def champion(as_json: bool, export: Path | None, sync_mlflow: bool) -> None:
     default=None,
     help="Where backtest.{md,json,png} go (default: reports/backtest/).",
 )
-def backtest(outcomes: Path, decision_log: Path | None, report_dir: Path | None) -> None:
-    """Back-test logged decisions (champion and challenger) against matured outcomes.
+@STORE_OPTION
+def backtest(
+    outcomes_file: Path | None, min_months: int, report_dir: Path | None, store_url: str | None
+) -> None:
+    """Back-test stored decisions (champion and challenger) against matured outcomes.
 
-    OUTCOMES is a CSV or Parquet file with decision_id, outcome (good/bad) and observed_at.
-    Exit 2: bad input, nothing written. Exit 3: report written, but some outcomes matched no
-    logged decision (counted and listed in it).
+    Outcomes come from the store (`credit-risk outcomes load`), or from OUTCOMES, a CSV or
+    Parquet file with decision_id, outcome (good/bad) and observed_at, read as it is.
+    Exit 2: bad input, nothing written. Exit 3: report written, but some outcomes of OUTCOMES
+    matched no stored decision (counted and listed in it).
     """
     missing = [m for m in ("scipy", "matplotlib") if not _installed(m)]
     if missing:
@@ -510,14 +737,19 @@ def backtest(outcomes: Path, decision_log: Path | None, report_dir: Path | None)
     from credit_risk.backtest.run import DEFAULT_REPORT_DIR  # noqa: PLC0415
     from credit_risk.backtest.run import backtest as run_backtest  # noqa: PLC0415
 
+    store = _open_store(store_url)
     try:
-        result = run_backtest(outcomes, decision_log, report_dir or DEFAULT_REPORT_DIR)
+        result = run_backtest(
+            store, outcomes_file, report_dir or DEFAULT_REPORT_DIR, min_months=min_months
+        )
     except BacktestInputError as exc:
         raise InputError(str(exc)) from None
+    except Exception as exc:  # the store's failure in one line
+        raise _store_failure(exc) from None
     click.echo("report: " + ", ".join(str(p) for p in result.paths))
     if result.unmatched:
         click.echo(
-            f"{result.unmatched} outcome(s) matched no logged decision: listed in the report",
+            f"{result.unmatched} outcome(s) matched no stored decision: listed in the report",
             err=True,
         )
         raise SystemExit(EXIT_UNMATCHED)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final
 
 import numpy as np
@@ -18,6 +19,7 @@ from credit_risk.policy import (
     REASONS,
     RISK_BANDS,
     ScoreScaling,
+    policy_version,
     score_and_band,
 )
 from credit_risk.recourse import RecourseColumns
@@ -74,6 +76,11 @@ class DecisionRule:
         """The decision itself: decline when the probability of default exceeds the threshold."""
         result: npt.NDArray[np.bool_] = probability > self.threshold
         return result
+
+    @cached_property
+    def policy_version(self) -> str:
+        """The policy version every decision of this rule is recorded with (policy.py)."""
+        return policy_version(self.threshold, self.scaling)
 
     def columns(
         self,
@@ -157,6 +164,7 @@ class DecisionRule:
                     "recourse": recourses[i],
                     "model_version": self.model_version,
                     "decision_id": ids[i * width : (i + 1) * width],
+                    "application_id": None,
                 }
             )
         return out

@@ -9,6 +9,8 @@ change here; changing a cost also moves the threshold training chooses, so retra
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -238,3 +240,23 @@ def markdown_tables(scaling: ScoreScaling = SCALING, costs: CostMatrix = COSTS) 
     lines += ["", "| code | field | reason given to the applicant |", "| --- | --- | --- |"]
     lines += [f"| {code} | `{field}` | {text} |" for field, (code, text) in REASONS.items()]
     return "\n".join(lines) + "\n"
+
+
+def policy_version(threshold: float, scaling: ScoreScaling) -> str:
+    """The version of the policy a decision was made under, kept with every decision record.
+
+    A short SHA-256 over every number and text this module sets that a decision depends on
+    (costs, band floors, reason catalogue, reasons per decline) and the served model's own
+    threshold and score scaling: two decisions share a policy version exactly when the same
+    model output would have been decided, scored, banded and explained the same way.
+    """
+    canonical = {
+        "costs": asdict(COSTS),
+        "band_floors": {band: str(floor) for band, floor in BAND_FLOORS.items()},
+        "reasons": REASONS,
+        "max_reason_codes": MAX_REASON_CODES,
+        "threshold": repr(float(threshold)),
+        "scaling": asdict(scaling),
+    }
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    return f"policy:{digest[:16]}"

@@ -54,6 +54,29 @@ Job = Literal["unemployed_or_unskilled_non_resident", "unskilled_resident", "ski
 Telephone = Literal["registered", "none"]
 
 
+_EXAMPLE: Final[dict[str, Any]] = {
+    "checking_account": "0_to_200",
+    "duration_months": 24,
+    "credit_history": "existing_paid_duly",
+    "purpose": "car_used",
+    "credit_amount": 4500.0,
+    "savings": "below_100",
+    "employment_since": "1_to_4_years",
+    "installment_rate": 3,
+    "other_debtors": "none",
+    "residence_since": 2,
+    "property": "car_or_other",
+    "age_years": 35,
+    "other_installment_plans": "none",
+    "housing": "own",
+    "existing_credits": 1,
+    "job": "skilled",
+    "dependents": 1,
+    "telephone": "none",
+}
+"""The documented example applicant (docs, the form, tests)."""
+
+
 class Applicant(BaseModel):
     """One loan application, in the API's vocabulary (amounts in Deutsche Mark, as in the data)."""
 
@@ -61,28 +84,7 @@ class Applicant(BaseModel):
         extra="forbid",
         strict=True,
         frozen=True,
-        json_schema_extra={
-            "example": {
-                "checking_account": "0_to_200",
-                "duration_months": 24,
-                "credit_history": "existing_paid_duly",
-                "purpose": "car_used",
-                "credit_amount": 4500.0,
-                "savings": "below_100",
-                "employment_since": "1_to_4_years",
-                "installment_rate": 3,
-                "other_debtors": "none",
-                "residence_since": 2,
-                "property": "car_or_other",
-                "age_years": 35,
-                "other_installment_plans": "none",
-                "housing": "own",
-                "existing_credits": 1,
-                "job": "skilled",
-                "dependents": 1,
-                "telephone": "none",
-            }
-        },
+        json_schema_extra={"example": _EXAMPLE},
     )
 
     checking_account: Annotated[
@@ -213,6 +215,36 @@ class Applicant(BaseModel):
         if isinstance(value, float) and value.is_integer():
             return int(value)
         return value
+
+
+APPLICATION_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,64}$"
+"""The lender's own application reference: 1 to 64 of letters, digits and `. _ : -`."""
+
+
+class Application(Applicant):
+    """What /classify takes: the applicant's fields, and optionally the lender's reference.
+
+    `application_id` is not a model input: it is not in `FEATURES`, so the encoder, the
+    schema hash and the form never see it. It is echoed in the answer and kept with the
+    decision record, and retrieval finds every decision made for it (a repeat is a re-decision).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={"example": {**_EXAMPLE, "application_id": "loan-2026-000123"}}
+    )
+
+    application_id: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=APPLICATION_ID_PATTERN,
+            description="Optional: the lender's own reference for this application (1 to 64 "
+            "characters of letters, digits and . _ : -). Not used for scoring; echoed in the "
+            "answer and stored with the decision, so `GET /decisions?application_id=...` "
+            "finds every decision made for it.",
+            examples=["loan-2026-000123"],
+        ),
+    ] = None
 
 
 FEATURES: Final[tuple[str, ...]] = tuple(Applicant.model_fields)
@@ -384,6 +416,13 @@ class Decision(BaseModel):
             description="Unique id of this decision in the decision log: keep it with the loan "
             "to join the outcome later (retraining, audit).",
             examples=["3f2b8c1e9a7d4e0f8b6a5c4d3e2f1a0b"],
+        ),
+    ]
+    application_id: Annotated[
+        str | None,
+        Field(
+            description="The lender's application reference sent with the request, or null.",
+            examples=["loan-2026-000123"],
         ),
     ]
 

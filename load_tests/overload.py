@@ -47,7 +47,7 @@ from typing import Any, Final
 import psutil
 import uvloop
 
-from credit_risk.serving.decision_log import DECISION_LOG
+from credit_risk.decision_store import open_store
 from credit_risk.serving.tuning import DEFAULT_MAX_IN_FLIGHT, RUNNER_MAX_LATENCY_MS
 from load_tests import bench
 from load_tests.applicants import sample_applicants, write_bodies
@@ -293,13 +293,18 @@ def tree_pids(root: psutil.Process) -> dict[int, str]:
     return out
 
 
+def store_url(log_dir: Path) -> str:
+    """The decision store of the server under test (SQLite, in `log_dir`)."""
+    return f"sqlite:///{log_dir / 'decisions.sqlite'}"
+
+
 def read_decision_ids(log_dir: Path) -> Counter[str]:
-    """decision_id -> number of records, over every decision-log file under `log_dir`."""
-    ids: Counter[str] = Counter()
-    for path in sorted((log_dir / DECISION_LOG / "data").glob("data.*.log*")):
-        for line in path.read_text().splitlines():
-            ids[json.loads(line)["decision_id"]] += 1
-    return ids
+    """decision_id -> number of records in the server's decision store."""
+    store = open_store(store_url(log_dir))
+    try:
+        return Counter(r.decision_id for r in store.records())
+    finally:
+        store.close()
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -407,10 +412,8 @@ def wrk_point(url: str, bodies: Path, seconds: int) -> dict[str, Any]:
 
 
 def server_config(tag: str, log_dir: Path, extra_env: Sequence[str]) -> bench.Server:
-    """Our service as `bentoml serve` starts it, with its decision log under `log_dir`."""
-    overrides = {
-        "services": {"credit_risk_service": {"monitoring": {"options": {"log_path": str(log_dir)}}}}
-    }
+    """Our service as `bentoml serve` starts it, with its decision store under `log_dir`."""
+    log_dir.mkdir(parents=True, exist_ok=True)
     return bench.Server(
         key="overload",
         label="ours, default settings",
@@ -419,7 +422,7 @@ def server_config(tag: str, log_dir: Path, extra_env: Sequence[str]) -> bench.Se
             **bench.QUIET,
             "CREDIT_RISK_MODEL": tag,
             "CREDIT_RISK_API_TOKENS": "",
-            "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides),
+            "CREDIT_RISK_DECISION_STORE": store_url(log_dir),
             **dict(kv.split("=", 1) for kv in extra_env),
         },
         ready_path="/readyz",
@@ -480,7 +483,7 @@ def drive_open_loop(
 
 def measure(args: argparse.Namespace, tag: str, workdir: Path) -> Measured:
     """Start the server, measure, overload, measure again, read the decision log."""
-    log_dir = workdir / "monitoring"
+    log_dir = workdir / "decisions"
     server = server_config(tag, log_dir, args.server_env)
     applicants = sample_applicants(BODIES, seed=11)
     bodies = write_bodies(workdir / "single.jsonl", applicants)

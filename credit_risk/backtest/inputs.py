@@ -1,9 +1,11 @@
-"""The two inputs of a back-test: the decision log (JSON lines) and an outcomes file.
+"""The two inputs of a back-test: the decision store, and the outcomes (loaded into the store
+with `credit-risk outcomes load`, or read from a file).
 
-Outcomes are validated whole before anything is computed: a missing column, an outcome other
-than good/bad, an unreadable date or a decision id given twice is an error naming the line
-(`BacktestInputError`). Ids that match no logged decision are not an error: logs rotate and
-pods come and go, so they are counted and listed in the report instead.
+An outcomes file is validated whole before anything is computed: a missing column, an outcome
+other than good/bad, an unreadable date or a decision id given twice is an error naming the line
+(`BacktestInputError`). Loading it into the store also refuses an outcome for an unknown
+decision, or one observed before its decision. A file read directly by the back-test may name
+decisions the store no longer holds (purged): those are counted and listed in the report.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import csv
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+
+from credit_risk.decision_store import DecisionStore
 
 OUTCOME_COLUMNS: Final = ("decision_id", "outcome", "observed_at")
 OUTCOMES: Final = frozenset({"good", "bad"})
@@ -35,31 +39,60 @@ class Outcome:
     line: int
 
 
-def read_decisions(path: Path) -> dict[str, dict[str, Any]]:
-    """Every logged decision by id. `path` is a monitoring log path (one server's, or a shared
-    one with a directory per pod), a folder of log files, or one file."""
-    from credit_risk.serving.decision_log import decision_log_files  # noqa: PLC0415
-
-    files = (
-        [path]
-        if path.is_file()
-        else decision_log_files(path) or sorted(p for p in path.rglob("*.log*") if p.is_file())
-    )
-    if not files:
-        msg = f"{path}: no decision log files (*.log) found"
-        raise BacktestInputError(msg)
+def read_decisions(store: DecisionStore) -> dict[str, dict[str, Any]]:
+    """Every stored decision by id, as the back-test reads it: the outputs, `decided_at`, and
+    the challenger's shadow decision under `challenger` when one was scored (None if lost)."""
     decisions: dict[str, dict[str, Any]] = {}
-    for file in files:
-        for number, line in enumerate(file.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                decisions.setdefault(str(record["decision_id"]), record)
-            except (ValueError, KeyError, TypeError):
-                msg = f"{file} line {number}: not a decision record"
-                raise BacktestInputError(msg) from None
+    for r in store.records():
+        record: dict[str, Any] = {
+            "decision_id": r.decision_id,
+            "decided_at": r.decided_at,
+            "model_version": r.model_version,
+            "probability_of_default": r.probability_of_default,
+            "score": r.score,
+            "risk_band": r.risk_band,
+            "decision": r.decision,
+        }
+        if r.challenger is not None:
+            record["challenger"] = json.loads(r.challenger)
+        decisions[r.decision_id] = record
     return decisions
+
+
+def stored_outcomes(store: DecisionStore) -> list[Outcome]:
+    """The outcomes loaded into the store (`credit-risk outcomes load`)."""
+    return [
+        Outcome(o.decision_id, o.outcome == "bad", o.observed_at, 0)
+        for o in store.outcomes().values()
+    ]
+
+
+def check_against_decisions(path: Path, outcomes: list[Outcome], decided: dict[str, str]) -> None:
+    """Refuse, naming the row, an outcome for a decision the store does not hold or one
+    observed before its decision was made (`decided`: decision_id -> decided_at)."""
+    for o in outcomes:
+        where = f"{path} line {o.line}"
+        decided_at = decided.get(o.decision_id)
+        if decided_at is None:
+            msg = f"{where}: decision_id {o.decision_id} is in no stored decision"
+            raise BacktestInputError(msg)
+        if observed_before(o.observed_at, decided_at):
+            msg = (
+                f"{where}: outcome observed at {o.observed_at}, before its decision "
+                f"{o.decision_id} was made ({decided_at})"
+            )
+            raise BacktestInputError(msg)
+
+
+def observed_before(observed_at: str, decided_at: str) -> bool:
+    """Whether an outcome's date (a date, or a date-time; naive = UTC) is before the decision."""
+    decided = datetime.fromisoformat(decided_at)
+    observed = datetime.fromisoformat(observed_at)
+    if len(observed_at) <= len("2026-01-01"):
+        return observed.date() < decided.date()
+    if observed.tzinfo is None:
+        observed = observed.replace(tzinfo=UTC)
+    return observed < decided
 
 
 def read_outcomes(path: Path) -> list[Outcome]:
@@ -106,7 +139,9 @@ def _validated(path: Path, rows: Iterable[dict[str, Any]], first: int) -> Iterat
         except (TypeError, ValueError):
             msg = f"{where}: observed_at {observed!r} is not an ISO date or date-time"
             raise BacktestInputError(msg) from None
-        yield Outcome(decision_id, outcome == "bad", observed_at.isoformat(), line)
+        date_only = isinstance(observed, str) and len(observed.strip()) == len("2026-01-01")
+        text = observed_at.date().isoformat() if date_only else observed_at.isoformat()
+        yield Outcome(decision_id, outcome == "bad", text, line)
 
 
 def _csv_rows(path: Path) -> tuple[list[dict[str, Any]], list[str], int]:

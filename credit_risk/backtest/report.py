@@ -34,14 +34,19 @@ def _f(value: float | None, digits: int = 3) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as markdown tables: summary, calibration per version, swaps, unmatched ids."""
-    o = report["outcomes"]
+    o, w = report["outcomes"], report["performance_window"]
     lines = [
         "# Back-test of served decisions",
         "",
-        f"{report['decisions']} logged decisions; {o['rows']} outcomes, {o['matched']} matched, "
-        f"{o['unmatched']} matching no logged decision; {o['for_champion_declined']} outcomes "
+        f"{report['decisions']} stored decisions; {o['rows']} outcomes, {o['matched']} matched, "
+        f"{o['unmatched']} matching no stored decision; {o['for_champion_declined']} outcomes "
         f"for applicants the champion declined; {report['challenger_records_lost']} challenger "
         "records lost to errors." + _recut_note(report),
+        "",
+        f"Performance window: {w.get('min_months', '?')} months. {w['younger_decisions']} "
+        f"decisions made on or after {w['matured_before']} are too young to count: left out of "
+        f"every outcome figure ({w['younger_outcomes_left_out']} of them already have an "
+        "outcome), never scored as good.",
         "",
         f"> {report['population_note']}",
         "",
@@ -74,7 +79,7 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     lines += _swap_lines(report)
     if o["unmatched_ids"]:
-        lines += ["", "## Outcomes matching no logged decision", ""]
+        lines += ["", "## Outcomes matching no stored decision", ""]
         lines += [f"- line {u['line']}: `{u['decision_id']}`" for u in o["unmatched_ids"]]
     return "\n".join(lines) + "\n"
 

@@ -1,7 +1,14 @@
-"""One back-test: join outcomes with the decision log, compute per version, write the report."""
+"""One back-test: join outcomes with the stored decisions, compute per version, write the report.
+
+The performance window: a decision younger than `min_months` has not had the time to go bad,
+so its loan is not yet a good one. Such decisions are counted apart, and any outcome already
+known for them is left out (never scored, good or bad), so every version is measured on loans
+that had the whole window.
+"""
 
 from __future__ import annotations
 
+import calendar
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,11 +19,21 @@ from typing import Any, Final
 import numpy as np
 
 from credit_risk.backtest.figures import Scored, version_figures
-from credit_risk.backtest.inputs import Outcome, read_decisions, read_outcomes
+from credit_risk.backtest.inputs import (
+    Outcome,
+    check_against_decisions,
+    read_decisions,
+    read_outcomes,
+    stored_outcomes,
+)
 from credit_risk.backtest.report import write_report
+from credit_risk.decision_store import DecisionStore, describe_url
+from credit_risk.decision_store.records import utc_text
 from credit_risk.policy import RISK_BANDS, band_indices
 
 DEFAULT_REPORT_DIR: Final = Path(__file__).resolve().parents[2] / "reports" / "backtest"
+DEFAULT_MIN_MONTHS: Final = 12
+"""The performance window: a loan counts as matured once its decision is this old."""
 POPULATION_NOTE: Final = (
     "Outcomes exist only for loans that were booked: applicants the champion approved. "
     "Approval rate and the model's expected cost are over every decision; calibration, ROC AUC, "
@@ -39,28 +56,59 @@ class BacktestResult:
         return int(self.report["outcomes"]["unmatched"])
 
 
-def default_decision_log() -> Path:
-    """Where the service writes its decision log by default (the monitoring log path)."""
-    from credit_risk.serving.decision_log import default_log_path  # noqa: PLC0415
-
-    return default_log_path()
-
-
 def backtest(
-    outcomes_path: Path, decision_log: Path | None = None, report_dir: Path = DEFAULT_REPORT_DIR
+    store: DecisionStore,
+    outcomes_path: Path | None = None,
+    report_dir: Path = DEFAULT_REPORT_DIR,
+    min_months: int = DEFAULT_MIN_MONTHS,
+    now: datetime | None = None,
 ) -> BacktestResult:
-    """Validate both inputs whole, compute, then write markdown, JSON and PNG together."""
-    log_path = decision_log or default_decision_log()
-    decisions = read_decisions(log_path)
-    outcomes = read_outcomes(outcomes_path)
-    report = assemble(decisions, outcomes)
-    report["inputs"] = {"decision_log": str(log_path), "outcomes": str(outcomes_path)}
+    """Read the decisions and the outcomes (the store's, or a file's validated whole),
+    compute, then write markdown, JSON and PNG together."""
+    decisions = read_decisions(store)
+    if outcomes_path is None:
+        outcomes = stored_outcomes(store)
+    else:
+        outcomes = read_outcomes(outcomes_path)
+        check_dates(outcomes_path, outcomes, decisions)
+    matured_before = utc_text(months_before(now or datetime.now(UTC), min_months))
+    report = assemble(decisions, outcomes, matured_before)
+    report["performance_window"] |= {"min_months": min_months}
+    report["inputs"] = {
+        "decision_store": describe_url(store.url),
+        "outcomes": str(outcomes_path) if outcomes_path else "the decision store",
+    }
     return BacktestResult(report, write_report(report, report_dir))
 
 
-def assemble(decisions: dict[str, dict[str, Any]], outcomes: list[Outcome]) -> dict[str, Any]:
-    """The report's data: per (role, version) figures and the accounting of the inputs."""
-    bad = {o.decision_id: o.bad for o in outcomes if o.decision_id in decisions}
+def check_dates(path: Path, outcomes: list[Outcome], decisions: dict[str, dict[str, Any]]) -> None:
+    """An outcome observed before its decision is refused (unknown ids are reported)."""
+    known = {
+        o.decision_id: decisions[o.decision_id]["decided_at"]
+        for o in outcomes
+        if o.decision_id in decisions
+    }
+    check_against_decisions(path, [o for o in outcomes if o.decision_id in known], known)
+
+
+def months_before(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` calendar months earlier (the month's last day where the
+    day does not exist, e.g. 31 March - 1 month = 28 or 29 February)."""
+    total = moment.year * 12 + moment.month - 1 - months
+    year, month = divmod(total, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def assemble(
+    decisions: dict[str, dict[str, Any]], outcomes: list[Outcome], matured_before: str = "~"
+) -> dict[str, Any]:
+    """The report's data: per (role, version) figures and the accounting of the inputs.
+    Decisions made at or after `matured_before` are in the performance window: counted apart,
+    their outcomes left out."""
+    young = {i for i, d in decisions.items() if d["decided_at"] >= matured_before}
+    known = {o.decision_id: o.bad for o in outcomes if o.decision_id in decisions}
+    bad = {i: b for i, b in known.items() if i not in young}
     unmatched = [o for o in outcomes if o.decision_id not in decisions]
     groups: dict[tuple[str, str], list[Scored]] = defaultdict(list)
     lost = 0
@@ -90,6 +138,11 @@ def assemble(decisions: dict[str, dict[str, Any]], outcomes: list[Outcome]) -> d
         },
         "challenger_records_lost": lost,
         "bands_recut_from_score": recut,
+        "performance_window": {
+            "matured_before": matured_before,
+            "younger_decisions": len(young),
+            "younger_outcomes_left_out": len(known) - len(bad),
+        },
         "versions": [
             {"role": role, "model_version": version, **version_figures(rows)}
             for (role, version), rows in sorted(

@@ -73,6 +73,17 @@ def open_source(path: Path, columns: Sequence[str], batch_rows: int = BATCH_ROWS
     return _csv_source(path, columns)
 
 
+def column_names(path: Path) -> list[str]:
+    """The input's column names, read from its header or footer only (nothing if unreadable:
+    opening it for real then says why)."""
+    try:
+        if file_format(path) == "parquet":
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        return _csv_header(path)
+    except (RefusedInputError, pa.ArrowException, OSError):
+        return []
+
+
 def _parquet_source(path: Path, columns: Sequence[str], batch_rows: int) -> Source:
     try:
         plain = pq.ParquetFile(path).schema_arrow

@@ -33,8 +33,16 @@ from credit_risk.model_store import DEFAULT_TAG, RegistryError
 from credit_risk.portfolio import RefusedInputError
 from credit_risk.portfolio.audit import append_run, default_audit_log
 from credit_risk.portfolio.ids import IdCounter
-from credit_risk.portfolio.io import BATCH_ROWS, AtomicWriter, Source, file_format, open_source
+from credit_risk.portfolio.io import (
+    BATCH_ROWS,
+    AtomicWriter,
+    Source,
+    column_names,
+    file_format,
+    open_source,
+)
 from credit_risk.portfolio.scoring import BatchScorer, StageTimer, malformed_rows
+from credit_risk.portfolio.validation import APPLICATION_ID
 
 EXIT_SCORED: Final = 0
 EXIT_FAILED: Final = 1
@@ -154,7 +162,7 @@ def _score(job: Job, summary: Summary, show_progress: bool) -> None:
     timer = StageTimer()
     try:
         with timer.stage("load model"):
-            scorer = BatchScorer.load(job.model, summary.run_id, job.id_columns)
+            scorer = BatchScorer.load(job.model, summary.run_id, _id_columns(job))
     except RegistryError as exc:
         raise RefusedInputError(str(exc)) from None
     summary.model = scorer.rule.model_version
@@ -178,6 +186,15 @@ def _score(job: Job, summary: Summary, show_progress: bool) -> None:
         raise
     summary.stage_seconds = {k: round(v, 3) for k, v in timer.seconds.items()}
     summary.finish()
+
+
+def _id_columns(job: Job) -> tuple[str, ...]:
+    """The id columns to carry: those asked for, and the lender's `application_id` whenever
+    the input has that column (checked like the API checks it)."""
+    has_reference = APPLICATION_ID in column_names(job.input)
+    if not has_reference or APPLICATION_ID in job.id_columns:
+        return job.id_columns
+    return (APPLICATION_ID, *job.id_columns)
 
 
 def _stream(

@@ -20,9 +20,12 @@ import pyarrow.compute as pc
 
 from credit_risk.arrays import FloatArray
 from credit_risk.portfolio import RefusedInputError
-from credit_risk.schema import CATEGORIES, FEATURES, Applicant
+from credit_risk.schema import APPLICATION_ID_PATTERN, CATEGORIES, FEATURES, Applicant
 
 BoolArray = npt.NDArray[np.bool_]
+
+APPLICATION_ID: Final = "application_id"
+"""The optional column with the lender's own reference, checked as /classify checks it."""
 
 NUMBER_PATTERN: Final = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
 """A decimal number as text (CSV input): anything else in a numeric field is quarantined."""
@@ -127,7 +130,22 @@ def validate(batch: pa.RecordBatch) -> Checked:
         values, broken = check(rule, column, problems)
         columns.append(values)
         bad |= broken
+    if APPLICATION_ID in batch.schema.names:
+        bad |= _check_reference(batch.column(APPLICATION_ID), problems)
     return Checked(columns=columns, bad=bad, problems=problems)
+
+
+def _check_reference(column: pa.Array, problems: Problems) -> BoolArray:
+    """A reference is optional (null passes); one given must match the API's pattern."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    text = pc.cast(column, pa.string())
+    matches = pc.match_substring_regex(text, APPLICATION_ID_PATTERN)
+    broken = np.asarray(pc.fill_null(pc.invert(matches), False).to_numpy(zero_copy_only=False))
+    problems.add(
+        broken, APPLICATION_ID, "not 1 to 64 characters of letters, digits and . _ : -", column
+    )
+    return broken
 
 
 def _missing(column: pa.Array) -> BoolArray:

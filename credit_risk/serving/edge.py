@@ -27,6 +27,7 @@ from credit_risk.serving.middleware import (
     JsonNotFoundMiddleware,
     RejectionCounterMiddleware,
 )
+from credit_risk.serving.retrieval import DECISIONS_PATH, BarePathMiddleware
 from credit_risk.serving.settings import Settings
 from credit_risk.serving.tuning import BODY_READ_TIMEOUT_S
 from credit_risk.serving.workarounds.admission_gate import AdmissionGate, BodyRead
@@ -63,11 +64,17 @@ def install_edge(service: bentoml.Service[Any], settings: Settings) -> None:
     )
     service.add_asgi_middleware(ErrorMessageMiddleware)
     service.add_asgi_middleware(JsonNotFoundMiddleware)
-    service.add_asgi_middleware(BearerAuthMiddleware, paths=API_PATHS, tokens=settings.api_tokens)
+    service.add_asgi_middleware(
+        BearerAuthMiddleware,
+        paths=API_PATHS,
+        tokens=settings.api_tokens,
+        prefixes=(DECISIONS_PATH,),
+    )
     service.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     # after the size limit: checking that the body is JSON buffers it
     service.add_asgi_middleware(JsonBodyMiddleware, api_paths=API_PATHS, body_paths=SCORING_PATHS)
     service.add_asgi_middleware(OpenAPIDocumentMiddleware, api_paths=API_PATHS)
+    service.add_asgi_middleware(BarePathMiddleware, path=DECISIONS_PATH)
 
 
 class EdgeService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml is untyped here

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import Counter, Gauge, Histogram
 
+from credit_risk.decision_store.errors import CAUSES
 from credit_risk.policy import COSTS, MAX_BATCH_APPLICANTS
 
 PROBABILITY_BUCKETS: Final = tuple(
@@ -96,14 +97,15 @@ SHADOW_FAILURES = Counter(
     ["champion", "challenger", "stage"],
 )
 
-DECISION_STORE_ERROR_CAUSES: Final = ("disk_full", "read_only", "unreachable", "database_down")
-"""Why a decision could not be stored. Each starts at 0 in every process, so the first error is
-an increase that `rate()` and the alert see (a series born at 1 has no increase)."""
+DECISION_STORE_ERROR_CAUSES: Final = CAUSES
+"""Why a write to the decision store failed. Each starts at 0 in every process, so the first
+error is an increase that `rate()` and the alert see (a series born at 1 has no increase)."""
 
 DECISION_STORE_ERRORS = Counter(
     "credit_risk_decision_store_errors",
-    "Decisions whose record could not be stored, by cause (disk_full, read_only, unreachable, "
-    "database_down).",
+    "Writes the decision store refused (each refused its requests with 503), by cause: "
+    + ", ".join(CAUSES)
+    + ".",
     ["cause"],
 )
 for _cause in DECISION_STORE_ERROR_CAUSES:

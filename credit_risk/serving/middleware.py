@@ -118,10 +118,23 @@ class BearerAuthMiddleware:
     neither a token nor which one nearly matched; a refusal says only that auth failed.
     """
 
-    def __init__(self, app: ASGIApp, paths: frozenset[str], tokens: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        paths: frozenset[str],
+        tokens: frozenset[str],
+        prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.paths = paths
+        self.prefixes = prefixes
+        """Routes under these (e.g. `/decisions` and `/decisions/<id>`) are guarded too."""
         self.tokens = tuple(t.encode() for t in tokens)
+
+    def _guarded(self, path: str) -> bool:
+        return path in self.paths or any(
+            path == p or path.startswith(p + "/") for p in self.prefixes
+        )
 
     def _authorised(self, scope: Scope) -> bool:
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
@@ -136,7 +149,7 @@ class BearerAuthMiddleware:
         if (
             not self.tokens
             or scope["type"] != "http"
-            or scope["path"] not in self.paths
+            or not self._guarded(scope["path"])
             or self._authorised(scope)
         ):
             await self.app(scope, receive, send)

@@ -16,6 +16,7 @@ from typing import Annotated, Final
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, ValidationError
 
+from credit_risk.decision_store import StoreError, store_url
 from credit_risk.model_store import MODEL_ENV
 from credit_risk.promotion import CHALLENGER_ENV, PromotionError, ServedTags, served_tags
 from credit_risk.serving.drift import DEFAULT_WINDOW as DEFAULT_DRIFT_WINDOW
@@ -64,6 +65,12 @@ class Settings(BaseModel):
     drift_window: PositiveInt = Field(
         DEFAULT_DRIFT_WINDOW, description="applicants in the drift monitor's sliding window"
     )
+    decision_store: str = Field(
+        "",
+        description="the decision store's URL: CREDIT_RISK_DECISION_STORE, or the contents of "
+        "the file CREDIT_RISK_DECISION_STORE_FILE names (a mounted Secret), else SQLite under "
+        "the BentoML home (credit_risk/decision_store/location.py)",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -74,9 +81,12 @@ class Settings(BaseModel):
             if environ.get(variable(name), "").strip()
         }
         try:
+            given["decision_store"] = store_url(environ)
             return cls.model_validate(given)
         except ValidationError as exc:
             raise SettingsError(_one_line(exc)) from None
+        except StoreError as exc:
+            raise SettingsError(f"invalid setting: {exc}") from None
 
     def served(self) -> ServedTags:
         """The models to serve: this pin and challenger, else the promotion state, else the

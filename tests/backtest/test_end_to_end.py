@@ -90,8 +90,11 @@ def test_backtest_of_champion_and_challenger(
     outcomes = tmp_path / "outcomes.csv"
     outcomes.write_text("\n".join(rows) + "\n")
     report_dir = tmp_path / "report"
-    log = home / "monitoring"  # the server's monitoring log path, as BentoML's config names it
-    args = ["backtest", str(outcomes), "--decision-log", str(log), "--report-dir", str(report_dir)]
+    store = f"sqlite:///{home / 'decisions.sqlite'}"  # the server's default decision store
+    loaded = CliRunner().invoke(main, ["outcomes", "load", str(outcomes), "--store", store])
+    assert loaded.exit_code == 0, loaded.output
+    # the decisions were made just now: a performance window of 0 months counts them all
+    args = ["backtest", "--store", store, "--min-months", "0", "--report-dir", str(report_dir)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads((report_dir / "backtest.json").read_text())

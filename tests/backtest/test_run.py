@@ -17,6 +17,7 @@ def _record(score: int, band: str, probability: float) -> dict[str, Any]:
         "risk_band": band,
         "decision": "approve",
         "threshold": 0.17,
+        "decided_at": "2025-01-02T00:00:00.000000Z",
     }
 
 
@@ -30,7 +31,7 @@ def test_a_logged_band_that_contradicts_its_score_is_recut() -> None:
         "d3": _record(565, "B", 0.06),
     }
     outcomes = [Outcome(d, False, "2026-12-01T00:00:00", i) for i, d in enumerate(decisions, 2)]
-    report = assemble(decisions, outcomes)
+    report = assemble(decisions, outcomes, matured_before="2026-01-01")
     assert report["bands_recut_from_score"] == 2
     champion, challenger = report["versions"]
     assert {c["band"]: c["n"] for c in champion["calibration"]} == {"A": 2, "B": 1}
@@ -40,6 +41,6 @@ def test_a_logged_band_that_contradicts_its_score_is_recut() -> None:
 
 def test_consistent_logs_say_nothing_about_recutting() -> None:
     decisions = {"d1": _record(580, "A", 0.0386)}
-    report = assemble(decisions, [Outcome("d1", True, "2026-12-01", 2)])
+    report = assemble(decisions, [Outcome("d1", True, "2026-12-01", 2)], "2026-01-01")
     assert report["bands_recut_from_score"] == 0
     assert "contradicts" not in markdown(report)

@@ -163,15 +163,7 @@ def test_bento_publishes_the_openapi_document(bento: BuiltBento) -> None:
 def bento_server(bento: BuiltBento, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The built bento served by tag, from outside the repository, with the deploy config."""
     outside = tmp_path_factory.mktemp("outside-repo")
-    config = yaml.safe_load(
-        (ROOT / "deploy" / "k8s" / "base" / "bentoml_config.yaml").read_text(encoding="utf-8")
-    )
-    # The pod's config, except that data logs go to a temporary directory instead of a volume.
-    config["services"]["credit_risk_service"]["monitoring"]["options"]["log_path"] = str(
-        outside / "monitoring"
-    )
-    config_path = outside / "bentoml_config.yaml"
-    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    config_path = ROOT / "deploy" / "k8s" / "base" / "bentoml_config.yaml"  # the pod's config
     # No PYTHONPATH, no model override, no auth: the bundle's defaults and nothing else.
     env = {
         "PYTHONPATH": "",

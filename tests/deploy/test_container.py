@@ -30,8 +30,8 @@ import pytest
 import yaml
 from bentoml._internal.container.generate import BENTO_UID_GID
 
+from credit_risk.decision_store import open_store
 from credit_risk.schema import Decision, example_applicant
-from credit_risk.serving.decision_log import read_decision_records
 from tests.conftest import ROOT, free_port
 from tests.deploy.test_bento import BENTO_NAME, BuiltBento, bentoml_cli, build_bento
 from tests.deploy.test_decision_records import GRACE_S, PRE_STOP_S, Load, drive
@@ -170,6 +170,26 @@ def pod_like_run_args(
     return args
 
 
+STORE_IN_CONTAINER = "/var/lib/credit-risk-decisions"
+
+
+def store_on_host(shared_dir: Path) -> list[str]:
+    """The decision store on a host directory, standing for the production database (the
+    base's default, SQLite on an emptyDir, goes with the container), so the test reads it."""
+    shared_dir.chmod(0o777)  # the image's user writes it
+    url = f"sqlite:///{STORE_IN_CONTAINER}/decisions.sqlite"
+    return ["-v", f"{shared_dir}:{STORE_IN_CONTAINER}", "-e", f"CREDIT_RISK_DECISION_STORE={url}"]
+
+
+def stored_ids(shared_dir: Path) -> Counter[str]:
+    """How often each decision id is in the store the container wrote."""
+    store = open_store(f"sqlite:///{shared_dir / 'decisions.sqlite'}")
+    try:
+        return Counter(r.decision_id for r in store.records())
+    finally:
+        store.close()
+
+
 @dataclass
 class Running:
     """A running container of the image."""
@@ -226,7 +246,8 @@ def running(
         started = time.monotonic()
         container_id = docker(
             "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:3000",
-            *pod_like_run_args(deployment, CONFIG, shared_dir, name), image,
+            *pod_like_run_args(deployment, CONFIG, shared_dir, name),
+            *store_on_host(shared_dir), image,
         ).stdout.strip()  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         seconds_to_ready = _wait_ready(url, container_id, started)
@@ -279,16 +300,13 @@ def test_root_filesystem_is_read_only(running: Running) -> None:
     assert "Read-only file system" in out.stderr
 
 
-def test_decision_log_lands_on_its_volume(running: Running) -> None:
-    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
-    log_path = config["services"]["credit_risk_service"]["monitoring"]["options"]["log_path"]
+def test_a_decision_is_stored_and_found_again(running: Running) -> None:
     with bentoml.SyncHTTPClient(running.url, server_ready_timeout=30) as client:
         decision = client.classify(example_applicant())
-    in_pod = log_path.replace("${POD_NAME}", running.name)
-    out = docker("exec", running.container_id, "find", in_pod, "-type", "f", "-size", "+0")
-    assert "credit_risk_decisions" in out.stdout, out.stdout
-    ids = {r["decision_id"] for r in read_decision_records(running.shared_dir)}
-    assert decision["decision_id"] in ids, "on the volume, outside the container"
+    assert decision["decision_id"] in stored_ids(running.shared_dir), "outside the container"
+    found = httpx.get(f"{running.url}/decisions/{decision['decision_id']}", timeout=10)
+    assert found.status_code == 200
+    assert found.json()["outputs"]["decision"] == decision["decision"]
 
 
 def test_metrics_are_exposed_for_scraping(running: Running) -> None:
@@ -318,7 +336,7 @@ def test_docker_stop_under_load_leaves_one_record_per_answer(running: Running) -
 
     asyncio.run(scenario())
     exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", running.container_id)
-    records = Counter(r["decision_id"] for r in read_decision_records(running.shared_dir))
+    records = stored_ids(running.shared_dir)
     answered = Counter(load.answered)
     print(
         f"\ndocker stop under load: exit code {exit_code.stdout.strip()}; {len(answered)} "

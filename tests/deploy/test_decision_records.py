@@ -1,13 +1,12 @@
-"""Decision records outlive the pod: real servers laid out as deploy/k8s runs them.
+"""Decision records outlive the pod: real servers stopped as Kubernetes stops them, and two
+"pods" writing to one PostgreSQL database as the production overlay runs them.
 
-Each server logs under `<shared volume>/${POD_NAME}`, as the manifests' BentoML config says;
-the shared directory stands for the ReadWriteMany volume. Run with `-s` for the figures.
+Run with `-s` for the figures.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -20,10 +19,12 @@ import httpx
 import pytest
 import yaml
 
+from credit_risk.decision_store import open_store
+from credit_risk.decision_store.chain import verify
 from credit_risk.schema import example_applicant
-from credit_risk.serving.decision_log import decision_log_files, read_decision_records
 from tests.conftest import Server, start_server, stop_server
 from tests.deploy.test_deploy import BASE, CONTAINER_NAME
+from tests.postgres import Postgres, start_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +32,6 @@ DEPLOYMENT = yaml.safe_load((BASE / "deployment.yaml").read_text(encoding="utf-8
 POD_SPEC = DEPLOYMENT["spec"]["template"]["spec"]
 GRACE_S = POD_SPEC["terminationGracePeriodSeconds"]
 PRE_STOP_S = 5  # the preStop sleep runs before the SIGTERM and counts against the grace period
-CONFIG = yaml.safe_load((BASE / "bentoml_config.yaml").read_text(encoding="utf-8"))
-LOG_PATH = Path(CONFIG["services"]["credit_risk_service"]["monitoring"]["options"]["log_path"])
 APPLICANT = example_applicant()
 PODS = ("credit-risk-5c8d9-aaaaa", "credit-risk-5c8d9-bbbbb")
 
@@ -40,26 +39,24 @@ PODS = ("credit-risk-5c8d9-aaaaa", "credit-risk-5c8d9-bbbbb")
 def test_the_manifests_pre_stop_is_what_this_test_allows_for() -> None:
     (container,) = [c for c in POD_SPEC["containers"] if c["name"] == CONTAINER_NAME]
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(PRE_STOP_S)]
-    assert LOG_PATH.name == "${POD_NAME}", "one directory per pod on the shared volume"
 
 
-def start_pod(model_tag: str, shared: Path, pod: str) -> Server:
-    """A server logging where a pod named `pod` logs: the manifests' log path, re-rooted."""
-    log_path = shared / LOG_PATH.name  # `${POD_NAME}`, expanded by BentoML as in the pod
-    overrides = {
-        "services": {
-            "credit_risk_service": {"monitoring": {"options": {"log_path": str(log_path)}}}
-        }
-    }
+def start_pod(model_tag: str, store_url: str, logs: Path, pod: str) -> Server:
+    """A server writing its decisions to the store at `store_url`, as a pod does."""
     return start_server(
         "service:CreditRiskService",
-        shared.parent / f"{pod}.log",
-        env={
-            "CREDIT_RISK_MODEL": model_tag,
-            "POD_NAME": pod,
-            "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides),
-        },
+        logs / f"{pod}.log",
+        env={"CREDIT_RISK_MODEL": model_tag, "CREDIT_RISK_DECISION_STORE": store_url},
     )
+
+
+def stored_ids(store_url: str) -> Counter[str]:
+    """How often each decision id is in the store."""
+    store = open_store(store_url)
+    try:
+        return Counter(r.decision_id for r in store.records())
+    finally:
+        store.close()
 
 
 @dataclass
@@ -96,15 +93,9 @@ async def drive(url: str, load: Load, until: asyncio.Event, clients: int = 16) -
         await asyncio.gather(*(one(client, batch=i % 4 == 0) for i in range(clients)))
 
 
-@pytest.fixture
-def shared(tmp_path: Path) -> Path:
-    path = tmp_path / "decisions"
-    path.mkdir()
-    return path
-
-
-def test_sigterm_under_load_leaves_one_record_per_answer(model_tag: str, shared: Path) -> None:
-    server = start_pod(model_tag, shared, "credit-risk-5c8d9-term1")
+def test_sigterm_under_load_leaves_one_record_per_answer(model_tag: str, tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'decisions.sqlite'}"
+    server = start_pod(model_tag, store_url, tmp_path, "credit-risk-5c8d9-term1")
     load = Load()
     try:
 
@@ -127,7 +118,7 @@ def test_sigterm_under_load_leaves_one_record_per_answer(model_tag: str, shared:
     finally:
         stop_server(server)
 
-    records = Counter(r["decision_id"] for r in read_decision_records(shared))
+    records = stored_ids(store_url)
     answered = Counter(load.answered)
     print(
         f"\nSIGTERM under load: exited after {exited:.1f} s (status {server.process.returncode});"
@@ -142,36 +133,49 @@ def test_sigterm_under_load_leaves_one_record_per_answer(model_tag: str, shared:
     assert max(records.values()) == 1, "no decision is recorded twice"
 
 
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server standing for the production database."""
+    yield from start_postgres()
+
+
+@dataclass
+class Pods:
+    """Servers sharing one database."""
+
+    store_url: str
+    servers: tuple[Server, Server]
+
+
 @pytest.fixture
-def two_pods(model_tag: str, shared: Path) -> Iterator[tuple[Server, Server]]:
-    first = start_pod(model_tag, shared, PODS[0])
+def two_pods(model_tag: str, postgres: Postgres, tmp_path: Path) -> Iterator[Pods]:
+    """Two servers writing to one database, as the production overlay's pods do."""
+    store_url = postgres.create_database()
+    first = start_pod(model_tag, store_url, tmp_path, PODS[0])
     try:
-        second = start_pod(model_tag, shared, PODS[1])
+        second = start_pod(model_tag, store_url, tmp_path, PODS[1])
     except Exception:
         stop_server(first)
         raise
-    yield first, second
+    yield Pods(store_url, (first, second))
     stop_server(first)
     stop_server(second)
 
 
-def test_records_of_two_pods_are_read_back_from_the_shared_volume(
-    two_pods: tuple[Server, Server], shared: Path
-) -> None:
+def test_records_of_two_pods_outlive_them_in_one_database(two_pods: Pods) -> None:
     answered: dict[str, str] = {}
-    for server, pod in zip(two_pods, PODS, strict=True):
+    for server, pod in zip(two_pods.servers, PODS, strict=True):
         for _ in range(20):
             r = httpx.post(f"{server.url}/classify", json=APPLICANT, timeout=30)
             assert r.status_code == 200, r.text
             answered[r.json()["decision_id"]] = pod
-    for server in two_pods:
+    for server in two_pods.servers:
         stop_server(server)  # the pods are gone; their records stay
-
-    files = decision_log_files(shared)
-    pods_with_files = {f.relative_to(shared).parts[0] for f in files}
-    assert pods_with_files == set(answered.values()), "one directory per pod"
-    records = list(read_decision_records(shared))
-    assert sorted(r["decision_id"] for r in records) == sorted(answered)
-    for pod in set(answered.values()):  # each pod's directory holds its own decisions only
-        ids = {r["decision_id"] for r in read_decision_records(shared / pod)}
-        assert ids == {i for i, owner in answered.items() if owner == pod}
+    assert sorted(stored_ids(two_pods.store_url)) == sorted(answered)
+    store = open_store(two_pods.store_url)
+    try:
+        result = verify(store)
+    finally:
+        store.close()
+    assert result.problems == []
+    assert result.writers >= 2, "each API worker process that decided keeps its own chain"

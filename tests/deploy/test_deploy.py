@@ -354,13 +354,13 @@ def test_every_write_path_is_a_volume(path: Path) -> None:
         if "emptyDir" in volume:
             assert volume["emptyDir"].get("sizeLimit"), "an unbounded emptyDir can fill the node"
 
-    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
-    config = yaml.safe_load(next(iter(config_map["data"].values())))
+    env = _env(container)
     needs_writing = [
         Path("/tmp"),  # sockets and temporary files of the server processes
-        Path(_env(container)["BENTOML_HOME"]),  # temporary store, Prometheus multiprocess dir
-        Path(config["services"]["credit_risk_service"]["monitoring"]["options"]["log_path"]),
+        Path(env["BENTOML_HOME"]),  # temporary store, Prometheus multiprocess dir
     ]
+    if "CREDIT_RISK_DECISION_STORE_FILE" not in env and "CREDIT_RISK_DECISION_STORE" not in env:
+        needs_writing.append(Path(env["BENTOML_HOME"]) / "decisions.sqlite")  # the default
     for needed in needs_writing:
         assert needed.is_absolute(), f"{needed} would resolve inside the read-only bento"
         assert any(needed.is_relative_to(w) for w in writable), f"{needed} is not writable"
@@ -368,28 +368,53 @@ def test_every_write_path_is_a_volume(path: Path) -> None:
 
 @needs_kubectl
 @pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
-def test_decision_records_outlive_the_pod_one_directory_per_pod(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The decision log is on a shared ReadWriteMany claim, never an emptyDir, and each pod
-    writes under a directory named after itself, so pods never share a file."""
+def test_no_shared_decision_log_volume(path: Path) -> None:
+    """Decisions go to the decision store, not to files on a volume shared by the pods."""
     docs = _render(path)
-    deployment = _one(docs, "Deployment")
-    container = _container(deployment)
-    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    claim_name = volumes["decision-log"]["persistentVolumeClaim"]["claimName"]
-    claims = [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
-    (claim,) = [c for c in claims if c["metadata"]["name"] == claim_name]
-    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "every pod mounts it"
-
-    pod_name = next(e for e in container["env"] if e["name"] == "POD_NAME")
-    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-    mount = next(m for m in container["volumeMounts"] if m["name"] == "decision-log")
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
     config_map = next(d for d in docs if d["kind"] == "ConfigMap")
-    monkeypatch.setenv("POD_NAME", "credit-risk-7d9f-abcde")
-    merged = _check_bentoml_config(next(iter(config_map["data"].values())), tmp_path)
-    log_path = Path(merged["credit_risk_service"]["monitoring"]["options"]["log_path"])
-    assert log_path == Path(mount["mountPath"]) / "credit-risk-7d9f-abcde"
+    config = yaml.safe_load(next(iter(config_map["data"].values())))
+    assert "monitoring" not in config["services"]["credit_risk_service"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", OVERLAYS, ids=_ids(OVERLAYS))
+def test_the_decision_store_url_is_read_from_a_mounted_secret(path: Path) -> None:
+    """The store's URL (and its password) comes from a Secret mounted as a file, never from
+    an environment variable's value in the manifests."""
+    deployment = _one(_render(path), "Deployment")
+    container = _container(deployment)
+    env = _env(container)
+    assert "CREDIT_RISK_DECISION_STORE" not in env
+    url_file = Path(env["CREDIT_RISK_DECISION_STORE_FILE"])
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if url_file.is_relative_to(m["mountPath"])]
+    assert mount["readOnly"] is True
+    secret = volumes[mount["name"]]["secret"]
+    assert secret["secretName"] == "credit-risk-decision-store"
+    keys = {item["path"]: item["key"] for item in secret["items"]}
+    assert keys[str(url_file.relative_to(mount["mountPath"]))] == "url"
+    assert secret["defaultMode"] & 0o007 == 0, "not readable by other users"
+
+
+EXAMPLES = K8S_DIR / "examples"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_postgresql_statefulset_example_renders_and_validates(version: str) -> None:
+    docs = _render(EXAMPLES / "postgres")
+    assert {d["kind"] for d in docs} == {"Service", "StatefulSet"}
+    for doc in docs:
+        _validate(doc, version)
+    statefulset = _one(docs, "StatefulSet")
+    pod = statefulset["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "POSTGRES_PASSWORD" not in _env(container), "the password comes from a Secret file"
+    service = _one(docs, "Service")
+    assert service["spec"]["selector"] == statefulset["spec"]["selector"]["matchLabels"]
 
 
 # --- security and capacity ---------------------------------------------------------------

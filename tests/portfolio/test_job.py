@@ -324,3 +324,21 @@ def test_progress_bar_runs_through_a_whole_job(
     )
     summary = run(job, progress=True)
     assert (summary.exit_code, summary.rows_scored) == (0, 1000)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_the_application_reference_column_is_carried_and_checked(
+    tmp_path: Path, model_tag: str, applicants: list[dict[str, Any]], suffix: str
+) -> None:
+    refs = ["loan-1", None, "has space", "loan-1", "x" * 65, "A.b_c:d-9"]
+    table = book(applicants[: len(refs)]).append_column("application_id", pa.array(refs))
+    src = write(table, tmp_path / f"book{suffix}")
+    out, q = tmp_path / f"out{suffix}", tmp_path / f"bad{suffix}"
+    result = score(tmp_path, model_tag, str(src), str(out), "--quarantine", str(q))
+    assert result.exit_code == 3, result.output
+    scored = read(out)
+    assert scored.column_names[:2] == ["row", "application_id"]
+    assert scored.column("application_id").to_pylist() == ["loan-1", None, "loan-1", "A.b_c:d-9"]
+    bad = read(q).to_pylist()
+    assert [(r["row"], r["field"]) for r in bad] == [(3, "application_id"), (5, "application_id")]
+    assert bad[0]["value"] == "has space"

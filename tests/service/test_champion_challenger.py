@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ import numpy as np
 import pytest
 import yaml
 
+from credit_risk.decision_store import open_store
 from credit_risk.model_store import SCORECARD_FILE, load_serving_model
 from credit_risk.promotion import STATE_FILE
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant
-from credit_risk.serving.decision_log import read_decision_records
 from load_tests.applicants import sample_applicants
 from tests.conftest import Server, copy_model, start_server, stop_server
 
@@ -27,18 +26,23 @@ pytestmark = pytest.mark.integration
 
 TARGET = "service:CreditRiskService"
 REFUSAL_BOUND_S = 120.0
-LOG_WAIT_S = 30.0
 
 
 def decision_records(home: Path, expected: int) -> list[dict[str, Any]]:
-    """The server's decision log, once it holds `expected` records."""
-    deadline = time.monotonic() + LOG_WAIT_S
-    records: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        records = list(read_decision_records(home / "monitoring"))
-        if len(records) >= expected:
-            break
-        time.sleep(0.25)
+    """The server's decision store (every answered decision is already committed), each
+    record as the applicant's fields, its id and the challenger's part (None when lost)."""
+    store = open_store(f"sqlite:///{home / 'decisions.sqlite'}")
+    try:
+        records = [
+            json.loads(r.inputs)
+            | {
+                "decision_id": r.decision_id,
+                "challenger": json.loads(r.challenger) if r.challenger is not None else None,
+            }
+            for r in store.records()
+        ]
+    finally:
+        store.close()
     assert len(records) == expected, f"{len(records)} records, expected {expected}"
     return records
 

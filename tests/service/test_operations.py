@@ -1,8 +1,7 @@
-"""What a platform team relies on, against a real server: auth, metrics, decision log, drift."""
+"""What a platform team relies on, against a real server: auth, metrics, decision store, drift."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import Counter
@@ -16,9 +15,10 @@ import httpx
 import pytest
 
 from client import classify_examples
+from credit_risk.decision_store import open_store
+from credit_risk.decision_store.chain import verify
 from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.schema import FEATURES, example_applicant
-from credit_risk.serving.decision_log import DECISION_LOG
 from credit_risk.training.data import applicant_records, load_dataset
 from tests.conftest import Server, start_server, stop_server
 
@@ -31,13 +31,15 @@ DRIFT_WINDOW = 50
 
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("monitoring")
+    """Where the servers of this module keep their decision store (one file, shared)."""
+    return tmp_path_factory.mktemp("decisions")
+
+
+def _store_url(log_dir: Path) -> str:
+    return f"sqlite:///{log_dir / 'decisions.sqlite'}"
 
 
 def _start(model_tag: str, log_dir: Path, name: str) -> Server:
-    overrides = {
-        "services": {"credit_risk_service": {"monitoring": {"options": {"log_path": str(log_dir)}}}}
-    }
     return start_server(
         "service:CreditRiskService",
         log_dir.parent / f"{name}.log",
@@ -46,7 +48,7 @@ def _start(model_tag: str, log_dir: Path, name: str) -> Server:
             "CREDIT_RISK_API_TOKENS": ",".join(TOKENS),
             "CREDIT_RISK_MAX_IN_FLIGHT": str(IN_FLIGHT_LIMIT),
             "CREDIT_RISK_DRIFT_WINDOW": str(DRIFT_WINDOW),
-            "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides),
+            "CREDIT_RISK_DECISION_STORE": _store_url(log_dir),
         },
     )
 
@@ -63,11 +65,11 @@ AUTH = {"authorization": f"Bearer {TOKENS[1]}"}
 
 
 def _records(log_dir: Path) -> list[dict[str, Any]]:
-    records = []
-    for path in sorted((log_dir / DECISION_LOG / "data").glob("data.*.log*")):
-        for line in path.read_text().splitlines():
-            records.append(json.loads(line))  # a torn line would not parse
-    return records
+    store = open_store(_store_url(log_dir))
+    try:
+        return [r.view() for r in store.records()]
+    finally:
+        store.close()
 
 
 def _metrics(server: Server) -> str:
@@ -208,7 +210,7 @@ def test_every_metric_moves_by_the_expected_amount(secured: Server) -> None:
     assert "bentoml_service_request_duration_seconds_bucket" in after
 
 
-# --- decision log ---------------------------------------------------------------------------------
+# --- decision store -------------------------------------------------------------------------------
 
 
 def test_every_decision_is_logged_exactly_once_and_survives_a_restart(
@@ -247,13 +249,12 @@ def test_every_decision_is_logged_exactly_once_and_survives_a_restart(
     by_id = {r["decision_id"]: r for r in new}
     for d in results:
         record = by_id[d["decision_id"]]
-        assert record["probability_of_default"] == d["probability_of_default"]
-        assert record["decision"] == d["decision"]
+        assert record["outputs"]["probability_of_default"] == d["probability_of_default"]
+        assert record["outputs"]["decision"] == d["decision"]
         assert record["model_version"] == d["model_version"]
-        assert record["reason_codes"] == ",".join(rc["code"] for rc in d["reason_codes"])
-        assert set(FEATURES) <= set(record)
-        assert record["timestamp"]
-        assert record["request_id"]
+        assert record["reasons"] == d["reason_codes"]
+        assert list(record["inputs"]) == list(FEATURES)
+        assert record["decided_at"]
 
     # restart: the records are still there, and new decisions are appended after them
     stop_server(secured)
@@ -266,5 +267,7 @@ def test_every_decision_is_logged_exactly_once_and_survives_a_restart(
         assert set(ids) <= after_ids
         assert r.json()["decision_id"] in after_ids
         assert len(after) == len(after_ids)
+        store = open_store(_store_url(log_dir))
+        assert verify(store).problems == []  # each process chained its own records
     finally:
         stop_server(restarted)

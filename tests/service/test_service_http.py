@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from credit_risk.decision_store import open_store
 from credit_risk.model_store import load_model
 from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES, SCALING, ScoreScaling
 from credit_risk.schema import FEATURES, Decision, Recourse, example_applicant
-from credit_risk.serving.decision_log import DECISION_LOG, read_decision_records
 from credit_risk.serving.tuning import DEFAULT_MAX_IN_FLIGHT
 from credit_risk.training.data import applicant_records, load_dataset
 from tests.conftest import ROOT, Server, start_server, stop_server
@@ -312,26 +312,24 @@ def test_the_decision_record_carries_the_answers_recourse(server: Server, applic
     r = httpx.post(f"{server.url}/classify_batch", json=applicants[:50], timeout=30)
     assert r.status_code == 200, r.text
     answers = {d["decision_id"]: d["recourse"] for d in r.json()}
-    records = {
-        record["decision_id"]: record["recourse"]
-        for record in read_decision_records(server.home / "monitoring")
-        if record["decision_id"] in answers
-    }
+    store = open_store(f"sqlite:///{server.home / 'decisions.sqlite'}")
+    records = {}
+    for decision_id in answers:
+        record = store.get(decision_id)
+        assert record is not None
+        records[decision_id] = json.loads(record.recourse) if record.recourse else None
     assert records == answers
     assert any(answers.values())
 
 
-def test_a_decision_is_logged_in_the_servers_own_home_not_the_repository(server: Server) -> None:
+def test_a_decision_is_stored_in_the_servers_own_home_not_the_repository(server: Server) -> None:
     r = httpx.post(f"{server.url}/classify", json=example_applicant(), timeout=30)
     assert r.status_code == 200, r.text
     decision_id = r.json()["decision_id"]
-    logs = server.home / "monitoring" / DECISION_LOG / "data"
+    store = open_store(f"sqlite:///{server.home / 'decisions.sqlite'}")
     assert server.home.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
-    assert any(decision_id in p.read_text() for p in logs.glob("data.*.log*")), list(logs.glob("*"))
-    in_repo = ROOT / "monitoring"
-    assert not any(
-        decision_id in p.read_text(errors="replace") for p in in_repo.rglob("*") if p.is_file()
-    ), f"a test's decision reached {in_repo}"
+    assert store.get(decision_id) is not None
+    assert not list(ROOT.glob("decisions.sqlite*")), "a test's decision reached the repository"
 
 
 def test_body_over_limit_is_413(server: Server) -> None:

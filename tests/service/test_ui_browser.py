@@ -156,6 +156,9 @@ def test_the_form_shows_the_decision_the_api_gives(form: Page, server: Server) -
         assert reason["description"] in item.inner_text()
         assert reason["code"] in item.inner_text()
     assert decision["model_version"] in form.inner_text("#result")
+    reference = form.inner_text("#result-reference")
+    stored = httpx.get(f"{server.url}/decisions/{reference}", timeout=30).json()
+    assert stored["inputs"] == expected_payload, "the reference shown is the decision's record"
 
     save_screenshot(form, "ui.png", full_page=True)
 

@@ -105,6 +105,9 @@
       facts,
       el("h3", {}, d.reason_codes.length ? "Principal reasons" : "Reasons"),
       reasons,
+      el("p", { class: "reference" }, "Decision reference ",
+        el("code", { id: "result-reference" }, d.decision_id),
+        ": keep it with the application to find this decision again."),
       el("p", { class: "meta" }, "Model " + d.model_version));
     result.scrollIntoView({ block: "nearest" }); // announced by aria-live; focus stays put
   }

@@ -11,7 +11,6 @@ so a version bump cannot slip past the canaries.
 - `openapi_document`: /docs.json as OpenAPI 3.1 with the real 400 body and every refusal.
 - `json_body`: only JSON bodies reach BentoML's parser (malformed ones were 500s).
 - `validation_errors`: 400s that name the fields; client errors logged as one INFO line.
-- `decision_monitor`: the decision log written a request at a time.
 """
 
 from __future__ import annotations

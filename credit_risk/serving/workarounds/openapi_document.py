@@ -5,14 +5,17 @@ wrong for this service: it labels pydantic's JSON Schema 2020-12 output as OpenA
 `exclusiveMinimum: 0` on `credit_amount` is invalid 3.0 and strict tools refuse the document),
 it documents the 400 body as `{"error": str, "detail": str}` while `detail` is pydantic's list
 of field errors, and it knows nothing of the refusals the service adds (401, 413, 415, 429,
-503). Schemathesis, run against the served document in tests/service/test_fuzz_api.py, found
-each of these. Its `info` is BentoML's too: served from source (`bentoml serve`, `make serve`)
-the version is the string "None" and the description BentoML's boilerplate README (badges and
-links to third-party sites), with BentoML's team as the contact; here it is the package's
-version and our own description, in a bento as well. The canaries in
-tests/serving/workarounds/test_openapi_document.py fail once BentoML labels its document 3.1,
-describes the 400 body as a list of field errors, or serves a real version; once all have,
-`truthful_openapi` shrinks to the refusals BentoML cannot know of (and our description).
+503). It also flattens every `anyOf` to its first member (`_bentoml_sdk/method.py`
+`_flatten_field`), so an optional field such as `application_id` (a string or null) is
+documented as a plain string. Schemathesis, run against the served document in
+tests/service/test_fuzz_api.py, found each of these. Its `info` is BentoML's too: served from
+source (`bentoml serve`, `make serve`) the version is the string "None" and the description
+BentoML's boilerplate README (badges and links to third-party sites), with BentoML's team as the
+contact; here it is the package's version and our own description, in a bento as well. The
+canaries in tests/serving/workarounds/test_openapi_document.py fail once BentoML labels its
+document 3.1, describes the 400 body as a list of field errors, keeps the null of an optional
+field, or serves a real version; then `truthful_openapi` shrinks to what BentoML still gets
+wrong, and to the refusals it cannot know of.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from credit_risk import __version__
+from credit_risk.schema import Application, Decision
 from credit_risk.serving.asgi import ASGIApp, Message, Receive, Scope, Send, run_rewriting_response
 
 OPENAPI_DOCUMENT_PATH: Final = "/docs.json"
@@ -98,11 +102,43 @@ REFUSALS: Final[Mapping[int, str]] = {
     413: "Payload Too Large: the body exceeds the request-size limit named in the message.",
     415: "Unsupported Media Type: the body must be sent as application/json.",
     429: "Too Many Requests: the worker is at its in-flight limit; retry after Retry-After.",
-    503: "Service Unavailable: the scoring runner is down or cannot keep up; retry shortly.",
+    503: "Service Unavailable: the scoring runner is down or cannot keep up, or the decision "
+    "store cannot record decisions (`cause` names why); nothing was decided, retry shortly.",
 }
 """Refusals on the API routes beyond BentoML's own list: the service's middleware
 (serving/middleware.py, workarounds/json_body.py, workarounds/admission_gate.py) and the
 runner-down 503 (service.py); each body is `{"error": ...}`."""
+
+
+def _nullable_fields() -> frozenset[str]:
+    names = set()
+    for model in (Application, Decision):
+        for name, prop in model.model_json_schema()["properties"].items():
+            if any(option.get("type") == "null" for option in prop.get("anyOf", [])):
+                names.add(name)
+    return frozenset(names)
+
+
+NULLABLE_FIELDS: Final = _nullable_fields()
+"""Fields of the request and answer that may be null (pydantic's `anyOf [..., null]`)."""
+
+
+def _restore_nullable(node: Any) -> None:
+    """Document each nullable field as `type: [..., "null"]` wherever a schema lists it."""
+    if isinstance(node, list):
+        for item in node:
+            _restore_nullable(item)
+        return
+    if not isinstance(node, dict):
+        return
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        for name in NULLABLE_FIELDS & properties.keys():
+            kind = properties[name].get("type")
+            if isinstance(kind, str):
+                properties[name]["type"] = [kind, "null"]
+    for value in node.values():
+        _restore_nullable(value)
 
 
 def truthful_openapi(document: dict[str, Any], api_paths: Iterable[str]) -> dict[str, Any]:
@@ -112,6 +148,7 @@ def truthful_openapi(document: dict[str, Any], api_paths: Iterable[str]) -> dict
     info = doc.setdefault("info", {})
     info.pop("contact", None)  # BentoML's team, not the people who run this service
     info.update(version=__version__, description=API_DESCRIPTION)
+    _restore_nullable(doc)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["FieldError"] = FIELD_ERROR_SCHEMA
     schemas["InvalidArgument"] = VALIDATION_ERROR_SCHEMA

@@ -35,6 +35,44 @@ def generated(upstream: TestClient) -> dict[str, Any]:
 # --- canaries ----------------------------------------------------------------------------------
 
 
+def test_bentoml_still_drops_the_null_of_an_optional_field() -> None:
+    from _bentoml_sdk.method import _flatten_field  # noqa: PLC0415 (upstream internals)
+
+    flattened = _flatten_field({"anyOf": [{"type": "string"}, {"type": "null"}]}, {})
+    assert flattened == {"type": "string"}, (
+        "BentoML keeps null in optional fields now: delete _restore_nullable from "
+        "credit_risk/serving/workarounds/openapi_document.py"
+    )
+
+
+def test_optional_fields_are_documented_as_nullable() -> None:
+    document = {
+        "paths": {
+            "/one": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "application_id": {"type": "string"},
+                                        "age_years": {"type": "integer"},
+                                    },
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    doc = truthful_openapi(document, [])
+    schema = doc["paths"]["/one"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["application_id"]["type"] == ["string", "null"]
+    assert schema["properties"]["age_years"]["type"] == "integer"
+
+
 def test_bentoml_still_labels_its_document_openapi_30(generated: dict[str, Any]) -> None:
     assert generated["openapi"].startswith("3.0."), (
         f"BentoML now serves OpenAPI {generated['openapi']}: drop the version fix in "

@@ -1,0 +1,180 @@
+"""One decision record: what was decided, on which inputs, by which model and policy, and why.
+
+The columns are the store's one schema (both backends). Structured values (the applicant's
+inputs, the reasons, the challenger's shadow decision) are kept as the exact JSON text that was
+hashed, so a record verifies byte for byte on either backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic_core import to_json
+
+from credit_risk.policy import REASONS
+from credit_risk.schema import FEATURES, Applicant
+
+GENESIS_HASH: Final = "0" * 64
+"""The previous hash of a writer's first record."""
+
+TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""`decided_at`: UTC, fixed width, so text order is time order on both backends."""
+
+REASON_TEXT: Final = {code: (feature, text) for feature, (code, text) in REASONS.items()}
+"""Reason code -> (field, the reason in words): the policy's catalogue (codes never change
+meaning, so a record keeps only codes and points)."""
+
+
+def utc_text(moment: datetime) -> str:
+    """A moment as `decided_at` text (UTC, microseconds, `Z`)."""
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def now_text() -> str:
+    """The current time as `decided_at` text."""
+    return utc_text(datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A stored decision. The chain fields are set by the writer when it commits."""
+
+    decision_id: str
+    application_id: str | None
+    decided_at: str
+    model_version: str
+    policy_version: str
+    inputs: str
+    """The applicant's fields, a JSON object in schema order."""
+    probability_of_default: float
+    score: int
+    risk_band: str
+    decision: str
+    threshold: float
+    reasons: str
+    """JSON list of `{"code", "feature", "points"}`, the costliest first; `[]` on approval."""
+    challenger: str | None
+    """The challenger's shadow decision as JSON; `null` (the JSON text) when an error lost it,
+    SQL NULL when no challenger was scored."""
+    recourse: str | None = None
+    """The answer's recourse as JSON (`Decision.recourse`); SQL NULL on approval."""
+    writer_id: str = ""
+    seq: int = 0
+    prev_hash: str = ""
+    record_hash: str = ""
+
+    def content_hash(self, prev_hash: str) -> str:
+        """SHA-256 of the previous hash and every content column (not `seq`: the chain itself
+        is the order, so a moved record shows up as out of order, not as edited)."""
+        content = [
+            prev_hash,
+            self.decision_id,
+            self.application_id,
+            self.decided_at,
+            self.model_version,
+            self.policy_version,
+            self.inputs,
+            self.probability_of_default,
+            self.score,
+            self.risk_band,
+            self.decision,
+            self.threshold,
+            self.reasons,
+            self.challenger,
+            self.recourse,
+            self.writer_id,
+        ]
+        text = json.dumps(content, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def as_row(self) -> tuple[Any, ...]:
+        """The column values, in `COLUMNS` order."""
+        return tuple(getattr(self, name) for name in COLUMNS)
+
+    def view(self) -> dict[str, Any]:
+        """The record as retrieval shows it: inputs, outputs, reasons in words, versions."""
+        reasons = [
+            {**r, "description": REASON_TEXT.get(r["code"], ("", "unknown reason code"))[1]}
+            for r in json.loads(self.reasons)
+        ]
+        return {
+            "decision_id": self.decision_id,
+            "application_id": self.application_id,
+            "decided_at": self.decided_at,
+            "model_version": self.model_version,
+            "policy_version": self.policy_version,
+            "inputs": json.loads(self.inputs),
+            "outputs": {
+                "probability_of_default": self.probability_of_default,
+                "score": self.score,
+                "risk_band": self.risk_band,
+                "decision": self.decision,
+                "threshold": self.threshold,
+            },
+            "reasons": reasons,
+            "challenger": json.loads(self.challenger) if self.challenger is not None else None,
+            "recourse": json.loads(self.recourse) if self.recourse is not None else None,
+            "integrity": {
+                "writer_id": self.writer_id,
+                "seq": self.seq,
+                "prev_hash": self.prev_hash,
+                "record_hash": self.record_hash,
+            },
+        }
+
+
+COLUMNS: Final = tuple(f.name for f in fields(DecisionRecord))
+"""Column order of the `decisions` table."""
+
+
+def _reasons_json(reason_codes: Sequence[dict[str, Any]]) -> str:
+    return json.dumps(
+        [{"code": r["code"], "feature": r["feature"], "points": r["points"]} for r in reason_codes],
+        separators=(",", ":"),
+    )
+
+
+def new_records(
+    applicants: Sequence[Applicant],
+    decisions: Sequence[dict[str, Any]],
+    challenger: Sequence[dict[str, Any] | None] | None,
+    *,
+    application_ids: Sequence[str | None],
+    policy_version: str,
+    decided_at: str | None = None,
+) -> list[DecisionRecord]:
+    """One record per decision (the `Decision` layout as a dict), not yet chained."""
+    assert len(applicants) == len(decisions) == len(application_ids), "one record per decision"
+    when = decided_at or now_text()
+    scored = challenger is not None
+    shadows = challenger if challenger is not None else [None] * len(decisions)
+    assert len(shadows) == len(decisions), "one challenger record per decision"
+    return [
+        DecisionRecord(
+            decision_id=d["decision_id"],
+            application_id=ref,
+            decided_at=when,
+            model_version=d["model_version"],
+            policy_version=policy_version,
+            inputs=applicant_json(a),
+            probability_of_default=float(d["probability_of_default"]),
+            score=int(d["score"]),
+            risk_band=d["risk_band"],
+            decision=d["decision"],
+            threshold=float(d["threshold"]),
+            reasons=_reasons_json(d["reason_codes"]),
+            challenger=to_json(shadow).decode() if scored else None,
+            recourse=to_json(d["recourse"]).decode() if d.get("recourse") else None,
+        )
+        for a, d, shadow, ref in zip(applicants, decisions, shadows, application_ids, strict=True)
+    ]
+
+
+def applicant_json(applicant: Applicant) -> str:
+    """The applicant's fields as stored: a JSON object in schema order (no application id)."""
+    return to_json({name: getattr(applicant, name) for name in FEATURES}).decode()

@@ -1,0 +1,130 @@
+"""The lender's application reference and retrieval, against a real server with auth on:
+`application_id` on /classify and per row on /classify_batch, echoed and stored, and
+`GET /decisions/{id}` and `GET /decisions?application_id=...` behind the API token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from credit_risk.schema import FEATURES, example_applicant
+from tests.conftest import Server, start_server, stop_server
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "token-retrieval"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def secured(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with auth on and its decision store in its own home."""
+    workdir: Path = tmp_path_factory.mktemp("retrieval")
+    srv = start_server(
+        "service:CreditRiskService",
+        workdir / "server.log",
+        env={"CREDIT_RISK_MODEL": model_tag, "CREDIT_RISK_API_TOKENS": TOKEN},
+    )
+    yield srv
+    stop_server(srv)
+
+
+def _classify(server: Server, body: object, path: str = "/classify") -> httpx.Response:
+    return httpx.post(f"{server.url}{path}", json=body, headers=AUTH, timeout=30)
+
+
+def _get(server: Server, path: str, **kwargs: object) -> httpx.Response:
+    return httpx.get(f"{server.url}{path}", timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_decision_comes_back_by_its_id_with_inputs_outputs_reasons_and_versions(
+    secured: Server,
+) -> None:
+    applicant = example_applicant() | {"credit_amount": 15_000.0, "duration_months": 60}
+    answer = _classify(secured, applicant | {"application_id": "loan-2026-000123"}).json()
+    assert answer["application_id"] == "loan-2026-000123"
+    r = _get(secured, f"/decisions/{answer['decision_id']}", headers=AUTH)
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["decision_id"] == answer["decision_id"]
+    assert record["application_id"] == "loan-2026-000123"
+    assert record["inputs"] == applicant
+    assert list(record["inputs"]) == list(FEATURES)
+    for name in ("probability_of_default", "score", "risk_band", "decision", "threshold"):
+        assert record["outputs"][name] == answer[name], name
+    assert answer["reason_codes"], "a decline with reasons"
+    assert record["reasons"] == answer["reason_codes"]  # the reasons in words, with points
+    assert record["model_version"] == answer["model_version"]
+    assert record["policy_version"].startswith("policy:")
+    assert record["integrity"]["record_hash"]
+
+
+def test_the_reference_is_no_model_input(secured: Server) -> None:
+    plain = _classify(secured, example_applicant()).json()
+    with_ref = _classify(secured, example_applicant() | {"application_id": "A.b_c:d-9"}).json()
+    assert plain["application_id"] is None
+    assert with_ref["probability_of_default"] == plain["probability_of_default"]
+    assert with_ref["reason_codes"] == plain["reason_codes"]
+
+
+def test_every_decision_for_one_reference_is_listed_repeats_included(secured: Server) -> None:
+    ref = "app-77"
+    first = _classify(secured, example_applicant() | {"application_id": ref}).json()
+    rows = [example_applicant() | {"application_id": ref}, example_applicant()]
+    batch = _classify(secured, rows, "/classify_batch").json()
+    assert [d["application_id"] for d in batch] == [ref, None]
+    r = _get(secured, "/decisions", params={"application_id": ref}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    listed = r.json()
+    assert listed["application_id"] == ref
+    ids = [d["decision_id"] for d in listed["decisions"]]
+    assert sorted(ids) == sorted([first["decision_id"], batch[0]["decision_id"]])
+    empty = _get(secured, "/decisions", params={"application_id": "never-used"}, headers=AUTH)
+    assert (empty.status_code, empty.json()["decisions"]) == (200, [])
+
+
+@pytest.mark.parametrize("ref", ["", "x" * 65, "has space", "ünïcode", "a/b", 42])
+def test_a_malformed_reference_is_400_naming_the_field(secured: Server, ref: object) -> None:
+    r = _classify(secured, example_applicant() | {"application_id": ref})
+    assert r.status_code == 400, r.text
+    assert "application_id" in r.text
+    batch = _classify(
+        secured,
+        [example_applicant(), example_applicant() | {"application_id": ref}],
+        "/classify_batch",
+    )
+    assert batch.status_code == 400
+    assert "application_id" in batch.text
+
+
+def test_retrieval_needs_the_token(secured: Server) -> None:
+    for path in ("/decisions/" + "0" * 32, "/decisions?application_id=x"):
+        r = _get(secured, path)
+        assert r.status_code == 401, path
+        wrong = _get(secured, path, headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401, path
+
+
+def test_unknown_and_malformed_lookups_answer_json(secured: Server) -> None:
+    unknown = _get(secured, "/decisions/" + "a" * 32, headers=AUTH)
+    assert unknown.status_code == 404
+    assert "no decision" in unknown.json()["error"]
+    for path in ("/decisions/not-an-id", "/decisions/" + "A" * 32):
+        malformed = _get(secured, path, headers=AUTH)
+        assert malformed.status_code == 400, path
+        assert "decision_id" in malformed.json()["error"]
+    bare = _get(secured, "/decisions", headers=AUTH, follow_redirects=True)
+    assert bare.status_code == 400
+    assert "application_id" in bare.json()["error"]
+    bad_ref = _get(secured, "/decisions", params={"application_id": "a b"}, headers=AUTH)
+    assert bad_ref.status_code == 400
+
+
+def test_the_openapi_document_describes_the_reference(secured: Server) -> None:
+    doc = _get(secured, "/docs.json").json()
+    text = str(doc)
+    assert "application_id" in text
+    assert "Not used for scoring" in text
