@@ -134,9 +134,12 @@ def _restore_nullable(node: Any) -> None:
     properties = node.get("properties")
     if isinstance(properties, dict):
         for name in NULLABLE_FIELDS & properties.keys():
-            kind = properties[name].get("type")
+            field = properties[name]
+            kind = field.get("type")
             if isinstance(kind, str):
-                properties[name]["type"] = [kind, "null"]
+                field["type"] = [kind, "null"]
+            elif "$ref" in field:  # a nullable model, flattened to its reference
+                field["anyOf"] = [{"$ref": field.pop("$ref")}, {"type": "null"}]
     for value in node.values():
         _restore_nullable(value)
 

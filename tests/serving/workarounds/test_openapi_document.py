@@ -142,3 +142,17 @@ def test_only_the_document_is_rewritten(generated: dict[str, Any]) -> None:
     failed = responding(500, b"oops")
     sent = call(OpenAPIDocumentMiddleware(failed, PATHS), http_scope(OPENAPI_DOCUMENT_PATH, "GET"))
     assert (sent.status, sent.body) == (500, b"oops")
+
+
+def test_a_nullable_model_flattened_to_its_reference_is_documented_as_nullable() -> None:
+    document = {
+        "paths": {},
+        "components": {
+            "schemas": {
+                "Decision": {"properties": {"recourse": {"$ref": "#/components/schemas/Recourse"}}}
+            }
+        },
+    }
+    fixed = truthful_openapi(document, ())
+    recourse = fixed["components"]["schemas"]["Decision"]["properties"]["recourse"]
+    assert recourse == {"anyOf": [{"$ref": "#/components/schemas/Recourse"}, {"type": "null"}]}
