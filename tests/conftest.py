@@ -41,26 +41,42 @@ SERVER_READY_TIMEOUT_S = harness.READY_TIMEOUT_S
 stop_server = harness.stop
 
 
+SESSION_MODELS: list[str] = []
+"""The versions the session store should hold: the quick model (`latest`), the challenger."""
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Remove the temporary store (a crashed run leaves only a tmp dir behind)."""
+    """Fail the run if a test wrote models into the session store, then remove the store (a
+    crashed run leaves only a tmp dir behind)."""
+    models = TEST_HOME / "models" / model_store.MODEL_NAME
+    if SESSION_MODELS:
+        stored = sorted(p.name for p in models.iterdir() if p.is_dir())
+        latest = (models / "latest").read_text().strip()
+        if stored != sorted(SESSION_MODELS) or latest != SESSION_MODELS[0]:
+            print(
+                f"\na test changed the session store: it holds {stored} with latest {latest}, "
+                f"expected {sorted(SESSION_MODELS)} with latest {SESSION_MODELS[0]}"
+            )
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     shutil.rmtree(TEST_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def isolated_home() -> Path:
-    """The temporary store this file points BENTOML_HOME at, never the user's."""
-    home = os.environ.get("BENTOML_HOME")
-    tmp = Path(tempfile.gettempdir()).resolve()
-    if not home or not Path(home).resolve().is_relative_to(tmp):
+    """The session store this file points BENTOML_HOME at: a temporary directory, where BentoML
+    itself resolved its home (whatever store a test puts over it), never the user's."""
+    if not TEST_HOME.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()):
         pytest.fail("BENTOML_HOME must point into a temporary directory before bentoml loads")
-    assert model_store.store_home().resolve() == Path(home).resolve()
-    return Path(home)
+    assert Path(BentoMLContainer.bentoml_home._provide()).resolve() == TEST_HOME.resolve()
+    return TEST_HOME
 
 
 @pytest.fixture(scope="session")
 def model_tag() -> str:
-    """A real model trained quickly into the isolated store."""
-    tag = train_and_save(quick=True, report_dir=TEST_HOME / "reports")
+    """A real model trained quickly into the session store (its `latest`)."""
+    with store_at(TEST_HOME):  # the session store, even when first needed under a test's own
+        tag = train_and_save(quick=True, report_dir=TEST_HOME / "reports")
+    SESSION_MODELS.insert(0, str(tag).split(":")[1])
     return str(tag)
 
 
@@ -173,6 +189,7 @@ def challenger_tag(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> 
     with store_at(tmp_path_factory.mktemp("challenger-store")) as home:
         tag = str(train_and_save(quick=True, seed=7, model="logreg", report_dir=None, quiet=True))
     copy_model(tag, TEST_HOME, source=home)
+    SESSION_MODELS.append(tag.split(":")[1])
     return tag
 
 

@@ -24,8 +24,9 @@ if shutil.which("java") is None:
 
 
 @pytest.fixture
-def spark_session(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    os.environ.setdefault("SPARK_LOCAL_DIRS", str(tmp_path_factory.mktemp("spark-local")))
+def spark_session(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Any:
+    if "SPARK_LOCAL_DIRS" not in os.environ:  # Spark's scratch space in the test's own tmp
+        monkeypatch.setenv("SPARK_LOCAL_DIRS", str(tmp_path_factory.mktemp("spark-local")))
     spark, startup = portfolio_spark.session("local[2]")
     print(f"\nSpark session started in {startup:.1f} s")
     yield spark

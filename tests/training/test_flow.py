@@ -35,6 +35,7 @@ from credit_risk.training.flow import (
 from credit_risk.training.gates import GateFailedError, GateSettings
 from credit_risk.training.preprocessing import encode_frame
 from credit_risk.training.tracking import BENTOML_TAG_KEY, FITTED_TAG, PARENT_TAG
+from tests.conftest import store_at
 
 pytestmark = pytest.mark.integration
 
@@ -50,9 +51,13 @@ def prefect_server() -> Iterator[None]:
 
 @pytest.fixture
 def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh MLflow SQLite store and Prefect result storage (the candidate cache) per test."""
+    """A fresh MLflow SQLite store, Prefect result storage (the candidate cache) and BentoML
+    model store per test."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "prefect-results"}):
+    with (
+        temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "prefect-results"}),
+        store_at(tmp_path / "bentoml"),
+    ):
         yield tmp_path
 
 
