@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import platform
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -80,13 +82,14 @@ def spawn(
     """Start `argv` in a session of its own (so `stop` reaches every worker), output to the log."""
     full_env = {**os.environ, **QUIET, **(env or {})}
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             list(argv), cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     home = full_env.get("BENTOML_HOME")
-    return Server(url, process, log_path, Path(home) if home else None)
+    return Server(url, process, log_path, Path(home) if home else None, started)
 
 
 def wait_ready(server: Server, path: str = "/readyz", timeout: float = READY_TIMEOUT_S) -> float:
@@ -168,12 +171,6 @@ async def until(condition: Callable[[], object], what: str, timeout: float = 60.
             raise TimeoutError(msg)
         await asyncio.sleep(0.02)
     return time.perf_counter() - start
-
-
-async def settle(awaitable: Awaitable[Any]) -> None:
-    """Await and ignore the outcome (a load task stopped at the end of a scenario)."""
-    with contextlib.suppress(Exception):
-        await awaitable
 
 
 # --- a server's processes ----------------------------------------------------------------------
@@ -301,7 +298,7 @@ class Window:
 def drain(server: Server, ready_path: str = "/readyz", idle_cores: float = 0.2) -> float:
     """Wait (at most 30 s) until the server is idle: its CPU below `idle_cores` and a readiness
     request answered (a sync worker's accept queue is FIFO: that answer comes after every queued
-    request). Seconds waited: a long drain means the previous run overloaded it."""
+    request). Seconds waited; a long drain (the previous run overloaded it) is printed."""
     start = time.perf_counter()
     while time.perf_counter() - start < 30.0:
         before = sum(cpu_seconds(server.root).values())
@@ -310,7 +307,9 @@ def drain(server: Server, ready_path: str = "/readyz", idle_cores: float = 0.2) 
             break
     with contextlib.suppress(httpx.HTTPError):
         httpx.get(server.url + ready_path, timeout=max(1.0, 30.0 - time.perf_counter() + start))
-    return time.perf_counter() - start
+    if (waited := time.perf_counter() - start) > 2.0:
+        print(f"  (waited {waited:.1f} s for the server to finish left-over requests)")
+    return waited
 
 
 def machine_facts(tools: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
@@ -325,7 +324,8 @@ def machine_facts(tools: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
             versions[dist] = version(dist)
     for argv in tools:
         out = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-        versions[argv[0]] = (out.stdout or out.stderr).strip().splitlines()[0]
+        first = (out.stdout or out.stderr).strip().splitlines()[0].split(" Copyright")[0]
+        versions[argv[0]] = first.removeprefix(argv[0]).strip()
     commit = subprocess.run(
         ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO,
         check=False,
@@ -341,3 +341,33 @@ def machine_facts(tools: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
         "commit": commit or "unknown",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+def resolve_model_tag() -> str:
+    """The exact tag behind credit_risk:latest, so every server of a run serves the same one."""
+    import bentoml  # noqa: PLC0415 (slow import, only needed here)
+
+    return str(bentoml.models.get("credit_risk:latest").tag)
+
+
+def command_line(module: str, argv: Sequence[str] | None) -> str:
+    """The command as a report prints it when the caller names none."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> list[str]:
+    """A Markdown table; `align` has an `r` for each right-aligned column (figures), else `l`."""
+    rules = ["--:" if a == "r" else "---" for a in align.ljust(len(header), "l")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rules) + "|"]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def write_report(out: Path, name: str, result: dict[str, Any], markdown: str) -> None:
+    """`<out>/<name>.json` (every figure) and `<out>/<name>.md`; the Markdown printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown, f"\nwrote {out / name}.md and .json", flush=True)
