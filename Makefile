@@ -200,6 +200,24 @@ startup: setup  ## spawn-to-first-200 on /classify and where it goes, STARTUP_RU
 	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 || $(BIN)/python train.py
 	$(BIN)/python -m load_tests.startup --runs $(STARTUP_RUNS) --command "make startup STARTUP_RUNS=$(STARTUP_RUNS)"
 
+# --- micro-benchmarks (tests/benchmarks/test_microbench.py, pytest-benchmark) ------------------
+# The per-call figures the docs quote, each against the baseline committed under
+# load_tests/results/microbench/: a benchmark fails when its fastest round is 30 % slower
+# (the fastest is the figure least disturbed by other work on a shared machine).
+MICROBENCH := $(BIN)/pytest -q -p no:cacheprovider -m microbench tests/benchmarks/test_microbench.py \
+	--benchmark-only --benchmark-storage=file://$(CURDIR)/load_tests/results/microbench \
+	--benchmark-min-rounds=50 --benchmark-max-time=2 --benchmark-columns=min,median,mean,rounds \
+	--benchmark-sort=name
+
+.PHONY: microbench microbench-baseline
+
+microbench: setup  ## micro-benchmarks against the committed baseline; fails on a 30 % regression (docs/performance.md)
+	$(MICROBENCH) --benchmark-compare=0001 --benchmark-compare-fail=min:30%
+
+microbench-baseline: setup  ## record a new micro-benchmark baseline (on a quiet machine) into load_tests/results/microbench/
+	rm -rf load_tests/results/microbench
+	$(MICROBENCH) --benchmark-save=baseline
+
 # --- champion and challenger: promotion state, shadow scoring, back-test (docs/champion-challenger.md)
 OUTCOMES ?=
 
