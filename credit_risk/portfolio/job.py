@@ -148,8 +148,8 @@ def _score(job: Job, summary: Summary, show_progress: bool) -> None:
     summary.model = scorer.rule.model_version
     source = open_source(job.input, scorer.layout.input_columns(), job.batch_rows)
     scorer.layout.check_input(source.schema, str(job.input))
-    with timer.stage("hash input"):
-        summary.input_sha256 = _sha256(job.input)
+    with timer.stage("hash input"), job.input.open("rb") as fh:
+        summary.input_sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
     output = AtomicWriter(job.output, scorer.layout.output_schema(source.schema))
     quarantine = AtomicWriter(job.quarantine_path(), scorer.layout.quarantine_schema(source.schema))
     try:
@@ -256,14 +256,6 @@ def _id_keys(batch: pa.RecordBatch, id_columns: tuple[str, ...]) -> npt.NDArray[
         with np.errstate(over="ignore"):
             key = key * np.uint64(1_000_003) ^ part
     return key
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextmanager
