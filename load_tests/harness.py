@@ -184,21 +184,17 @@ def processes(root: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def role(proc: psutil.Process) -> str:
-    """`<service name>:<worker id>` for a BentoML worker, else `supervisor` (from its argv)."""
-    argv = proc.cmdline()
-    name = argv[argv.index("--service-name") + 1] if "--service-name" in argv else "supervisor"
-    worker = f":{argv[argv.index('--worker-id') + 1]}" if "--worker-id" in argv else ""
-    return name + worker
-
-
 def roles(root: psutil.Process) -> dict[int, str]:
-    """PID -> role of every live server process (a restarted worker shows up as a new PID)."""
+    """PID -> `<service>:<worker id>` of every live BentoML worker (from its argv), `supervisor`
+    for the rest: a crashed and restarted worker shows up as a new PID."""
     out = {}
     for proc in processes(root):
         with contextlib.suppress(psutil.Error, IndexError):
+            argv = proc.cmdline()
+            name = argv[argv.index("--service-name") + 1] if "--service-name" in argv else ""
+            worker = argv[argv.index("--worker-id") + 1] if "--worker-id" in argv else ""
             if proc.status() != psutil.STATUS_ZOMBIE:
-                out[proc.pid] = role(proc)
+                out[proc.pid] = f"{name}:{worker}" if name else "supervisor"
     return out
 
 
@@ -220,18 +216,14 @@ def cpu_seconds(root: psutil.Process) -> dict[int, float]:
     return out
 
 
-def pss_bytes(pid: int) -> int:
-    """Proportional set size of one process: shared pages split among their users."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def pss_mb(root: psutil.Process) -> float:
-    """PSS of the whole server, in MB (10^6 bytes)."""
-    return sum(pss_bytes(p.pid) for p in processes(root)) / 1e6
+    """Proportional set size of the whole server (shared pages split among their users), MB."""
+    total = 0
+    for proc in processes(root):
+        with contextlib.suppress(OSError):
+            rollup = Path(f"/proc/{proc.pid}/smaps_rollup").read_text().splitlines()
+            total += sum(int(ln.split()[1]) * 1024 for ln in rollup if ln.startswith("Pss:"))
+    return total / 1e6
 
 
 def host_cpu() -> dict[str, float]:

@@ -50,13 +50,13 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture
-def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def stores(model_tag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh MLflow SQLite store, Prefect result storage (the candidate cache) and BentoML
-    model store per test."""
+    model store (holding the session's model, the champion a run is compared with) per test."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     with (
         temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "prefect-results"}),
-        store_at(tmp_path / "bentoml"),
+        store_at(tmp_path / "bentoml", model_tag),
     ):
         yield tmp_path
 
