@@ -6,7 +6,7 @@ Builds a portfolio resampled (with replacement) from the training data through t
 data loader, with an `account_id` per row, then in one run measures:
 - the job on ROWS rows in a child process: applicants/s end to end (the job's own clock and the
   wall clock including start-up) and where the time goes (the run's audit record);
-- its peak RSS on RSS_ROWS rows (the child's `ru_maxrss` from wait4);
+- its peak RSS on RSS_ROWS rows (GNU time);
 - `/classify_batch` with 1,000 applicants per request, under wrk, on a real `bentoml serve`;
 - the Spark twin (`local[2]`) on the same ROWS file, and its session start-up.
 Results go to `<out>/portfolio-bench.json` and `<out>/portfolio-bench.md`.
