@@ -12,10 +12,10 @@ export PYTHONPATH := $(CURDIR)
 export BENTOML_DO_NOT_TRACK := True
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup lock train serve test lint format
+.PHONY: help setup lock train serve test test-loaded lint format
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' -v port='$(PORT)' \
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' -v port='$(PORT)' \
 		'{gsub(/\$$\(PORT\)/, port, $$2); printf "  %-14s %s\n", $$1, $$2}'
 
 # Bytecode is compiled at install (uv does not by default): a server process that finds no
@@ -58,6 +58,11 @@ format: setup  ## apply ruff's fixes and formatting
 
 test: lint  ## lint, then the whole test suite
 	$(BIN)/pytest
+
+# No test may depend on how fast the machine is: the same suite with one core kept busy.
+test-loaded: lint  ## the whole test suite with one core kept busy by stress-ng (make stress installs it)
+	@command -v stress-ng >/dev/null 2>&1 || { echo "make test-loaded needs stress-ng: make stress" >&2; exit 2; }
+	@stress-ng --cpu 1 --timeout 0 --quiet & hog=$$!; trap 'kill $$hog' EXIT; $(BIN)/pytest
 
 # --- bento, OCI image, Kubernetes (bentofile.yaml, deploy/k8s) ------------------------------
 BENTO := credit_risk_service
@@ -136,14 +141,14 @@ bench: setup  ## ours (batching on/off) vs Flask+gunicorn and a no-op ceiling un
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: browser wrk
+.PHONY: browser wrk h2load stress
 
 browser:  ## install Debian's chromium for the form's browser test (tests/service/test_ui_browser.py) if missing
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 	@$(CHROMIUM) --version 2>/dev/null
 
-wrk:  ## install Debian's wrk for make bench, make overload and their tests (tests/benchmarks/test_baseline.py, test_overload.py) if missing
+wrk:  ## install Debian's wrk for make bench and its test (tests/benchmarks/test_baseline.py) if missing
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 	@wrk --version 2>&1 | head -1
@@ -155,6 +160,16 @@ prometheus:  ## install Debian's prometheus (and promtool) for the alert and das
 	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus; }
 	@promtool --version 2>&1 | head -1
+
+h2load:  ## install Debian's nghttp2-client (h2load) for make overload and its test (tests/benchmarks/test_overload.py) if missing
+	@command -v h2load >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nghttp2-client; }
+	@h2load --version 2>&1 | head -1
+
+stress:  ## install Debian's stress-ng for make test-loaded if missing
+	@command -v stress-ng >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq stress-ng; }
+	@stress-ng --version 2>&1 | head -1
 
 # --- reliability: generated bad input, supply chain (tests/service/test_fuzz_api.py, tests/deploy/test_supply_chain.py)
 FUZZ_EXAMPLES ?= 2000
@@ -175,8 +190,8 @@ OVERLOAD_ARGS ?=
 faults: setup  ## the fault tests alone: runner SIGKILLed under load, unservable models refused (~2 min)
 	$(BIN)/pytest -q -rxs -p no:cacheprovider tests/service/test_faults.py
 
-overload: setup  ## open-loop 4x capacity for 30 s between normal load -> reports/overload.{md,json} (~2 min; the schedule: load_tests/overload.py; needs wrk)
-	@command -v wrk >/dev/null 2>&1 || { echo "make overload needs wrk: sudo apt-get install -y wrk" >&2; exit 2; }
+overload: setup  ## open-loop 4x capacity for 30 s between normal load -> reports/overload.{md,json} (~2 min; the schedule: load_tests/overload.py; needs h2load)
+	@command -v h2load >/dev/null 2>&1 || { echo "make overload needs h2load: make h2load (Debian's nghttp2-client)" >&2; exit 2; }
 	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 \
 		|| $(BIN)/python train.py
 	$(BIN)/python -m load_tests.overload --command "make overload$(if $(OVERLOAD_ARGS), OVERLOAD_ARGS='$(OVERLOAD_ARGS)')" $(OVERLOAD_ARGS)
@@ -225,6 +240,24 @@ STARTUP_RUNS ?= 5
 startup: setup  ## spawn-to-first-200 on /classify and where it goes, STARTUP_RUNS (5) starts -> reports/startup.{md,json}
 	@$(BIN)/bentoml models get credit_risk:latest >/dev/null 2>&1 || $(BIN)/python train.py
 	$(BIN)/python -m load_tests.startup --runs $(STARTUP_RUNS) --command "make startup STARTUP_RUNS=$(STARTUP_RUNS)"
+
+# --- micro-benchmarks (tests/benchmarks/test_microbench.py, pytest-benchmark) ------------------
+# The per-call figures the docs quote, each against the baseline committed under
+# load_tests/results/microbench/: a benchmark fails when its fastest round is 30 % slower
+# (the fastest is the figure least disturbed by other work on a shared machine).
+MICROBENCH := $(BIN)/pytest -q -p no:cacheprovider -m microbench tests/benchmarks/test_microbench.py \
+	--benchmark-only --benchmark-storage=file://$(CURDIR)/load_tests/results/microbench \
+	--benchmark-min-rounds=50 --benchmark-max-time=2 --benchmark-columns=min,median,mean,rounds \
+	--benchmark-sort=name
+
+.PHONY: microbench microbench-baseline
+
+microbench: setup  ## micro-benchmarks against the committed baseline; fails on a 30 % regression (docs/performance.md)
+	$(MICROBENCH) --benchmark-compare=0001 --benchmark-compare-fail=min:30%
+
+microbench-baseline: setup  ## record a new micro-benchmark baseline (on a quiet machine) into load_tests/results/microbench/
+	rm -rf load_tests/results/microbench
+	$(MICROBENCH) --benchmark-save=baseline
 
 # --- champion and challenger: promotion state, shadow scoring, back-test (docs/champion-challenger.md)
 OUTCOMES ?=

@@ -6,7 +6,7 @@ Builds a portfolio resampled (with replacement) from the training data through t
 data loader, with an `account_id` per row, then in one run measures:
 - the job on ROWS rows in a child process: applicants/s end to end (the job's own clock and the
   wall clock including start-up) and where the time goes (the run's audit record);
-- its peak RSS on RSS_ROWS rows (the child's `ru_maxrss` from wait4);
+- its peak RSS on RSS_ROWS rows (GNU time);
 - `/classify_batch` with 1,000 applicants per request, under wrk, on a real `bentoml serve`;
 - the Spark twin (`local[2]`) on the same ROWS file, and its session start-up.
 Results go to `<out>/portfolio-bench.json` and `<out>/portfolio-bench.md`.
@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from credit_risk.schema import CATEGORIES, FEATURES
 from credit_risk.training.data import load_dataset
-from load_tests import bench
+from load_tests import bench, harness
 from load_tests.applicants import sample_applicants, write_bodies
 
 BIN: Final = Path(sys.executable).parent
@@ -100,27 +100,22 @@ def run_job(src: Path, out: Path, tag: str, audit: Path) -> dict[str, Any]:
     }
 
 
-def run_api(workdir: Path) -> dict[str, Any]:
+def run_api(workdir: Path, tag: str) -> dict[str, Any]:
     """/classify_batch (1,000 applicants per request) under wrk on a real server."""
-    server = bench.servers((1,), (API_CONNECTIONS,))[0]
-    bodies = write_bodies(
-        workdir / "batch.json",
-        [sample_applicants(bench.BATCH_SIZE, seed=i) for i in range(bench.BATCH_BODIES)],
-    )
-    port = bench.free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = workdir / "server.log"
-    with bench.running(server, port, log) as (root, started):
-        bench.wait_ready(url + server.ready_path, root, started, log)
+    batches = [sample_applicants(bench.BATCH_SIZE, seed=i) for i in range(bench.BATCH_BODIES)]
+    bodies = write_bodies(workdir / "batch.json", batches)
+    port = harness.free_port()
+    argv, url = harness.bentoml_serve("service:CreditRiskService", port), f"http://127.0.0.1:{port}"
+    env = {"CREDIT_RISK_MODEL": tag, "CREDIT_RISK_API_TOKENS": "", "CREDIT_RISK_CHALLENGER": "none"}
+    with harness.running(argv, workdir / "server.log", url=url, env=env):
         bench.run_wrk(url, bodies, "/classify_batch", API_CONNECTIONS, 3)  # warm-up
         result = bench.run_wrk(url, bodies, "/classify_batch", API_CONNECTIONS, API_SECONDS)
     seconds = result["duration_us"] / 1e6
-    errors = sum(result["errors"].values())
     return {
         "connections": API_CONNECTIONS,
         "seconds": round(seconds, 1),
         "requests": result["requests"],
-        "errors": errors,
+        "errors": sum(result["errors"].values()),
         "applicants_per_s": round(result["requests"] * bench.BATCH_SIZE / seconds),
     }
 
@@ -153,117 +148,82 @@ def run_spark(src: Path, out: Path, tag: str, rows: int) -> dict[str, Any]:
     }
 
 
-STAGES: Final = (
-    "load model",
-    "hash input",
-    "read",
-    "validate",
-    "encode",
-    "score",
-    "decide",
-    "write",
-    "ids",
-)
+STAGES: Final = ("load model", "hash input", "read", "validate", "encode", "score", "decide")
+STAGES_END: Final = ("write", "ids")
+"""The job's stages, in their order."""
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The report's table, the time split and the comparison."""
     job, big, api, spark = result["job"], result["job_rss"], result["api"], result["spark"]
+    stages = {k: job["stage_seconds"][k] for k in STAGES + STAGES_END if k in job["stage_seconds"]}
     total = sum(job["stage_seconds"].values())
-    lines = [
-        f"# Portfolio scoring benchmark ({result['date']})",
-        "",
+    return "\n".join([
+        f"# Portfolio scoring benchmark ({result['date']})", "",
         f"`{result['command']}` on {result['machine']['cpus']} CPUs; machine load before the "
-        f"run: {result['machine']['load_before']} busy cores. Model `{result['model']}`.",
+        f"run: {result['machine']['load_before']} busy cores. Model `{result['model']}`.", "",
+        *harness.md_table(["path", "rows", "applicants/s", "notes"], [
+            ["`credit-risk score` Parquet -> Parquet", f"{job['rows']:,}",
+             f"{job['applicants_per_s']:,}", f"job clock {job['job_seconds']:.2f} s; "
+             f"{job['applicants_per_s_wall']:,}/s including process start "
+             f"({job['wall_seconds']:.1f} s)"],
+            ["`credit-risk score`, peak RSS", f"{big['rows']:,}", f"{big['applicants_per_s']:,}",
+             f"peak RSS {big['peak_rss_mb']:,.0f} MB"],
+            ["`credit-risk score`, CPU time (whole process)", f"{job['rows']:,}",
+             f"{job['applicants_per_cpu_s']:,} per CPU-second",
+             f"{job['cpu_seconds']:.1f} CPU-s (process start and model load included)"],
+            [f"`/classify_batch` (1,000 per request, {api['connections']} connections)",
+             f"{api['requests'] * 1000:,}", f"{api['applicants_per_s']:,}",
+             f"{api['errors']} errors"],
+            ["Spark `local[2]` (`mapInArrow`)", f"{spark['rows']:,}",
+             f"{spark['applicants_per_s']:,}",
+             f"session start {spark['session_start_seconds']:.1f} s; "
+             f"{spark['applicants_per_s_wall']:,}/s including it"],
+        ]),
+        "", f"Where the job's time goes ({job['rows']:,} rows):", "",
+        *harness.md_table(["stage", "seconds", "share"],
+                          [[k, f"{v:.3f}", f"{v / total:.0%}"] for k, v in stages.items()]),
         "",
-        "| path | rows | applicants/s | notes |",
-        "| --- | ---: | ---: | --- |",
-        f"| `credit-risk score` Parquet -> Parquet | {job['rows']:,} | "
-        f"{job['applicants_per_s']:,} | job clock {job['job_seconds']:.2f} s; "
-        f"{job['applicants_per_s_wall']:,}/s including process start "
-        f"({job['wall_seconds']:.1f} s) |",
-        f"| `credit-risk score`, peak RSS | {big['rows']:,} | {big['applicants_per_s']:,} | "
-        f"peak RSS {big['peak_rss_mb']:,.0f} MB |",
-        f"| `credit-risk score`, CPU time (whole process) | {job['rows']:,} | "
-        f"{job['applicants_per_cpu_s']:,} per CPU-second | {job['cpu_seconds']:.1f} CPU-s "
-        f"(process start and model load included) |",
-        f"| `/classify_batch` (1,000 per request, {api['connections']} connections) | "
-        f"{api['requests'] * 1000:,} | {api['applicants_per_s']:,} | {api['errors']} errors |",
-        f"| Spark `local[2]` (`mapInArrow`) | {spark['rows']:,} | {spark['applicants_per_s']:,} | "
-        f"session start {spark['session_start_seconds']:.1f} s; "
-        f"{spark['applicants_per_s_wall']:,}/s including it |",
-        "",
-        f"Where the job's time goes ({job['rows']:,} rows):",
-        "",
-        "| stage | seconds | share |",
-        "| --- | ---: | ---: |",
-    ]
-    for stage in STAGES:
-        if stage in job["stage_seconds"]:
-            s = job["stage_seconds"][stage]
-            lines.append(f"| {stage} | {s:.3f} | {s / total:.0%} |")
-    return "\n".join(lines) + "\n"
-
-
-def busy_cores() -> float:
-    """Load average over the last minute: other work sharing this machine."""
-    return round(os.getloadavg()[0], 2)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Rows, rows for the memory run, where reports go."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rss-rows", type=int, default=5_000_000)
-    parser.add_argument("--out", type=Path, default=bench.REPO / "reports")
-    parser.add_argument("--command", default="make bench-portfolio")
-    parser.add_argument("--skip-spark", action="store_true")
-    parser.add_argument("--skip-api", action="store_true")
-    return parser.parse_args(argv)
+    ])  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Build the portfolios, measure every path, write the reports."""
-    args = parse_args(argv)
-    tag = bench.resolve_model_tag()
+    """Build the portfolios, measure every path, write the reports (`make bench-portfolio`)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rss-rows", type=int, default=5_000_000)
+    parser.add_argument("--out", type=Path, default=harness.REPO / "reports")
+    parser.add_argument("--command", default="make bench-portfolio")
+    parser.add_argument("--skip-spark", action="store_true")
+    parser.add_argument("--skip-api", action="store_true")
+    args = parser.parse_args(argv)
+    tag = harness.resolve_model_tag()
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": args.command,
-        "model": tag,
-        "machine": {"cpus": os.cpu_count(), "load_before": busy_cores()},
+        **{"command": args.command, "model": tag},
+        "machine": {"cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2)},
     }
     with tempfile.TemporaryDirectory(prefix="portfolio-bench-") as tmp:
         work = Path(tmp)
-        book, big = work / "book.parquet", work / "book-big.parquet"
+        book, big, audit = work / "book.parquet", work / "book-big.parquet", work / "runs.jsonl"
         build_portfolio(book, args.rows)
         build_portfolio(big, args.rss_rows)
-        audit = work / "runs.jsonl"
-        _log(f"job on {args.rows:,} rows")
-        result["job"] = run_job(book, work / "out.parquet", tag, audit)
-        _log(json.dumps(result["job"]))
-        _log(f"job on {args.rss_rows:,} rows (peak RSS)")
-        result["job_rss"] = run_job(big, work / "out-big.parquet", tag, audit)
-        _log(json.dumps(result["job_rss"]))
-        big.unlink()
-        empty = {"applicants_per_s": 0, "requests": 0, "errors": 0, "connections": 0}
-        result["api"] = empty if args.skip_api else run_api(work)
-        _log(json.dumps(result["api"]))
-        skipped = {"rows": 0, "applicants_per_s": 0, "applicants_per_s_wall": 0}
-        skipped |= {"session_start_seconds": 0.0}
-        result["spark"] = (
-            skipped if args.skip_spark else run_spark(book, work / "spark-out", tag, args.rows)
-        )
-        _log(json.dumps(result["spark"]))
-    result["machine"]["load_after"] = busy_cores()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "portfolio-bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "portfolio-bench.md").write_text(markdown(result))
-    print(markdown(result))
+        steps = {
+            "job": lambda: run_job(book, work / "out.parquet", tag, audit),
+            "job_rss": lambda: run_job(big, work / "out-big.parquet", tag, audit),
+            "api": lambda: run_api(work, tag),
+            "spark": lambda: run_spark(book, work / "spark-out", tag, args.rows),
+        }
+        skipped = {"api": args.skip_api, "spark": args.skip_spark}
+        empty = {"rows": 0, "applicants_per_s": 0, "applicants_per_s_wall": 0, "requests": 0}
+        empty |= {"errors": 0, "connections": 0, "session_start_seconds": 0.0}
+        for name, step in steps.items():
+            print(f"[portfolio-bench] {name}", file=sys.stderr, flush=True)
+            result[name] = empty if skipped.get(name) else step()
+            print(f"[portfolio-bench] {json.dumps(result[name])}", file=sys.stderr, flush=True)
+    result["machine"]["load_after"] = round(os.getloadavg()[0], 2)
+    harness.write_report(args.out, "portfolio-bench", result, markdown(result))
     return 0
-
-
-def _log(message: str) -> None:
-    print(f"[portfolio-bench] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

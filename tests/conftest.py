@@ -1,7 +1,10 @@
 """Shared fixtures: an isolated model store, a quickly trained real model, a real server.
 
 The BentoML home is redirected before anything resolves it, so no test can touch the user's
-own model store; server subprocesses inherit it.
+own model store; server subprocesses inherit it. That session store holds the quickly trained
+model (`credit_risk:latest`) and the challenger, and nothing else writes models there: a test
+that saves, promotes or damages models works in a store of its own (`own_store`). Servers are
+started, awaited and stopped through `load_tests/harness.py`, as the load tools do.
 """
 
 from __future__ import annotations
@@ -9,50 +12,71 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
+from bentoml._internal.bento import BentoStore
+from bentoml._internal.configuration.containers import BentoMLContainer
+from bentoml._internal.models import ModelStore
 
 from credit_risk import environment, model_store
 from credit_risk.training.run import train_and_save
+from load_tests import harness
+from load_tests.harness import Server, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["ROOT", "TEST_HOME", "Server", "free_port", "start_server", "stop_server"]
+
+ROOT = harness.REPO
 TEST_HOME = Path(tempfile.mkdtemp(prefix="credit-risk-test-home-"))
+# the one change to the environment outside monkeypatch: it must precede BentoML's first look
 os.environ["BENTOML_HOME"] = str(TEST_HOME)
 environment.prepare()  # as the entry points do: no usage reports from tests either
 
-SERVER_READY_TIMEOUT_S = 180.0
-"""Generous for a 2-core CI machine starting two Python worker processes."""
+SERVER_READY_TIMEOUT_S = harness.READY_TIMEOUT_S
+stop_server = harness.stop
+
+
+SESSION_MODELS: list[str] = []
+"""The versions the session store should hold: the quick model (`latest`), the challenger."""
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Remove the temporary store (a crashed run leaves only a tmp dir behind)."""
+    """Fail the run if a test wrote models into the session store, then remove the store (a
+    crashed run leaves only a tmp dir behind)."""
+    models = TEST_HOME / "models" / model_store.MODEL_NAME
+    if SESSION_MODELS:
+        stored = sorted(p.name for p in models.iterdir() if p.is_dir())
+        latest = (models / "latest").read_text().strip()
+        if stored != sorted(SESSION_MODELS) or latest != SESSION_MODELS[0]:
+            print(
+                f"\na test changed the session store: it holds {stored} with latest {latest}, "
+                f"expected {sorted(SESSION_MODELS)} with latest {SESSION_MODELS[0]}"
+            )
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     shutil.rmtree(TEST_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def isolated_home() -> Path:
-    """The temporary store this file points BENTOML_HOME at, never the user's."""
-    home = os.environ.get("BENTOML_HOME")
-    tmp = Path(tempfile.gettempdir()).resolve()
-    if not home or not Path(home).resolve().is_relative_to(tmp):
+    """The session store this file points BENTOML_HOME at: a temporary directory, where BentoML
+    itself resolved its home (whatever store a test puts over it), never the user's."""
+    if not TEST_HOME.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()):
         pytest.fail("BENTOML_HOME must point into a temporary directory before bentoml loads")
-    assert model_store.store_home().resolve() == Path(home).resolve()
-    return Path(home)
+    assert Path(BentoMLContainer.bentoml_home._provide()).resolve() == TEST_HOME.resolve()
+    return TEST_HOME
 
 
 @pytest.fixture(scope="session")
 def model_tag() -> str:
-    """A real model trained quickly into the isolated store."""
-    tag = train_and_save(quick=True, report_dir=TEST_HOME / "reports")
+    """A real model trained quickly into the session store (its `latest`)."""
+    with store_at(TEST_HOME):  # the session store, even when first needed under a test's own
+        tag = train_and_save(quick=True, report_dir=TEST_HOME / "reports")
+    SESSION_MODELS.insert(0, str(tag).split(":")[1])
     return str(tag)
 
 
@@ -71,28 +95,6 @@ def imported_modules(code: str, env: dict[str, str] | None = None) -> set[str]:
     return set(json.loads(out.strip().splitlines()[-1]))
 
 
-def free_port() -> int:
-    """An unused loopback port for a server under test."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A running `bentoml serve` subprocess."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    home: Path
-    """The server's BENTOML_HOME (its default decision log is under `home / "monitoring"`)."""
-
-    def log(self) -> str:
-        """Everything the server printed so far."""
-        return self.log_path.read_text(errors="replace")
-
-
 def server_home(path: Path) -> Path:
     """A BentoML home of the server's own that shares the test store's models and bentos.
 
@@ -108,23 +110,6 @@ def server_home(path: Path) -> Path:
     return path
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Poll /readyz until 200; fail fast if the process dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            msg = f"server exited with code {process.returncode} before becoming ready"
-            raise RuntimeError(msg)
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    msg = f"server not ready after {timeout} s"
-    raise TimeoutError(msg)
-
-
 def start_server(
     target: str,
     log_path: Path,
@@ -133,47 +118,24 @@ def start_server(
     working_dir: Path | None = ROOT,
     wait: bool = True,
 ) -> Server:
-    """Start `bentoml serve TARGET` on a free port (and by default wait until ready)."""
-    port = free_port()
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    if "BENTOML_HOME" not in (env or {}):
-        full_env["BENTOML_HOME"] = str(server_home(log_path.with_name(f"{log_path.stem}-home")))
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", target]
-            + ["--host", "127.0.0.1", "--port", str(port)]
-            + (["--working-dir", str(working_dir)] if working_dir else []),
-            cwd=cwd or log_path.parent,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(
-        url=f"http://127.0.0.1:{port}",
-        process=process,
-        log_path=log_path,
-        home=Path(full_env["BENTOML_HOME"]),
+    """Start `bentoml serve TARGET` on a free port (and by default wait until ready), with a
+    BentoML home of its own unless `env` names one."""
+    env = dict(env or {})
+    if "BENTOML_HOME" not in env:
+        env["BENTOML_HOME"] = str(server_home(log_path.with_name(f"{log_path.stem}-home")))
+    port = harness.free_port()
+    argv = harness.bentoml_serve(target, port, working_dir)
+    server = harness.spawn(
+        argv, log_path, url=f"http://127.0.0.1:{port}", env=env, cwd=cwd or log_path.parent
     )
     if wait:
         try:
-            wait_ready(server.url, process, SERVER_READY_TIMEOUT_S)
+            harness.wait_ready(server, timeout=SERVER_READY_TIMEOUT_S)
         except Exception:
-            stop_server(server)
+            harness.stop(server)
             print(server.log()[-5000:])
             raise
     return server
-
-
-def stop_server(server: Server) -> None:
-    """Stop the whole process group (API and runner workers)."""
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, 15)
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, 9)
-            server.process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -189,25 +151,55 @@ def server(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     stop_server(srv)
 
 
+@contextmanager
+def store_at(home: Path, *tags: str) -> Iterator[Path]:
+    """This process's BentoML store (and its subprocesses') at `home`, holding copies of the
+    session store's `tags` (the first becomes `latest`); the session store again afterwards."""
+    for tag in tags:
+        copy_model(tag, home)
+    for part in ("models", "bentos"):
+        (home / part).mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack, pytest.MonkeyPatch.context() as env:
+        env.setenv("BENTOML_HOME", str(home))
+        for provider, value in (
+            (BentoMLContainer.bentoml_home, str(home)),
+            (BentoMLContainer.model_store, ModelStore(home / "models")),
+            (BentoMLContainer.bento_store, BentoStore(home / "bentos")),
+        ):
+            stack.enter_context(provider.patch(value))
+        assert model_store.store_home() == home
+        yield home
+
+
+@pytest.fixture
+def own_store(model_tag: str, tmp_path: Path) -> Iterator[Path]:
+    """A fresh model store for one test, holding a copy of the quickly trained model: what the
+    test saves, promotes or breaks there leaves the session store as it was."""
+    with store_at(tmp_path / "bentoml", model_tag) as home:
+        yield home
+
+
 @pytest.fixture(scope="session")
-def challenger_tag(model_tag: str) -> str:
+def challenger_tag(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A second real model (another seed, a linear scorecard) to serve as challenger.
 
-    `credit_risk:latest` keeps pointing at `model_tag`, which other tests rely on.
+    Trained in a store of its own and copied into the session store, where
+    `credit_risk:latest` stays the quickly trained model other tests rely on.
     """
-    tag = train_and_save(quick=True, seed=7, model="logreg", report_dir=None, quiet=True)
-    latest = TEST_HOME / "models" / model_store.MODEL_NAME / "latest"
-    latest.write_text(model_tag.split(":")[1])
-    return str(tag)
+    with store_at(tmp_path_factory.mktemp("challenger-store")) as home:
+        tag = str(train_and_save(quick=True, seed=7, model="logreg", report_dir=None, quiet=True))
+    copy_model(tag, TEST_HOME, source=home)
+    SESSION_MODELS.append(tag.split(":")[1])
+    return tag
 
 
-def copy_model(tag: str, home: Path, version: str | None = None) -> Path:
-    """Copy one stored model into the store at `home` (as `version` if given); returns its
-    directory. The copy does not become `latest` unless it is the store's first model."""
+def copy_model(tag: str, home: Path, version: str | None = None, source: Path = TEST_HOME) -> Path:
+    """Copy one stored model from the store at `source` into the store at `home` (as `version`
+    if given); returns its directory. The copy does not become `latest` unless it is the
+    store's first model."""
     name, stored_version = tag.split(":")
-    source = TEST_HOME / "models" / name / stored_version
     target = home / "models" / name / (version or stored_version)
-    shutil.copytree(source, target)
+    shutil.copytree(source / "models" / name / stored_version, target)
     if version:
         info = target / "model.yaml"
         info.write_text(

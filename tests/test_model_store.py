@@ -1,4 +1,4 @@
-"""Model store round trip in a temporary BENTOML_HOME; mismatched or broken models refused."""
+"""Model store round trip in a store of the module's own; mismatched or broken models refused."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from credit_risk.schema import FEATURES, schema_hash
 from credit_risk.training.data import load_dataset
 from credit_risk.training.preprocessing import encode_frame
 from credit_risk.training.run import TrainingResult, train, train_and_save
-from tests.conftest import ROOT, imported_modules
+from tests.conftest import ROOT, imported_modules, store_at
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,16 @@ def trained() -> TrainingResult:
     return train(quick=True, progress=lambda _msg: None)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def store(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A store of this module's own: the models its tests save, make `latest` and damage never
+    reach the session store."""
+    with store_at(tmp_path_factory.mktemp("model-store") / "bentoml") as home:
+        yield home
+
+
 @pytest.fixture(scope="module")
-def saved_tag(isolated_home: Path, trained: TrainingResult) -> str:
+def saved_tag(store: Path, trained: TrainingResult) -> str:
     return str(
         save_model(
             trained.pipeline, trained.metadata, trained.labels, check_codes=trained.check_codes
@@ -94,7 +103,7 @@ def test_latest_resolves_to_the_newest(saved_tag: str, trained: TrainingResult) 
     assert load_model(saved_tag).tag == saved_tag
 
 
-def test_missing_model_says_how_to_get_one(isolated_home: Path) -> None:
+def test_missing_model_says_how_to_get_one(store: Path) -> None:
     with pytest.raises(ModelNotFoundError, match=r"not found.*make train.*CREDIT_RISK_MODEL"):
         load_model("credit_risk:doesnotexist")
     with pytest.raises(ModelNotFoundError, match="make train"):
@@ -109,7 +118,7 @@ def _save_with(trained: TrainingResult, **changes: Any) -> str:
     return str(m.tag)
 
 
-def test_model_for_other_features_is_refused(isolated_home: Path, trained: TrainingResult) -> None:
+def test_model_for_other_features_is_refused(store: Path, trained: TrainingResult) -> None:
     features = [*FEATURES[:-1], "foreign_worker"]
     tag = _save_with(trained, features=features)
     with pytest.raises(ModelMismatchError, match=r"unknown feature.*foreign_worker") as info:
@@ -119,13 +128,13 @@ def test_model_for_other_features_is_refused(isolated_home: Path, trained: Train
     assert isinstance(info.value, ValueError)
 
 
-def test_model_for_other_schema_is_refused(isolated_home: Path, trained: TrainingResult) -> None:
+def test_model_for_other_schema_is_refused(store: Path, trained: TrainingResult) -> None:
     tag = _save_with(trained, schema_hash="0" * 64)
     with pytest.raises(ModelMismatchError, match=r"applicant schema '0000.*Retrain"):
         load_model(tag)
 
 
-def test_reordered_features_are_refused(isolated_home: Path, trained: TrainingResult) -> None:
+def test_reordered_features_are_refused(store: Path, trained: TrainingResult) -> None:
     tag = _save_with(trained, features=list(reversed(FEATURES)))
     with pytest.raises(ModelMismatchError, match="different order"):
         load_model(tag)
@@ -136,7 +145,7 @@ def test_save_refuses_incompatible_metadata(trained: TrainingResult) -> None:
         save_model(trained.pipeline, {**trained.metadata, "features": ["x"]}, trained.labels)
 
 
-def test_corrupted_pickle_is_a_clear_error(isolated_home: Path, trained: TrainingResult) -> None:
+def test_corrupted_pickle_is_a_clear_error(store: Path, trained: TrainingResult) -> None:
     tag = _save_with(trained)
     path = Path(bentoml.models.get(tag).path_of(model_store.MODEL_FILE))
     path.write_bytes(b"not a pickle at all")
@@ -147,8 +156,8 @@ def test_corrupted_pickle_is_a_clear_error(isolated_home: Path, trained: Trainin
         load_model(tag)
 
 
-def test_bentoml_cli_shows_the_metadata(saved_tag: str, isolated_home: Path) -> None:
-    env = {**os.environ, "BENTOML_HOME": str(isolated_home), "BENTOML_DO_NOT_TRACK": "true"}
+def test_bentoml_cli_shows_the_metadata(saved_tag: str, store: Path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(store), "BENTOML_DO_NOT_TRACK": "true"}
     out = subprocess.run(
         [sys.executable, "-m", "bentoml", "models", "get", saved_tag, "-o", "yaml"],
         capture_output=True,
@@ -240,7 +249,7 @@ def test_a_tree_model_without_scikit_learn_is_refused_in_one_line(tmp_path: Path
     assert "or serve a scorecard" in message
 
 
-def test_tampered_scorecard_is_refused(isolated_home: Path, trained: TrainingResult) -> None:
+def test_tampered_scorecard_is_refused(store: Path, trained: TrainingResult) -> None:
     tag = str(
         save_model(
             trained.pipeline, trained.metadata, trained.labels, check_codes=trained.check_codes
@@ -259,7 +268,7 @@ def test_tampered_scorecard_is_refused(isolated_home: Path, trained: TrainingRes
 
 
 def test_a_scorecard_is_not_saved_without_its_check_rows(
-    isolated_home: Path, trained: TrainingResult
+    store: Path, trained: TrainingResult
 ) -> None:
     with pytest.raises(ValueError, match="check_codes"):
         save_model(trained.pipeline, trained.metadata, trained.labels)
@@ -286,10 +295,10 @@ def _save_as_before_the_move(trained: TrainingResult) -> str:
 
 
 def test_a_pipeline_pickled_before_the_move_is_refused_with_the_retrain_line(
-    isolated_home: Path, trained: TrainingResult
+    store: Path, trained: TrainingResult
 ) -> None:
     tag = _save_as_before_the_move(trained)
-    pickled = isolated_home / "models" / "credit_risk" / tag.split(":")[1] / MODEL_FILE
+    pickled = store / "models" / "credit_risk" / tag.split(":")[1] / MODEL_FILE
     assert b"credit_risk.preprocessing" in pickled.read_bytes()
     with pytest.raises(ModelLoadError) as excinfo:
         model_store.load_model(tag)
@@ -300,7 +309,7 @@ def test_a_pipeline_pickled_before_the_move_is_refused_with_the_retrain_line(
 
 
 def test_a_scorecard_saved_before_the_move_still_serves(
-    isolated_home: Path, trained: TrainingResult
+    store: Path, trained: TrainingResult
 ) -> None:
     """Serving reads only the compiled tables, which hold no pickle and no module path."""
     tag = _save_as_before_the_move(trained)

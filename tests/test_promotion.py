@@ -1,4 +1,5 @@
-"""Promotion and rollback through the real `credit-risk` CLI, on real models in the test store."""
+"""Promotion and rollback through the real `credit-risk` CLI, on real models in a store of each
+test's own."""
 
 from __future__ import annotations
 
@@ -17,31 +18,30 @@ from credit_risk import promotion
 from credit_risk.cli import main
 from credit_risk.model_store import MODEL_ENV, load_serving_model, store_home
 from credit_risk.promotion import CHALLENGER_ENV, served_tags, state_path
-from tests.conftest import copy_model
+from tests.conftest import copy_model, store_at
 
 MISMATCHED_VERSION = "mismatchedschema0"
 
 
 @pytest.fixture
-def clean_state() -> Iterator[Path]:
-    """No promotion state before or after: other tests' servers must not inherit one."""
-    path = state_path()
-    path.unlink(missing_ok=True)
-    yield path
-    path.unlink(missing_ok=True)
-    path.with_suffix(".lock").unlink(missing_ok=True)
+def clean_state(model_tag: str, challenger_tag: str, tmp_path: Path) -> Iterator[Path]:
+    """A store of the test's own with both models (the first `latest`) and no promotion state:
+    what the test promotes never reaches the session store or another test's servers."""
+    with store_at(tmp_path / "bentoml", model_tag, challenger_tag):
+        path = state_path()
+        assert not path.exists()
+        yield path
 
 
 @pytest.fixture
-def mismatched_tag(challenger_tag: str) -> Iterator[str]:
+def mismatched_tag(clean_state: Path, challenger_tag: str) -> str:
     """A stored model that claims another applicant schema (not made `latest`)."""
     target = copy_model(challenger_tag, store_home(), version=MISMATCHED_VERSION)
     info_path = target / "model.yaml"
     info = yaml.safe_load(info_path.read_text())
     info["metadata"]["schema_hash"] = "0" * 16
     info_path.write_text(yaml.safe_dump(info, sort_keys=False))
-    yield f"credit_risk:{MISMATCHED_VERSION}"
-    shutil.rmtree(target)
+    return f"credit_risk:{MISMATCHED_VERSION}"
 
 
 def cli(*args: str) -> Result:

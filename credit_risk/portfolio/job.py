@@ -271,12 +271,9 @@ def _read(
 
 
 def file_sha256(path: Path) -> str:
-    """The input's fingerprint for the audit record."""
-    digest = hashlib.sha256()
+    """The input's fingerprint for the audit record (either engine's)."""
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 @contextmanager

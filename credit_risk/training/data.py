@@ -137,15 +137,6 @@ class Dataset:
     path: Path
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _raw_value(raw: str, column: str, mapping: dict[str, str] | None, where: str) -> str | int:
     if mapping is not None:
         if raw not in mapping:
@@ -173,7 +164,8 @@ def load_dataset(path: Path = DEFAULT_DATA_PATH, *, verify_sha256: bool | None =
     if not path.is_file():
         msg = f"{path}: no such file"
         raise DataError(msg)
-    digest = file_sha256(path)
+    with path.open("rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
     if verify_sha256 is None:
         verify_sha256 = path.resolve() == DEFAULT_DATA_PATH
     if verify_sha256 and digest != DATA_SHA256:

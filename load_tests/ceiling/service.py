@@ -1,12 +1,9 @@
 """What BentoML itself costs: our service's topology with no model, for the benchmark's ceiling.
 
-    bentoml serve load_tests.ceiling.service:CeilingService
-
-Same shape as `service.py` — an API service with 2 workers validating the same `Applicant`,
-awaiting a batchable runner in its own process, answering with JSON serialised once — but the
-runner returns zeros and the API returns one constant decision: no encoding, no scoring, no
-coalescing, no decision log, no metrics, no middlewares. Whatever `/classify` reaches here is
-the most our service could reach on the same machine, measured in the same `make bench` run.
+Same shape as `service.py` (2 API workers validating the same `Applicant`, a batchable runner in
+its own process, JSON serialised once), but the runner returns zeros and the API one constant
+decision: no encoding, scoring, coalescing, decision log, metrics or middlewares. What
+`/classify` reaches here is the most ours could on the same machine, in the same `make bench`.
 """
 
 from __future__ import annotations
@@ -45,8 +42,7 @@ CONSTANT_DECISION: Final[dict[str, Any]] = Decision(
 
 
 def _freeze_startup_garbage() -> None:
-    # as service.py does, so the two pay the same cyclic-GC cost under load
-    gc.collect()
+    gc.collect()  # as service.py does, so the two pay the same cyclic-GC cost under load
     gc.freeze()
 
 
@@ -96,5 +92,5 @@ class CeilingService:
 
 
 def _json_response(content: Any) -> Response:
-    # serialised per request, as service.py does, so both pay the same for their answer
+    # serialised per request, as service.py does: both pay the same for their answer
     return Response(to_json(content), media_type="application/json")

@@ -18,32 +18,31 @@ from load_tests import overload
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt install wrk)"),
+    pytest.mark.skipif(
+        shutil.which("h2load") is None,
+        reason="h2load not installed (apt-get install nghttp2-client; .ci/run does)",
+    ),
 ]
 
 
 def test_a_short_overload_loses_no_decision(model_tag: str, tmp_path: Path) -> None:
     args = overload.parse_args(
         [
-            *("--model", model_tag, "--out", str(tmp_path)),
-            *("--warmup", "1", "--capacity-seconds", "3"),
+            *("--model", model_tag, "--out", str(tmp_path), "--seconds", "3"),
             *("--before", "2", "--flood", "5", "--after", "3"),
         ]
     )
     result = overload.run(args)
     report = overload.render({**result, "command": "test"})
     # every request the open loop scheduled is accounted for once, whatever became of it
-    scheduled = [int(p["rate"] * p["seconds"]) for p in result["settings"]["phases"]]
+    scheduled = [p["requests"] for p in result["settings"]["phases"]]
     assert [p["requests"] for p in result["phases"]] == scheduled, report
     assert sum(s["offered"] for s in result["per_second"]) == sum(scheduled), report
     assert result["server_errors"] == 0, report
-    statuses = {int(k) for r in result["phases"] for k in r["statuses"] if k.isdigit()}
+    statuses = {int(k) for r in result["phases"] for k in r["statuses"] if k != "-1"}
     assert statuses <= {200, 429, 503}, report
     log = result["decision_log"]
-    assert log["open_loop_200s"] > 0, report
-    assert log["open_loop_200s_without_id"] == 0, report
-    assert log["answered_ids_missing_from_log"] == 0, report
+    assert log["answered_200"] > 0, report
     assert log["ids_logged_more_than_once"] == 0, report
-    assert log["answered_ids_logged_exactly_once"], report
-    assert log["other_records_accounted"], report
+    assert log["one_record_per_200"], report
     assert result["processes"]["unchanged"], report

@@ -3,7 +3,8 @@
 Where a container engine answers `docker info`, the bento built from the working tree is
 containerized and started with the pod's settings taken from deploy/k8s/base/deployment.yaml
 (its user, read-only root filesystem with the same writable volumes, dropped capabilities, CPU
-and memory limits, environment and mounted BentoML config). Elsewhere the module is skipped.
+and memory limits, environment and mounted BentoML config). Elsewhere the module is skipped
+(asked when its tests run, not when they are collected).
 
 Image size, containerize time and docker-run-to-ready time go to reports/container-image.json.
 """
@@ -21,6 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,10 @@ from bentoml._internal.container.generate import BENTO_UID_GID
 
 from credit_risk.decision_store import open_store
 from credit_risk.schema import Decision, example_applicant
+from load_tests import harness
 from tests.conftest import ROOT, free_port
 from tests.deploy.test_bento import BENTO_NAME, BuiltBento, bentoml_cli, build_bento
-from tests.deploy.test_decision_records import GRACE_S, PRE_STOP_S, Load, drive
+from tests.deploy.test_decision_records import GRACE_S, PRE_STOP_S, SERVED_FIRST, Load, drive
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -49,6 +52,7 @@ MAX_IMAGE_BYTES = 500_000_000
 """The image budget in the decimal megabytes `docker images` shows (docs/deployment.md)."""
 
 
+@cache
 def _docker_env() -> dict[str, str]:
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
     if CONTAINER_ENV.is_file():
@@ -63,17 +67,19 @@ def _docker_env() -> dict[str, str]:
     return env
 
 
-DOCKER_ENV = _docker_env()
-DOCKER = shutil.which("docker", path=DOCKER_ENV["PATH"])
+@cache
+def _docker() -> str | None:
+    return shutil.which("docker", path=_docker_env()["PATH"])
 
 
 def _engine_problem() -> str | None:
-    if DOCKER is None:
+    docker_cli = _docker()
+    if docker_cli is None:
         return "no docker CLI on PATH"
     try:
         out = subprocess.run(
-            [DOCKER, "info", "--format", "{{.ServerVersion}}"],
-            env=DOCKER_ENV,
+            [docker_cli, "info", "--format", "{{.ServerVersion}}"],
+            env=_docker_env(),
             capture_output=True,
             text=True,
             timeout=30,
@@ -87,19 +93,24 @@ def _engine_problem() -> str | None:
     return None
 
 
-_PROBLEM = _engine_problem()
-if _PROBLEM is not None:
-    pytest.skip(f"no container engine ({_PROBLEM})", allow_module_level=True)
+@pytest.fixture(scope="module", autouse=True)
+def container_engine() -> None:
+    """Skip the module where no engine answers `docker info`: asked when a container test is
+    about to run, never while tests are collected."""
+    problem = _engine_problem()
+    if problem is not None:
+        pytest.skip(f"no container engine ({problem})")
 
 
 def docker(
     *args: str, check: bool = True, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run the docker CLI the engine was provisioned with."""
-    assert DOCKER is not None
+    docker_cli = _docker()
+    assert docker_cli is not None
     out = subprocess.run(
-        [DOCKER, *args],
-        env=DOCKER_ENV,
+        [docker_cli, *args],
+        env=_docker_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -235,7 +246,7 @@ def running(
     # from the temporary directory, as `make containerize` (BentoML reads the bento's
     # Dockerfile template from a copy there, and only below the current directory)
     tmp = Path(tempfile.gettempdir())
-    bentoml_cli("containerize", container_bento.tag, "-t", image, cwd=tmp, env=DOCKER_ENV)
+    bentoml_cli("containerize", container_bento.tag, "-t", image, cwd=tmp, env=_docker_env())
     containerize_s = time.monotonic() - started
     deployment = yaml.safe_load(DEPLOYMENT.read_text(encoding="utf-8"))
     port = free_port()
@@ -326,8 +337,10 @@ def test_docker_stop_under_load_leaves_one_record_per_answer(running: Running) -
     async def scenario() -> None:
         until = asyncio.Event()
         traffic = asyncio.create_task(drive(running.url, load, until))
-        await asyncio.sleep(3)
-        assert load.answered, "the load is being served before the stop"
+        # requests in flight at every stage when it comes: the load is served first
+        await harness.until(
+            lambda: len(load.answered) >= SERVED_FIRST, "the load is served before the stop"
+        )
         await asyncio.to_thread(
             docker, "stop", "-t", str(GRACE_S - PRE_STOP_S), running.container_id
         )

@@ -22,6 +22,7 @@ import yaml
 from credit_risk.decision_store import open_store
 from credit_risk.decision_store.chain import verify
 from credit_risk.schema import example_applicant
+from load_tests import harness
 from tests.conftest import Server, start_server, stop_server
 from tests.deploy.test_deploy import BASE, CONTAINER_NAME
 from tests.postgres import Postgres, start_postgres
@@ -32,6 +33,8 @@ DEPLOYMENT = yaml.safe_load((BASE / "deployment.yaml").read_text(encoding="utf-8
 POD_SPEC = DEPLOYMENT["spec"]["template"]["spec"]
 GRACE_S = POD_SPEC["terminationGracePeriodSeconds"]
 PRE_STOP_S = 5  # the preStop sleep runs before the SIGTERM and counts against the grace period
+SERVED_FIRST = 50
+"""Decisions the load gets before the pod is stopped, so it is stopped mid-load."""
 APPLICANT = example_applicant()
 PODS = ("credit-risk-5c8d9-aaaaa", "credit-risk-5c8d9-bbbbb")
 
@@ -102,8 +105,10 @@ def test_sigterm_under_load_leaves_one_record_per_answer(model_tag: str, tmp_pat
         async def scenario() -> float:
             until = asyncio.Event()
             traffic = asyncio.create_task(drive(server.url, load, until))
-            await asyncio.sleep(3)
-            assert load.answered, "the load is being served before the SIGTERM"
+            # requests in flight at every stage when it comes: the load is served first
+            await harness.until(
+                lambda: len(load.answered) >= SERVED_FIRST, "the load is served before the SIGTERM"
+            )
             os.kill(server.process.pid, signal.SIGTERM)  # what the kubelet and `docker stop` do
             sent = time.monotonic()
             while server.process.poll() is None and time.monotonic() - sent < GRACE_S:

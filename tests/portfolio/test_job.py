@@ -306,12 +306,12 @@ def test_wrong_type_missing_column_unknown_id_and_bad_arguments_are_refused(
 
 
 def test_audit_log_defaults_to_the_bentoml_home(
-    tmp_path: Path, model_tag: str, applicants: list[dict[str, Any]], isolated_home: Path
+    tmp_path: Path, model_tag: str, applicants: list[dict[str, Any]], own_store: Path
 ) -> None:
     src = write(book(applicants[:5]), tmp_path / "book.parquet")
     argv = ["score", str(src), str(tmp_path / "o.parquet"), "--model", model_tag]
     assert CliRunner().invoke(main, argv).exit_code == 0
-    lines = (isolated_home / "portfolio" / "runs.jsonl").read_text().splitlines()
+    lines = (own_store / "portfolio" / "runs.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["output"] == str(tmp_path / "o.parquet")
 
 

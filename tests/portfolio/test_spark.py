@@ -29,9 +29,10 @@ if shutil.which("java") is None:
     pytest.skip("Spark needs Java 17: `make java` installs Debian's JRE", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def spark_session(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    os.environ.setdefault("SPARK_LOCAL_DIRS", str(tmp_path_factory.mktemp("spark-local")))
+@pytest.fixture
+def spark_session(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Any:
+    if "SPARK_LOCAL_DIRS" not in os.environ:  # Spark's scratch space in the test's own tmp
+        monkeypatch.setenv("SPARK_LOCAL_DIRS", str(tmp_path_factory.mktemp("spark-local")))
     spark, startup = portfolio_spark.session("local[2]")
     print(f"\nSpark session started in {startup:.1f} s")
     yield spark

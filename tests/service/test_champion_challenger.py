@@ -56,6 +56,12 @@ def metric_total(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def metric_delta(readings: tuple[str, str], name: str, **labels: str) -> float:
+    """How much `name` (with `labels`) grew between two /metrics readings."""
+    before, after = readings
+    return metric_total(after, name, **labels) - metric_total(before, name, **labels)
+
+
 def expected_decisions(tag: str, applicants: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the model itself says, computed here from the stored model (no server)."""
     from credit_risk.decisions import DecisionRule  # noqa: PLC0415
@@ -98,6 +104,7 @@ def test_challenger_is_recorded_never_returned(
     env = {"BENTOML_HOME": str(home), "CREDIT_RISK_MODEL": model_tag}
     env["CREDIT_RISK_API_TOKENS"] = ""
     with serving(tmp_path, env) as server:
+        metrics_before = httpx.get(f"{server.url}/metrics").text
         singles = [httpx.post(f"{server.url}/classify", json=a).json() for a in applicants[:10]]
         batch = httpx.post(f"{server.url}/classify_batch", json=applicants[10:], timeout=30)
         card = httpx.post(f"{server.url}/model_card").json()
@@ -129,8 +136,11 @@ def test_challenger_is_recorded_never_returned(
     assert "promotion state" in card["challenger_served_from"]
     versions = {"champion": model_tag, "challenger": challenger_tag}
     counted = {
-        c: metric_total(
-            metrics_text, "credit_risk_shadow_comparisons_total", comparison=c, **versions
+        c: metric_delta(
+            (metrics_before, metrics_text),
+            "credit_risk_shadow_comparisons_total",
+            comparison=c,
+            **versions,
         )
         for c in ("agree", "swap_in", "swap_out")
     }
@@ -141,8 +151,8 @@ def test_challenger_is_recorded_never_returned(
         "swap_in": sum(b and not a for a, b in zip(ours, theirs, strict=True)),
         "swap_out": sum(a and not b for a, b in zip(ours, theirs, strict=True)),
     }
-    differences = metric_total(
-        metrics_text, "credit_risk_shadow_score_difference_count", **versions
+    differences = metric_delta(
+        (metrics_before, metrics_text), "credit_risk_shadow_score_difference_count", **versions
     )
     assert differences == len(applicants)
 
@@ -175,6 +185,7 @@ def test_a_failing_challenger_loses_only_its_own_records(
     env = {"BENTOML_HOME": str(home), "CREDIT_RISK_MODEL": model_tag}
     env |= {"CREDIT_RISK_CHALLENGER": challenger_tag, "CREDIT_RISK_API_TOKENS": ""}
     with serving(tmp_path, env) as server:
+        metrics_before = httpx.get(f"{server.url}/metrics").text
         statuses = [httpx.post(f"{server.url}/classify", json=a).status_code for a in applicants]
         batch = httpx.post(f"{server.url}/classify_batch", json=applicants, timeout=30)
         records = decision_records(home, 2 * len(applicants))
@@ -188,7 +199,9 @@ def test_a_failing_challenger_loses_only_its_own_records(
     kept = [r for r in records if r["challenger"] is not None]
     assert len(kept) == len(applicants) - failing
     assert all(r[last] != dropped for r in kept)
-    failures = metric_total(metrics_text, "credit_risk_shadow_failures_total", stage="score")
+    failures = metric_delta(
+        (metrics_before, metrics_text), "credit_risk_shadow_failures_total", stage="score"
+    )
     assert failures == len(lost)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +26,8 @@ import pytest
 from credit_risk.decision_store import open_store
 from credit_risk.decision_store.chain import verify
 from credit_risk.schema import example_applicant
-from tests.conftest import Server, start_server, stop_server, wait_ready
+from load_tests import harness
+from tests.conftest import Server, start_server, stop_server
 from tests.postgres import Postgres, start_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,12 +37,8 @@ DEADLINE_S = 120.0
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE_S) -> None:
-    """Poll `condition` until it holds; fail naming `what` past a generous deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    """Poll `condition` until it holds, past a generous deadline (a liveness bound)."""
+    harness.wait_for(condition, what, timeout)
 
 
 @dataclass
@@ -216,7 +212,7 @@ def test_a_directory_that_cannot_be_written(
         _readiness_during_fault(server)
         assert load.count(200) == 0
         _mount("-o", "remount,rw,bind", str(mountable))
-        wait_ready(server.url, server.process, DEADLINE_S)
+        harness.wait_ready(server, timeout=DEADLINE_S)
         wait_until(lambda: load.count(200) >= 40, "answers once the directory is writable")
         load.finish()
         assert _errors(server, "read_only") > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from credit_risk.decision_store.chain import verify
 from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.schema import FEATURES, example_applicant
 from credit_risk.training.data import applicant_records, load_dataset
+from load_tests import harness
 from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -198,12 +198,14 @@ def test_every_metric_moves_by_the_expected_amount(secured: Server) -> None:
 
     model_version = decisions[0]["model_version"]
     assert _sample(after, "credit_risk_model_info", model_version=model_version) >= 1
-    for _ in range(50):  # the drift gauges are published shortly after traffic, not inline
-        if _sample(after, "credit_risk_drift_window_size") == DRIFT_WINDOW:
-            break
-        time.sleep(0.1)
-        after = _metrics(secured)
-    assert _sample(after, "credit_risk_drift_window_size") == DRIFT_WINDOW
+    scraped = [after]
+
+    def window_full() -> bool:  # the drift gauges are published shortly after traffic, not inline
+        scraped.append(_metrics(secured))
+        return _sample(scraped[-1], "credit_risk_drift_window_size") == DRIFT_WINDOW
+
+    harness.wait_for(window_full, "the drift window is published full")
+    after = scraped[-1]
     for signal in ("score", *FEATURES):
         assert f'credit_risk_drift_psi{{signal="{signal}"}}' in after, signal
     assert "bentoml_service_adaptive_batch_size_bucket" in after
@@ -219,21 +221,25 @@ def test_every_decision_is_logged_exactly_once_and_survives_a_restart(
     known = {r["decision_id"] for r in _records(log_dir)}
     applicants = applicant_records(load_dataset().X.iloc[100:160])
 
+    def admitted(path: str, body: Any) -> Any:
+        """The answer once admitted: the tiny in-flight limit sheds some, retried as clients
+        should, for as long as that takes on a busy machine."""
+        answers: list[httpx.Response] = []
+
+        def post() -> bool:
+            url = f"{secured.url}{path}"
+            answers.append(httpx.post(url, json=body, headers=AUTH, timeout=30))
+            return answers[-1].status_code != 429
+
+        harness.wait_for(post, f"{path} admitted")
+        assert answers[-1].status_code == 200, answers[-1].text
+        return answers[-1].json()
+
     def single(a: dict[str, Any]) -> list[dict[str, Any]]:
-        for _ in range(50):  # the tiny in-flight limit sheds some: retry as clients should
-            r = httpx.post(f"{secured.url}/classify", json=a, headers=AUTH, timeout=30)
-            if r.status_code != 429:
-                assert r.status_code == 200, r.text
-                return [r.json()]
-        raise AssertionError("never admitted")
+        return [admitted("/classify", a)]
 
     def batch(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for _ in range(50):
-            r = httpx.post(f"{secured.url}/classify_batch", json=chunk, headers=AUTH, timeout=30)
-            if r.status_code != 429:
-                assert r.status_code == 200, r.text
-                return list(r.json())
-        raise AssertionError("never admitted")
+        return list(admitted("/classify_batch", chunk))
 
     jobs = [(single, a) for a in applicants[:30]] + [
         (batch, applicants[i : i + 10]) for i in range(30, 60, 10)

@@ -109,12 +109,18 @@ def _metric_sum(text: str, name: str, label_filter: str) -> dict[str, float]:
     return values
 
 
-def _hammer(server: Server, applicants: list[dict[str, Any]]) -> str:
-    """200 /classify calls, 64 in flight at a time, all answered; returns /metrics afterwards.
+def _metrics(server: Server) -> str:
+    return httpx.get(f"{server.url}/metrics", timeout=10).text
+
+
+def _hammer(server: Server, applicants: list[dict[str, Any]]) -> tuple[str, str]:
+    """200 /classify calls, 64 in flight at a time, all answered; /metrics before and after.
 
     Fired from one event loop, so they reach the server together however fast it is (threads
     with one connection each trickle in too slowly on a quiet machine). 64 at a time: all of
-    them may land on one API worker, which admits DEFAULT_MAX_IN_FLIGHT (64) at once.
+    them may land on one API worker, which admits DEFAULT_MAX_IN_FLIGHT (64) at once. The
+    server is shared with other tests, so only the difference between the two readings is
+    this burst's.
     """
 
     async def burst() -> list[int]:
@@ -125,9 +131,10 @@ def _hammer(server: Server, applicants: list[dict[str, Any]]) -> str:
             )
         return [r.status_code for r in responses]
 
+    before = _metrics(server)
     statuses = asyncio.run(burst())
     assert statuses == [200] * len(applicants)
-    return httpx.get(f"{server.url}/metrics", timeout=10).text
+    return before, _metrics(server)
 
 
 def _batches_above(metrics: str, name: str, label_filter: str, le: str) -> tuple[float, float]:
@@ -138,11 +145,20 @@ def _batches_above(metrics: str, name: str, label_filter: str, le: str) -> tuple
     return total, total - at_most
 
 
+def _batches_during(
+    readings: tuple[str, str], name: str, label_filter: str = ""
+) -> tuple[float, float]:
+    """(runner batches, batches of more than one row or request) between the two readings."""
+    (total0, larger0), (total1, larger1) = (
+        _batches_above(text, name, label_filter, "1.0") for text in readings
+    )
+    return total1 - total0, larger1 - larger0
+
+
 def test_concurrent_single_calls_are_scored_in_batches(server: Server, applicants) -> None:
     # default: each API worker coalesces the calls of one event-loop turn into one runner call
     # (so BentoML sees few, large calls); rows per runner batch is the proof
-    metrics = _hammer(server, applicants)
-    total, larger = _batches_above(metrics, "credit_risk_batch_rows", "", "1.0")
+    total, larger = _batches_during(_hammer(server, applicants), "credit_risk_batch_rows")
     assert total > 0
     assert larger > 0, "no runner batch held more than one applicant"
 
@@ -160,9 +176,10 @@ def uncoalesced_server(model_tag: str, tmp_path_factory: pytest.TempPathFactory)
 
 
 def test_adaptive_batching_merges_concurrent_requests(uncoalesced_server: Server, applicants):
-    metrics = _hammer(uncoalesced_server, applicants)
-    total, larger = _batches_above(
-        metrics, "bentoml_service_adaptive_batch_size", 'method_name="score"', "1.0"
+    total, larger = _batches_during(
+        _hammer(uncoalesced_server, applicants),
+        "bentoml_service_adaptive_batch_size",
+        'method_name="score"',
     )
     assert total > 0
     assert larger > 0, "no runner batch held more than one request"

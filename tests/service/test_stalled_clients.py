@@ -1,6 +1,9 @@
 """Stalled and idle clients cannot lock the service out (a real server, raw sockets).
 
-Run with `-s` to print the figures docs/reliability.md quotes.
+Normal traffic runs while the stalled or idle connections are held; what is asserted is what
+they got (200s, 408s, closed connections) and that no 408 came before its deadline. How long
+anything took is printed (run with `-s` for the figures docs/reliability.md quotes), not
+bounded: a loaded machine only makes the server later.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import socket
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,17 +27,17 @@ import pytest
 from credit_risk.schema import example_applicant
 from credit_risk.serving.connections import RESERVED_DESCRIPTORS
 from credit_risk.serving.tuning import BODY_READ_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S
+from load_tests import harness
 from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
 STALLED = 200
 IDLE = 2_000
-P99_BOUND_S = 2.0
-"""What docs/reliability.md promises a normal request while stalled or idle connections are
-open: generous on purpose, as the 2-core test machine is shared with other work."""
-CLOSE_SLACK_S = 3.0
-"""Beyond a deadline, how late the server may be in closing a connection (a loaded machine)."""
+NORMAL_REQUESTS = 200
+"""Normal requests sent while the idle connections are held."""
+CLOSE_WAIT_S = 60.0
+"""Liveness bound on the server closing a connection once its deadline has passed."""
 BODY = json.dumps(example_applicant()).encode()
 
 
@@ -79,14 +82,13 @@ class Normal:
         )
 
 
-async def _normal_traffic(url: str, seconds: float, clients: int = 8) -> Normal:
-    """`clients` closed-loop clients on /classify for `seconds`."""
+async def _normal_traffic(url: str, done: Callable[[int], bool], clients: int = 8) -> Normal:
+    """`clients` closed-loop clients on /classify until `done(requests so far)`."""
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
-    stop = time.monotonic() + seconds
 
     async def one_client(client: httpx.AsyncClient) -> None:
-        while time.monotonic() < stop:
+        while not done(len(latencies)):
             start = time.perf_counter()
             response = await client.post(
                 f"{url}/classify", content=BODY, headers={"content-type": "application/json"}
@@ -115,16 +117,17 @@ def _stalled_head(host: str) -> bytes:
 async def _outcome(reader: asyncio.StreamReader, started: float) -> tuple[str, float]:
     """What a stalled connection got: its status line (or `closed`), and when."""
     try:
-        line = await asyncio.wait_for(reader.readline(), BODY_READ_TIMEOUT_S + 30)
+        line = await asyncio.wait_for(reader.readline(), BODY_READ_TIMEOUT_S + CLOSE_WAIT_S)
     except (TimeoutError, ConnectionError):
         return "no answer", time.monotonic() - started
+    answered = time.monotonic() - started
     status = line.split(b" ")[1].decode() if line else "closed"
     try:  # an answer ends with the server closing the connection
-        while line and await asyncio.wait_for(reader.read(65536), CLOSE_SLACK_S):
+        while line and await asyncio.wait_for(reader.read(65536), CLOSE_WAIT_S):
             pass
     except TimeoutError:
-        return f"{status}, left open", time.monotonic() - started
-    return status, time.monotonic() - started
+        return f"{status}, left open", answered
+    return status, answered
 
 
 def test_stalled_bodies_get_408_within_the_deadline_and_take_no_slot(served: Server) -> None:
@@ -134,9 +137,16 @@ def test_stalled_bodies_get_408_within_the_deadline_and_take_no_slot(served: Ser
         started = time.monotonic()
         for _, writer in conns:
             writer.write(_stalled_head(host))
-        outcomes = asyncio.gather(*(_outcome(r, started) for r, _ in conns))
-        normal = await _normal_traffic(served.url, seconds=BODY_READ_TIMEOUT_S - 0.5)
-        done = await outcomes
+        answered: list[tuple[str, float]] = []
+
+        async def outcome(reader: asyncio.StreamReader) -> None:
+            answered.append(await _outcome(reader, started))
+
+        outcomes = asyncio.gather(*(outcome(r) for r, _ in conns))
+        # normal traffic for as long as every stalled connection is still waiting
+        normal = await _normal_traffic(served.url, done=lambda _: bool(answered))
+        await outcomes
+        done = answered
         for _, writer in conns:
             writer.close()
         return normal, done
@@ -146,11 +156,10 @@ def test_stalled_bodies_get_408_within_the_deadline_and_take_no_slot(served: Ser
     latest = max(t for _, t in outcomes)
     print(f"\n{STALLED} stalled connections: {normal.summary()}")
     print(f"stalled: {dict(seen)}, the last answered after {latest:.2f} s")
+    assert normal.latencies, "normal requests were answered while the bodies stalled"
     assert set(normal.statuses) == {200}, normal.statuses
-    assert normal.p99 <= P99_BOUND_S
     assert seen == {"408": STALLED}
-    assert latest <= BODY_READ_TIMEOUT_S + CLOSE_SLACK_S
-    assert min(t for _, t in outcomes) >= BODY_READ_TIMEOUT_S - 0.5, "not before the deadline"
+    assert min(t for _, t in outcomes) >= BODY_READ_TIMEOUT_S, "not before the deadline"
 
 
 def test_idle_keep_alive_connections_do_not_stop_service_and_are_closed(served: Server) -> None:
@@ -165,7 +174,7 @@ def test_idle_keep_alive_connections_do_not_stop_service_and_are_closed(served: 
         answers = await asyncio.gather(*(r.readuntil(b"\r\n") for r, _ in conns))
         assert all(b" 200 " in a for a in answers)
         idle_since = time.monotonic()
-        normal = await _normal_traffic(served.url, seconds=3)
+        normal = await _normal_traffic(served.url, done=lambda n: n >= NORMAL_REQUESTS)
 
         async def closed(reader: asyncio.StreamReader) -> str:
             try:  # the rest of the /livez answer, then the server's close
@@ -176,7 +185,7 @@ def test_idle_keep_alive_connections_do_not_stop_service_and_are_closed(served: 
             return "closed"
 
         ends = await asyncio.wait_for(
-            asyncio.gather(*(closed(r) for r, _ in conns)), KEEP_ALIVE_TIMEOUT_S + 30
+            asyncio.gather(*(closed(r) for r, _ in conns)), KEEP_ALIVE_TIMEOUT_S + CLOSE_WAIT_S
         )
         waited = time.monotonic() - idle_since
         for _, writer in conns:
@@ -187,9 +196,7 @@ def test_idle_keep_alive_connections_do_not_stop_service_and_are_closed(served: 
     print(f"\n{IDLE} idle keep-alive connections: {normal.summary()}")
     print(f"idle ones: {dict(ends)} by the server within {waited:.2f} s of their last answer")
     assert set(normal.statuses) == {200}, normal.statuses
-    assert normal.p99 <= P99_BOUND_S
     assert ends == {"closed": IDLE}
-    assert waited <= KEEP_ALIVE_TIMEOUT_S + CLOSE_SLACK_S
 
 
 SMALL_LIMIT = 100
@@ -206,21 +213,28 @@ def test_past_the_connection_limit_new_connections_are_closed_until_some_go(
         env={"CREDIT_RISK_MODEL": model_tag, "CREDIT_RISK_MAX_CONNECTIONS": str(SMALL_LIMIT)},
     )
     try:
-        workers = psutil.Process(server.process.pid).children(recursive=True)
+        workers = harness.processes(server.root)[1:]
         limits = {w.rlimit(psutil.RLIMIT_NOFILE)[0] for w in workers}
         assert limits == {SMALL_LIMIT + RESERVED_DESCRIPTORS}
         host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert _classify_status(client) == 200  # a keep-alive connection open before
             flood = [socket.create_connection((host, port), timeout=5) for _ in range(IDLE // 2)]
-            time.sleep(1)
-            closed = sum(_closed_by_server(s) for s in flood)
+            ports = {s.getsockname()[1] for s in flood}
+            # every flood connection ends up held by a worker or closed by it at once
+            harness.wait_for(
+                lambda: len(_held(workers, ports) | _closed(flood)) == len(flood),
+                "each connection past the limit is held or closed by the server",
+            )
+            closed = len(_closed(flood))
             on_open = Counter(_classify_status(client) for _ in range(20))
         with httpx.Client(base_url=server.url, timeout=10) as fresh:
             new = Counter(_classify_status(fresh, new_connection=True) for _ in range(20))
         for s in flood:
             s.close()
-        time.sleep(1)
+        harness.wait_for(
+            lambda: not _held(workers, ports), "the workers let go of the closed connections"
+        )
         with httpx.Client(base_url=server.url, timeout=10) as fresh:
             after = Counter(_classify_status(fresh, new_connection=True) for _ in range(20))
     finally:
@@ -234,6 +248,21 @@ def test_past_the_connection_limit_new_connections_are_closed_until_some_go(
     assert closed > 0, "connections past the limit are closed, not held"
     assert on_open == {200: 20}, "the connections already open keep being served"
     assert after == {200: 20}
+
+
+def _held(workers: list[psutil.Process], ports: set[int]) -> set[int]:
+    """The client ports among `ports` whose connections a worker still has open."""
+    return {
+        c.raddr.port
+        for w in workers
+        for c in w.net_connections("tcp")
+        if c.raddr and c.raddr.port in ports
+    }
+
+
+def _closed(flood: list[socket.socket]) -> set[int]:
+    """The client ports of the connections the server has closed."""
+    return {s.getsockname()[1] for s in flood if _closed_by_server(s)}
 
 
 def _closed_by_server(sock: socket.socket) -> bool:

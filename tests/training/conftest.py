@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bentoml._internal.configuration.containers import BentoMLContainer
-from bentoml._internal.models import ModelStore
 
 from credit_risk import model_store
 from credit_risk.promotion import CHALLENGER_ENV
 from credit_risk.training.data import DEFAULT_DATA_PATH, load_dataset
 from credit_risk.training.holdout import held_out_rows
+from tests.conftest import store_at
 
 TARGET = "creditability"
 
@@ -27,15 +26,9 @@ TARGET = "creditability"
 @pytest.fixture
 def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty BentoML home (models and promotion state) for this test only; no pins."""
-    home = tmp_path / "bentoml"
-    (home / "models").mkdir(parents=True)
     monkeypatch.delenv(model_store.MODEL_ENV, raising=False)
     monkeypatch.delenv(CHALLENGER_ENV, raising=False)
-    with (
-        BentoMLContainer.bentoml_home.patch(str(home)),
-        BentoMLContainer.model_store.patch(ModelStore(str(home / "models"))),
-    ):
-        assert model_store.store_home() == home
+    with store_at(tmp_path / "bentoml") as home:
         yield home
 
 

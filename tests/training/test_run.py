@@ -191,7 +191,7 @@ def test_out_of_fold_predictions_never_see_their_row() -> None:
         assert 0.35 < roc_auc_score(noise, oof) < 0.65, f"{family}: out-of-fold has skill on noise"
 
 
-def test_train_and_save_writes_the_report(tmp_path: Path, isolated_home: Path) -> None:
+def test_train_and_save_writes_the_report(tmp_path: Path, own_store: Path) -> None:
     tag = train_and_save(quick=True, report_dir=tmp_path, quiet=True)
     report = json.loads((tmp_path / "training.json").read_text())
     assert report["tag"] == str(tag)

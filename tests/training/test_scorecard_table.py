@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,12 +25,20 @@ from credit_risk.training.scorecard_table import (
     to_csv,
     to_markdown,
 )
+from tests.conftest import store_at
 
 SEED = 7
 
 
 @pytest.fixture(scope="module")
-def scorecard() -> tuple[TrainingResult, str]:
+def store(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A store of this module's own: the model it saves never becomes the session's `latest`."""
+    with store_at(tmp_path_factory.mktemp("scorecard-store")) as home:
+        yield home
+
+
+@pytest.fixture(scope="module")
+def scorecard(store: Path) -> tuple[TrainingResult, str]:
     result = train(model="logreg", seed=SEED, quick=True, progress=lambda _m: None)
     tag = model_store.save_model(
         result.pipeline, result.metadata, result.labels, check_codes=result.check_codes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware, Time
 
 from credit_risk.serving.asgi import Message, Receive, Scope, Send
 from credit_risk.serving.workarounds.admission_gate import AdmissionGate, BodyRead
+from load_tests.harness import until
 from tests.serving.asgi_calls import call_async as call
 from tests.serving.asgi_calls import http_scope
 from tests.serving.workarounds.conftest import Upstream
@@ -56,8 +58,7 @@ def test_gate_admits_up_to_the_limit_and_refuses_the_rest_with_429() -> None:
             held, PATHS, limit=3, on_refuse=lambda: refused.append(1), body_read=BODY
         )
         admitted = [asyncio.create_task(call(gate)) for _ in range(3)]
-        await asyncio.sleep(0)
-        assert held.entered == 3
+        await until(lambda: held.entered == 3, "three requests reach the app")
         assert gate.in_flight == 3
 
         sent = await call(gate)  # the fourth, while three are in flight
@@ -81,10 +82,10 @@ def test_gate_lets_other_paths_through_whatever_the_load() -> None:
         held = Held()
         gate = AdmissionGate(held, PATHS, limit=1, on_refuse=lambda: None, body_read=BODY)
         first = asyncio.create_task(call(gate))
-        await asyncio.sleep(0)
+        await until(lambda: gate.in_flight == 1, "the first request is admitted")
         probe = asyncio.create_task(call(gate, http_scope("/readyz")))
-        await asyncio.sleep(0)
-        assert held.entered == 2, "the probe is not counted or refused"
+        await until(lambda: held.entered == 2, "the probe is not counted or refused")
+        assert gate.in_flight == 1
         held.release.set()
         assert [status(s) for s in await asyncio.gather(first, probe)] == [200, 200]
 
@@ -155,27 +156,44 @@ def _echo_gate(limit: int, timeout_s: float, timeouts: list[int]) -> tuple[Echo,
     return echo, gate
 
 
-def test_a_stalled_body_holds_no_slot_and_gets_408_at_the_deadline() -> None:
+def test_a_stalled_body_holds_no_slot() -> None:
     async def scenario() -> None:
-        timeouts: list[int] = []
-        echo, gate = _echo_gate(limit=1, timeout_s=0.2, timeouts=timeouts)
+        echo, gate = _echo_gate(limit=1, timeout_s=600, timeouts=[])
         stalled = Trickle(declared=50)
         stalled.part(b"0123456789")  # 10 of 50 bytes, then nothing
         waiting = asyncio.create_task(gate(stalled.scope, stalled.receive, stalled.send))
-        await asyncio.sleep(0.05)
-        assert (gate.in_flight, gate.reading) == (0, 1)
+        await until(lambda: gate.reading == 1, "the gate is reading the stalled body")
+        assert gate.in_flight == 0
 
         sent = await call(gate)  # the one slot is free for a complete request meanwhile
         assert status(sent) == 200
         assert echo.bodies == [b"{}"]
+        assert (gate.in_flight, gate.reading) == (0, 1), "still reading the stalled body"
 
+        stalled.hang_up()
         await waiting
+        assert stalled.sent == []
+        assert echo.bodies == [b"{}"], "the stalled request never reached the app"
+        assert (gate.in_flight, gate.reading) == (0, 0)
+
+    asyncio.run(scenario())
+
+
+def test_a_stalled_body_gets_408_at_the_deadline() -> None:
+    async def scenario() -> None:
+        timeouts: list[int] = []
+        echo, gate = _echo_gate(limit=1, timeout_s=0.2, timeouts=timeouts)
+        stalled = Trickle(declared=50)
+        stalled.part(b"0123456789")
+        started = time.perf_counter()
+        await gate(stalled.scope, stalled.receive, stalled.send)
+        assert time.perf_counter() - started >= 0.2, "not before the deadline"
         assert status(stalled.sent) == 408
         assert (b"connection", b"close") in stalled.sent[0]["headers"]
         assert "did not arrive within 0.2 s" in body(stalled.sent)["error"]
         assert timeouts == [1]
         assert (gate.in_flight, gate.reading) == (0, 0)
-        assert echo.bodies == [b"{}"], "the stalled request never reached the app"
+        assert echo.bodies == [], "the stalled request never reached the app"
 
     asyncio.run(scenario())
 
@@ -186,8 +204,8 @@ def test_a_body_in_several_parts_is_admitted_once_complete_and_replayed_whole() 
         client = Trickle()  # chunked: no Content-Length
         client.part(b'{"a": ')
         request = asyncio.create_task(gate(client.scope, client.receive, client.send))
-        await asyncio.sleep(0.01)
-        assert (gate.in_flight, gate.reading) == (0, 1)
+        await until(lambda: gate.reading == 1, "the gate is reading the first part")
+        assert gate.in_flight == 0
         client.part(b"1}", more=False)
         await request
         assert status(client.sent) == 200
@@ -237,9 +255,9 @@ def test_refusing_when_full_reads_no_body() -> None:
         held = Held()
         gate = AdmissionGate(held, PATHS, limit=1, on_refuse=lambda: None, body_read=BODY)
         first = asyncio.create_task(call(gate))
-        await asyncio.sleep(0)
+        await until(lambda: gate.in_flight == 1, "the first request is admitted")
         client = Trickle(declared=50)  # sends nothing: a read would wait
-        await asyncio.wait_for(gate(client.scope, client.receive, client.send), timeout=1)
+        await asyncio.wait_for(gate(client.scope, client.receive, client.send), timeout=60)
         assert status(client.sent) == 429
         held.release.set()
         await first

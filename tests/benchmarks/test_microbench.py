@@ -1,0 +1,142 @@
+"""Micro-benchmarks behind the per-call figures the docs quote (pytest-benchmark).
+
+Not run by `make test` (they are measurements, not tests: the `microbench` marker is deselected
+by default). `make microbench` runs them and fails when one has become more than 30 % slower
+than the baseline committed under load_tests/results/microbench/ (its fastest round, the figure
+least disturbed by other work on the machine); `make microbench-baseline` records a new one.
+Each still checks what it times, so a benchmark of a broken path fails rather than flatters.
+
+What each benchmark stands behind (docs/performance.md, "Micro-benchmarks", has the figures):
+- `test_compiled_scorer_*`: the compiled scorecard scores 1 to 1,000 applicants in tens to
+  hundreds of microseconds (design.md, champion-challenger.md);
+- `test_validating_*`: pydantic validation of a request, ~12 µs per applicant (performance.md);
+- `test_building_*`: answers built as dicts cost a fraction of pydantic objects (design.md);
+- `test_decision_store_*`: one commit holds a turn's records (operations.md, the store's cost);
+- `test_coalescing_*`: gathering a turn's runner calls into one costs little per call
+  (design.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter
+
+from credit_risk.decision_store import new_records, open_store
+from credit_risk.decision_store.chain import ChainWriter
+from credit_risk.decisions import DecisionRule
+from credit_risk.encoding import encode_applicants
+from credit_risk.model_store import ServingModel, load_serving_model
+from credit_risk.schema import Applicant, Decision
+from credit_risk.serving.coalesce import Coalescer
+from load_tests.applicants import sample_applicants
+
+pytestmark = pytest.mark.microbench
+
+APPLICANTS = TypeAdapter(list[Applicant])
+
+
+@pytest.fixture(scope="module")
+def served(model_tag: str) -> ServingModel:
+    return load_serving_model(model_tag)
+
+
+@pytest.fixture(scope="module")
+def applicants() -> list[dict[str, Any]]:
+    return sample_applicants(1000, seed=3)
+
+
+@pytest.fixture(scope="module")
+def codes(applicants: list[dict[str, Any]]) -> np.ndarray:
+    return encode_applicants(APPLICANTS.validate_python(applicants))
+
+
+@pytest.fixture(scope="module")
+def rule(served: ServingModel) -> DecisionRule:
+    return DecisionRule.from_model(served.tag, served.metadata)
+
+
+@pytest.mark.parametrize("rows", [1, 64, 1000])
+def test_compiled_scorer_scores_a_batch(
+    benchmark: Any, served: ServingModel, codes: np.ndarray, rows: int
+) -> None:
+    proba, excess = (np.asarray(a) for a in benchmark(served.scorer.predict, codes[:rows]))
+    assert proba.shape == (rows,)
+    assert ((proba > 0) & (proba < 1)).all()
+    assert excess.shape[0] == rows
+
+
+def test_validating_a_request_of_1000_applicants(benchmark: Any, applicants: list[Any]) -> None:
+    body = json.dumps(applicants).encode()
+    parsed = benchmark(APPLICANTS.validate_json, body)
+    assert len(parsed) == 1000
+    assert parsed[0].model_dump(mode="json") == applicants[0]
+
+
+def test_building_1000_answers_as_dicts(
+    benchmark: Any, served: ServingModel, codes: np.ndarray, rule: DecisionRule
+) -> None:
+    proba, excess = served.scorer.predict(codes)
+    records = benchmark(rule.records, np.asarray(proba), np.asarray(excess))
+    assert len(records) == 1000
+    Decision.model_validate(records[0])  # the same layout as the schema's
+
+
+def test_building_1000_answers_as_pydantic_objects(
+    benchmark: Any, served: ServingModel, codes: np.ndarray, rule: DecisionRule
+) -> None:
+    proba, excess = (np.asarray(a) for a in served.scorer.predict(codes))
+    decisions = benchmark(rule.decide, proba, excess)
+    as_dict = decisions[0].model_dump(mode="json")
+    assert as_dict.keys() == rule.records(proba, excess)[0].keys()
+
+
+def test_decision_store_commits_a_turn_of_64_records(
+    benchmark: Any,
+    served: ServingModel,
+    codes: np.ndarray,
+    rule: DecisionRule,
+    applicants: list[Any],
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'decisions.sqlite'}")
+    writer = ChainWriter(store, "bench")
+    people = APPLICANTS.validate_python(applicants[:64])
+    proba, excess = (np.asarray(a) for a in served.scorer.predict(codes[:64]))
+
+    def one_turn() -> None:  # fresh ids each round: a decision id is the primary key
+        decisions = rule.records(proba, excess)
+        records = new_records(
+            people, decisions, None, application_ids=[None] * 64, policy_version="bench"
+        )
+        writer.append(records)
+
+    benchmark(one_turn)
+    assert len(list(store.records())) % 64 == 0
+    store.close()
+
+
+def test_coalescing_64_concurrent_calls_into_one(benchmark: Any, codes: np.ndarray) -> None:
+    calls: list[int] = []
+
+    async def runner(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        return rows
+
+    coalescer = Coalescer(runner, max_rows=1000)
+    loop = asyncio.new_event_loop()
+
+    async def turn() -> list[np.ndarray]:
+        return await asyncio.gather(*(coalescer.submit(codes[i : i + 1]) for i in range(64)))
+
+    try:
+        answers = benchmark(lambda: loop.run_until_complete(turn()))
+    finally:
+        loop.close()
+    assert set(calls) == {64}, "one runner call per turn"
+    np.testing.assert_array_equal(np.vstack(answers), codes[:64])
