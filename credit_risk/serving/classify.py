@@ -21,12 +21,21 @@ from credit_risk.encoding import encode_applicants
 from credit_risk.schema import Applicant
 from credit_risk.serving import metrics
 from credit_risk.serving.decision_log import log_decisions
-from credit_risk.serving.runner_client import RunnerClient, RunnerUnavailableError
+from credit_risk.serving.runner_client import (
+    RunnerBusyError,
+    RunnerClient,
+    RunnerUnavailableError,
+)
 from credit_risk.serving.shadow import WIDTH, Shadow
+from credit_risk.serving.tuning import RUNNER_DEADLINE_S
 from credit_risk.serving.workarounds.admission_gate import RETRY_AFTER_S
 
 RUNNER_UNAVAILABLE = (
     b'{"error":"the model runner is unavailable (restarting?); nothing was scored, retry shortly"}'
+)
+RUNNER_BUSY = (
+    b'{"error":"server busy: the model runner did not answer within %g s; nothing was scored, '
+    b'retry shortly"}' % RUNNER_DEADLINE_S
 )
 
 
@@ -52,17 +61,13 @@ class Classifier:
 
     async def answer(self, applicants: Sequence[Applicant], *, single: bool = False) -> Response:
         """The JSON answer: one decision (`single`) or the list, in input order; 503 if the
-        runner cannot be reached."""
+        runner cannot be reached or did not answer in time (the message says which)."""
         try:
             decisions = await self.decide(applicants)
         except RunnerUnavailableError:
-            # our own 503: BentoML would replace the message of any 5xx it renders
-            return Response(
-                RUNNER_UNAVAILABLE,
-                status_code=503,
-                media_type="application/json",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
+            return _unavailable(RUNNER_UNAVAILABLE)
+        except RunnerBusyError:
+            return _unavailable(RUNNER_BUSY)
         return Response(
             to_json(decisions[0] if single else decisions), media_type="application/json"
         )
@@ -80,3 +85,13 @@ class Classifier:
         for d in decisions:
             metrics.PROBABILITY.observe(d["probability_of_default"])
         return decisions
+
+
+def _unavailable(body: bytes) -> Response:
+    """Our own 503: BentoML would replace the message of any 5xx it renders."""
+    return Response(
+        body,
+        status_code=503,
+        media_type="application/json",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )

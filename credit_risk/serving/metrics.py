@@ -47,10 +47,45 @@ BATCH_ROWS = Histogram(
 )
 REJECTED = Counter(
     "credit_risk_rejected_requests",
-    "Requests refused before scoring, by reason (validation, method, size, media_type, auth, "
-    "overload, body_timeout).",
+    "Requests to the API routes refused before scoring, by reason (validation, auth, method, "
+    "body_timeout, size, media_type, overload).",
     ["reason"],
 )
+
+REQUEST_SECONDS_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Seconds from a request's head to its answer: a decision takes milliseconds, and the request
+deadline is 10 s."""
+
+HTTP_REQUESTS = Counter(
+    "credit_risk_http_requests",
+    "Every HTTP request, by route (a served path, or `other`) and status, refusals included.",
+    ["route", "status"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "credit_risk_http_request_duration_seconds",
+    "Time from a request's head to its answer, by route (a served path, or `other`).",
+    ["route"],
+    buckets=REQUEST_SECONDS_BUCKETS,
+)
+
+
+def observe_request(route: str, status: int, seconds: float) -> None:
+    """Count one answered request and time it (`credit_risk_http_requests_total`, ...)."""
+    HTTP_REQUESTS.labels(route=route, status=str(status)).inc()
+    HTTP_REQUEST_SECONDS.labels(route=route).observe(seconds)
+
+
+def count_request(route: str, status: int) -> None:
+    """Count one request refused below the app (431, 408, 400 at the HTTP protocol); its time
+    is not observed."""
+    HTTP_REQUESTS.labels(route=route, status=str(status)).inc()
+
+
+def reject(reason: str) -> None:
+    """Count one refusal on an API route."""
+    REJECTED.labels(reason=reason).inc()
+
+
 MODEL_INFO = Gauge(
     "credit_risk_model_info",
     "1 for the model version this process serves.",

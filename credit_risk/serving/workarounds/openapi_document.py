@@ -4,11 +4,12 @@ Upstream (BentoML 1.4.40, checked): BentoML generates `/docs.json` itself and ge
 wrong for this service: it labels pydantic's JSON Schema 2020-12 output as OpenAPI 3.0.2 (so
 `exclusiveMinimum: 0` on `credit_amount` is invalid 3.0 and strict tools refuse the document),
 it documents the 400 body as `{"error": str, "detail": str}` while `detail` is pydantic's list
-of field errors, and it knows nothing of the refusals the service adds (401, 413, 415, 429,
-503). Schemathesis, run against the served document in tests/service/test_fuzz_api.py, found
-each of these. The canary in tests/serving/workarounds/test_openapi_document.py fails once
-BentoML labels its document 3.1 or describes the 400 body as a list of field errors; once both
-have, `truthful_openapi` shrinks to the refusals BentoML cannot know of.
+of field errors, and it knows nothing of the refusals the service adds (401, 405, 408, 413,
+415, 429, 431, 503, 504) nor of the bearer-token scheme. Schemathesis, run against the
+served document in tests/service/test_fuzz_api.py, found the first three. The canary in
+tests/serving/workarounds/test_openapi_document.py fails once BentoML labels its document
+3.1 or describes the 400 body as a list of field errors; once both have, `truthful_openapi`
+shrinks to the refusals BentoML cannot know of.
 """
 
 from __future__ import annotations
@@ -80,21 +81,46 @@ REFUSAL_SCHEMA: Final[dict[str, Any]] = {
 
 REFUSALS: Final[Mapping[int, str]] = {
     401: "Unauthorized: bearer token missing or invalid (only when the server requires one).",
+    405: "Method Not Allowed: the route takes only the method in the Allow header.",
+    408: "Request Timeout: the request's head or body did not arrive within the deadline "
+    "named in the message; the connection is closed.",
     413: "Payload Too Large: the body exceeds the request-size limit named in the message.",
-    415: "Unsupported Media Type: the body must be sent as application/json.",
-    429: "Too Many Requests: the worker is at its in-flight limit; retry after Retry-After.",
-    503: "Service Unavailable: the scoring runner is down or cannot keep up; retry shortly.",
+    415: "Unsupported Media Type: the body must be sent as application/json, uncompressed "
+    "(no Content-Encoding but identity).",
+    429: "Too Many Requests: the worker is at its in-flight limit, or the bodies it holds fill "
+    "its budget for bodies; retry after Retry-After.",
+    431: "Request Header Fields Too Large: the request's head exceeds the size or header-count "
+    "limit named in the message; the connection is closed.",
+    503: "Service Unavailable: the scoring runner is down, or did not answer in time because "
+    "the server is busy (the message says which); nothing was scored, retry after Retry-After.",
+    504: "Gateway Timeout: the request was not answered within the request timeout.",
 }
-"""Refusals on the API routes beyond BentoML's own list: the service's middleware
-(serving/middleware.py, workarounds/json_body.py, workarounds/admission_gate.py) and the
-runner-down 503 (service.py); each body is `{"error": ...}`."""
+"""Refusals on the API routes beyond BentoML's own list: the edge (serving/edge.py: the HTTP
+protocol, routes, auth, body format, admission gate, JSON body), the runner's 503
+(serving/classify.py) and the request deadline's 504; each body is `{"error": ...}`."""
+
+SECURITY_SCHEME: Final = "bearerAuth"
+"""The name of the bearer-token scheme in `components.securitySchemes`."""
 
 
-def truthful_openapi(document: dict[str, Any], api_paths: Iterable[str]) -> dict[str, Any]:
-    """BentoML's generated document, corrected to describe what the server really answers."""
+def truthful_openapi(
+    document: dict[str, Any], api_paths: Iterable[str], *, auth_required: bool = False
+) -> dict[str, Any]:
+    """BentoML's generated document, corrected to describe what the server really answers:
+    the bearer scheme is required on the API routes when `auth_required`, optional otherwise."""
     doc: dict[str, Any] = json.loads(json.dumps(document))  # deep copy; the input stays as is
     doc["openapi"] = OPENAPI_VERSION
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    components = doc.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of the tokens in CREDIT_RISK_API_TOKENS or "
+        "CREDIT_RISK_API_TOKENS_FILE; with none configured, the server takes requests without "
+        "a token.",
+    }
+    bearer: dict[str, list[str]] = {SECURITY_SCHEME: []}
+    security = [bearer] if auth_required else [bearer, {}]
+    schemas = components.setdefault("schemas", {})
     schemas["FieldError"] = FIELD_ERROR_SCHEMA
     schemas["InvalidArgument"] = VALIDATION_ERROR_SCHEMA
     schemas["Refusal"] = REFUSAL_SCHEMA
@@ -104,6 +130,7 @@ def truthful_openapi(document: dict[str, Any], api_paths: Iterable[str]) -> dict
             responses = operation.setdefault("responses", {})
             for status, description in REFUSALS.items():
                 responses[str(status)] = {"description": description, "content": refusal}
+            operation["security"] = security
             body = operation.get("requestBody")
             if body is not None and _requires_content(body, schemas):
                 body["required"] = True  # an empty body is refused as such
@@ -125,9 +152,12 @@ def _requires_content(request_body: dict[str, Any], schemas: dict[str, Any]) -> 
 class OpenAPIDocumentMiddleware:
     """Serve `truthful_openapi(...)` of BentoML's document at /docs.json; touch nothing else."""
 
-    def __init__(self, app: ASGIApp, api_paths: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, api_paths: Iterable[str], *, auth_required: bool = False
+    ) -> None:
         self.app = app
         self.api_paths = tuple(sorted(api_paths))
+        self.auth_required = auth_required
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Buffer the one small document response and rewrite it; stream everything else."""
@@ -141,4 +171,7 @@ class OpenAPIDocumentMiddleware:
     def _rewrite(self, start: Message, body: bytes) -> bytes:
         if start["status"] != 200:
             return body
-        return json.dumps(truthful_openapi(json.loads(body), self.api_paths)).encode()
+        document = truthful_openapi(
+            json.loads(body), self.api_paths, auth_required=self.auth_required
+        )
+        return json.dumps(document).encode()
