@@ -83,6 +83,7 @@ class EdgeProtocol(HttpToolsProtocol):
         """Start the idle timer at once: a connection that sends nothing is closed."""
         super().connection_made(transport)
         self._head_bytes = 0
+        self._head_size = 0
         self._header_count = 0
         self._head_open = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -116,19 +117,30 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_open = True
         self._head_bytes = 0
+        self._head_size = REQUEST_LINE_OVERHEAD
         self._header_count = 0
         self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_too_slow)
+
+    def on_url(self, url: bytes) -> None:
+        """Count the request line."""
+        self._head_size += len(url)
+        super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """Count header fields; past the limit the parser stops with `HeadTooLargeError`."""
         self._header_count += 1
+        self._head_size += len(name) + len(value) + 4  # ": " and CRLF
         if self._header_count > self.limits.max_headers:
             self._too_large = f"the request has more than {self.limits.max_headers} headers"
             raise HeadTooLargeError(self._too_large)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        """The head is complete: stop its timer, and leave any body unread until asked for."""
+        """The head is complete: within its size, stop its timer, and leave any body unread
+        until the app asks for it."""
+        if self._head_size > self.limits.max_bytes:  # a whole head that came in one piece
+            self._too_large = f"the request head exceeds {self.limits.max_bytes} bytes"
+            raise HeadTooLargeError(self._too_large)
         self._head_open = False
         if self._head_timer is not None:
             self._head_timer.cancel()
@@ -219,6 +231,9 @@ class EdgeProtocol(HttpToolsProtocol):
                 return True
         return False
 
+
+REQUEST_LINE_OVERHEAD: Final = len("OPTIONS  HTTP/1.1\r\n\r\n")
+"""The request line's and the head's fixed bytes around the URL, at most."""
 
 STATUS_LINES: Final = {
     400: b"HTTP/1.1 400 Bad Request\r\n",
