@@ -231,7 +231,7 @@ def test_a_chunked_body_past_the_size_limit_is_413_and_closes_the_connection() -
 
 def test_a_body_that_does_not_fit_the_budget_is_429_before_a_byte_is_read() -> None:
     async def scenario() -> None:
-        echo, gate = _echo_gate(limit=10, timeout_s=5, budget_bytes=100)
+        _, gate = _echo_gate(limit=10, timeout_s=5, budget_bytes=100)
         holding = Trickle(declared=80)
         holding.part(b"x" * 70)  # 70 bytes held, still arriving
         reading = asyncio.create_task(gate(holding.scope, holding.receive, holding.send))
