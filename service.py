@@ -69,6 +69,7 @@ class CreditScorer:
     def _started(self) -> None:
         scoring = self.scoring
         startup.announce_models(SERVED, scoring.champion_tag, scoring.challenger_tag)
+        startup.prepare_runner()
         startup.freeze_startup_garbage()
 
     @bentoml.api(
@@ -108,6 +109,10 @@ class CreditRiskService:
             challenger = self.challenger_ref.info if self.challenger_ref else None
         self.classifier = Classifier.for_models(champion, challenger, runner)
         self.card = model_card(champion, challenger, SERVED)
+
+    @bentoml.on_deployment
+    def _deployed() -> None:  # type: ignore[misc]  # a static hook, run by `bentoml serve`
+        startup.prepare_supervisor()
 
     @bentoml.on_startup
     def _started(self) -> None:

@@ -96,3 +96,8 @@ admitted requests. 64 admitted batches of 1,000 applicants (~0.45 MB each) fit i
 it, 429 with Retry-After (credit_risk/serving/workarounds/admission_gate.py). Keeps bodies in
 flight to a fixed share of a worker's memory (~130 MB idle; the pod has 1.5 GiB for four
 processes)."""
+
+RUNNER_SHUTDOWN_WAIT_S: Final = 20.0
+"""Longest the runner keeps serving after SIGTERM while API workers still finish their requests
+(credit_risk/serving/workarounds/shutdown_order.py): a request lasts at most the request timeout
+(10 s), and the pod's grace period is 30 s, 5 of them the preStop sleep."""
