@@ -16,8 +16,9 @@ Order matters, and lives here only. Outermost first:
    ours: 400s that name their fields, the OpenAPI document made truthful.
 
 A middleware class with `outside_bentoml = True` wraps the whole app BentoML builds rather than
-joining its stack; `EdgeService` (the services' `service_class`) puts it there, and installs
-the HTTP protocol in the API worker.
+joining its stack; `EdgeService` (the services' `service_class`) puts it there, and in the API
+worker installs the HTTP protocol and takes a listening socket of the worker's own
+(credit_risk/serving/workarounds/listening_socket.py: connections spread over the workers).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from functools import cache
 from typing import Any, Final
 
 import bentoml
+from bentoml._internal.configuration.containers import BentoMLContainer
 
 from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.serving import metrics
@@ -44,6 +46,7 @@ from credit_risk.serving.workarounds import http_protocol
 from credit_risk.serving.workarounds.admission_gate import AdmissionGate, BodyRead
 from credit_risk.serving.workarounds.docs_page import DOCS_PATH, DocsPageMiddleware, static_paths
 from credit_risk.serving.workarounds.json_body import JsonBodyMiddleware
+from credit_risk.serving.workarounds.listening_socket import spread_connections
 from credit_risk.serving.workarounds.openapi_document import (
     OPENAPI_DOCUMENT_PATH,
     OpenAPIDocumentMiddleware,
@@ -130,6 +133,9 @@ class EdgeService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml is unt
             app = cls(app, **options)
         if is_main and outer:
             http_protocol.install(HEAD_LIMITS, count_protocol_refusal)
+            # as early as the worker can: the kernel spreads connections over the sockets
+            # that exist, whether or not their worker is serving yet
+            spread_connections(BentoMLContainer.api_server_config.backlog.get())
         return app
 
 
