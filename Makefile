@@ -86,9 +86,9 @@ containerize: setup  ## OCI image credit_risk_service:<version> (and :latest) fr
 
 run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-only, non-root)
 	@$(WITH_ENGINE) set -x && docker run --rm --name $(BENTO) -p 127.0.0.1:$(PORT):3000 \
-		--user 1034:1034 --read-only --cap-drop ALL --security-opt no-new-privileges \
-		--tmpfs /tmp:size=64m --tmpfs /var/lib/bentoml:size=256m,uid=1034,gid=1034 \
-		--tmpfs /var/log/credit-risk:size=1g,uid=1034,gid=1034 \
+		--user 10001:10001 --read-only --cap-drop ALL --security-opt no-new-privileges \
+		--tmpfs /tmp:size=64m --tmpfs /var/lib/bentoml:size=256m,uid=10001,gid=10001 \
+		--tmpfs /var/log/credit-risk:size=1g,uid=10001,gid=10001 \
 		-v $(CURDIR)/deploy/k8s/base/bentoml_config.yaml:/etc/bentoml/bentoml_config.yaml:ro \
 		-e BENTOML_CONFIG=/etc/bentoml/bentoml_config.yaml -e BENTOML_HOME=/var/lib/bentoml \
 		-e PYTHONDONTWRITEBYTECODE=1 -e BENTOML_DO_NOT_TRACK=True -e POD_NAME=$(BENTO) \
