@@ -79,8 +79,10 @@ class Normal:
         )
 
 
-async def _normal_traffic(url: str, seconds: float, clients: int = 8) -> Normal:
-    """`clients` closed-loop clients on /classify for `seconds`."""
+async def _normal_traffic(
+    url: str, seconds: float, clients: int = 8, headers: dict[str, str] | None = None
+) -> Normal:
+    """`clients` closed-loop clients on /classify for `seconds` (with `headers`, e.g. a token)."""
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
     stop = time.monotonic() + seconds
@@ -89,7 +91,9 @@ async def _normal_traffic(url: str, seconds: float, clients: int = 8) -> Normal:
         while time.monotonic() < stop:
             start = time.perf_counter()
             response = await client.post(
-                f"{url}/classify", content=BODY, headers={"content-type": "application/json"}
+                f"{url}/classify",
+                content=BODY,
+                headers={"content-type": "application/json", **(headers or {})},
             )
             latencies.append(time.perf_counter() - start)
             statuses[response.status_code] += 1

@@ -33,7 +33,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 import httptools
 import uvicorn.config
@@ -89,6 +89,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
         self._too_large: str | None = None
+        self._lingering = False
+        self._lingered = 0
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
@@ -100,6 +102,11 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser; past the head's size limit, answer 431."""
+        if self._lingering:  # the rest of a refused body: dropped, up to a bound
+            self._lingered += len(data)
+            if self._lingered > LINGER_MAX_BYTES:
+                self._close_quietly()
+            return
         if self.transport.is_closing():
             return
         counting = self._head_open
@@ -148,6 +155,32 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self._has_body() and not self.transport.is_closing():
             self.flow.pause_reading()  # the app's first receive() resumes it
+            if self.cycle is not None:
+                lingering = _LingeringClose(self.transport, self._linger)
+                self.cycle.transport = cast(asyncio.Transport, lingering)
+
+    def _linger(self) -> None:
+        """Close a connection whose request body is still arriving so that its client reads
+        the answer: end our side (FIN), drop what it still sends, close at its end, after
+        `LINGER_MAX_BYTES` or after the head deadline. A plain close with unread data resets
+        the connection, and the client may lose the answer (a 401 sent before the body was
+        read) to the reset."""
+        if self.cycle is None or not self.cycle.more_body or self.transport.is_closing():
+            self.transport.close()
+            return
+        self._lingering = True
+        self.flow.resume_reading()
+        try:
+            self.transport.write_eof()
+        except (OSError, RuntimeError, NotImplementedError):
+            self.transport.close()
+            return
+        self._drain_timer = self.loop.call_later(self.limits.head_timeout_s, self._close_quietly)
+
+    def eof_received(self) -> None:
+        """The client ended its side: a lingering connection is done."""
+        if self._lingering:
+            self._close_quietly()
 
     def on_message_complete(self) -> None:
         """The whole request arrived: nothing left to drain; an answered connection is idle."""
@@ -234,6 +267,26 @@ class EdgeProtocol(HttpToolsProtocol):
 
 REQUEST_LINE_OVERHEAD: Final = len("OPTIONS  HTTP/1.1\r\n\r\n")
 """The request line's and the head's fixed bytes around the URL, at most."""
+
+LINGER_MAX_BYTES: Final = 256 * 1024
+"""Most of a refused body a closing connection reads and drops so its client sees the answer
+(Go's HTTP server drains as much); past it the connection is closed at once."""
+
+
+class _LingeringClose:
+    """The transport as a request's cycle sees it: closing it lingers (`EdgeProtocol._linger`)."""
+
+    def __init__(self, transport: asyncio.Transport, linger: Callable[[], None]) -> None:
+        self._transport = transport
+        self._linger = linger
+
+    def close(self) -> None:
+        """Linger instead of closing at once."""
+        self._linger()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
 
 STATUS_LINES: Final = {
     400: b"HTTP/1.1 400 Bad Request\r\n",
