@@ -99,6 +99,14 @@ REFUSALS: Final[Mapping[int, str]] = {
 protocol, routes, auth, body format, admission gate, JSON body), the runner's 503
 (serving/classify.py) and the request deadline's 504; each body is `{"error": ...}`."""
 
+DESCRIPTION: Final = (
+    "Credit-risk scoring: one applicant or a batch in, decisions with a probability of default, "
+    "a score, a risk band and reason codes out. Every refusal is JSON with an `error` that names "
+    "its cause."
+)
+"""The document's description. BentoML's default is its own README, whose badges Swagger UI
+renders as images loaded from img.shields.io, readthedocs.org and badgen.net: third parties."""
+
 SECURITY_SCHEME: Final = "bearerAuth"
 """The name of the bearer-token scheme in `components.securitySchemes`."""
 
@@ -110,6 +118,7 @@ def truthful_openapi(
     the bearer scheme is required on the API routes when `auth_required`, optional otherwise."""
     doc: dict[str, Any] = json.loads(json.dumps(document))  # deep copy; the input stays as is
     doc["openapi"] = OPENAPI_VERSION
+    doc.setdefault("info", {})["description"] = DESCRIPTION
     components = doc.setdefault("components", {})
     components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
         "type": "http",
