@@ -63,7 +63,20 @@ test: lint  ## lint, then the whole test suite
 BENTO := credit_risk_service
 CONTAINER_ENV ?= ../shared/tools/container-env.sh
 # Where the shared provisioning script exists, put its docker CLI (BuildKit built in) first.
-WITH_ENGINE := if [ -f $(CONTAINER_ENV) ]; then eval "$$(bash $(CONTAINER_ENV) env)"; fi;
+# A relative CONTAINER_ENV is taken from this directory (the repository root, or make -C's),
+# made absolute here, so it holds in any directory a recipe runs from (containerize runs from the
+# temporary one). One given on the command line or in the environment that is not there stops
+# the target: skipped, it ended in docker's "BuildKit is enabled but the buildx component is
+# missing". Only the default may be absent: then the docker on PATH builds, and a note says so.
+CONTAINER_ENV_PATH := $(abspath $(CONTAINER_ENV))
+WITH_ENGINE := if [ -f "$(CONTAINER_ENV_PATH)" ]; then \
+		eval "$$(bash "$(CONTAINER_ENV_PATH)" env)"; \
+	elif [ "$(origin CONTAINER_ENV)" != file ]; then \
+		echo "CONTAINER_ENV=$(CONTAINER_ENV): no such file ($(CONTAINER_ENV_PATH))" >&2; exit 2; \
+	else \
+		echo "note: no $(CONTAINER_ENV_PATH), so the docker CLI on PATH is used; if it lacks" \
+			"buildx, set CONTAINER_ENV to the provisioning script (docs/deployment.md)" >&2; \
+	fi;
 NEWEST_BENTO = $(BIN)/bentoml get $(BENTO):latest -o json \
 	| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["version"])'
 
@@ -95,7 +108,7 @@ run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-o
 		--cpus 2 --memory 1536m $(BENTO):latest
 
 container-test: setup  ## the tests marked `container` (needs an engine: container-env.sh up)
-	@$(WITH_ENGINE) $(BIN)/pytest -m container
+	@$(WITH_ENGINE) CONTAINER_ENV="$(CONTAINER_ENV_PATH)" $(BIN)/pytest -m container
 
 # --- load tests and benchmark (load_tests/) ---------------------------------------------------
 LOAD_HOST ?= http://127.0.0.1:$(PORT)

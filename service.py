@@ -69,6 +69,7 @@ class CreditScorer:
     def _started(self) -> None:
         scoring = self.scoring
         startup.announce_models(SERVED, scoring.champion_tag, scoring.challenger_tag)
+        startup.prepare_worker(SETTINGS)
         startup.prepare_runner()
         startup.freeze_startup_garbage()
 

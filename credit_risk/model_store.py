@@ -41,7 +41,15 @@ HOW_TO_FIX: Final = f"train one with `make train` or set {MODEL_ENV} to an exist
 
 
 class RegistryError(RuntimeError):
-    """A model cannot be served; the message says which and what to do."""
+    """A model cannot be served; the message says which and what to do.
+
+    `problem` is the message without the remedy, for a caller that serves the model in
+    another role and tells its own remedy (the challenger: serving/workarounds/model_reference).
+    """
+
+    def __init__(self, message: str, *, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 class ModelNotFoundError(RegistryError, LookupError):
@@ -120,11 +128,9 @@ def load_serving_model(tag: str = DEFAULT_TAG) -> ServingModel:
         try:
             return ServingModel(resolved, LinearScorecard.load(tables), metadata)
         except Exception as exc:  # unreadable or disagreeing tables: the model is unusable
-            msg = (
-                f"model {resolved}: cannot use {tables} ({type(exc).__name__}: {exc}); "
-                f"retrain with `make train` or set {MODEL_ENV} to another tag"
-            )
-            raise ModelLoadError(msg) from exc
+            problem = f"model {resolved}: cannot use {tables} ({type(exc).__name__}: {exc})"
+            msg = f"{problem}; retrain with `make train` or set {MODEL_ENV} to another tag"
+            raise ModelLoadError(msg, problem=problem) from exc
     pipeline = _read_pipeline(model, resolved)
     scorer = compile_pipeline(pipeline, metadata.get("reference_codes"))
     return ServingModel(resolved, scorer, metadata)
@@ -143,19 +149,31 @@ def _get(tag: str) -> Any:
     try:
         return bentoml.models.get(tag)
     except NotFound:
-        raise ModelNotFoundError(not_found_message(tag)) from None
+        raise ModelNotFoundError(not_found_message(tag), problem=not_found(tag)) from None
     except ValueError as exc:  # a malformed tag string
-        raise ModelNotFoundError(invalid_tag_message(tag, exc)) from None
+        raise ModelNotFoundError(
+            invalid_tag_message(tag, exc), problem=invalid_tag(tag, exc)
+        ) from None
 
 
 def not_found_message(tag: str) -> str:
     """One line: which tag, which store, and how to get a model."""
-    return f"model {tag!r} not found in the BentoML store at {store_home()}: {HOW_TO_FIX}"
+    return f"{not_found(tag)}: {HOW_TO_FIX}"
+
+
+def not_found(tag: str) -> str:
+    """Which tag is missing from which store (the message without its remedy)."""
+    return f"model {tag!r} not found in the BentoML store at {store_home()}"
 
 
 def invalid_tag_message(tag: str, error: Exception) -> str:
     """One line for a tag that is not a valid BentoML tag."""
-    return f"model tag {tag!r} is not valid ({error}): {HOW_TO_FIX}"
+    return f"{invalid_tag(tag, error)}: {HOW_TO_FIX}"
+
+
+def invalid_tag(tag: str, error: Exception) -> str:
+    """Which tag is malformed and why (the message without its remedy)."""
+    return f"model tag {tag!r} is not valid ({error})"
 
 
 def load_model(tag: str = DEFAULT_TAG) -> LoadedModel:
@@ -174,20 +192,19 @@ def _read_pipeline(model: Any, resolved: str) -> Pipeline:
     try:
         from sklearn.pipeline import Pipeline  # noqa: PLC0415 (serving a scorecard never needs it)
     except ImportError:
-        msg = (
+        problem = (
             f"model {resolved} is not a compiled scorecard and needs scikit-learn, which is not "
-            f"installed: {TRAINING_INSTALL_HINT}, or serve a scorecard (set {MODEL_ENV})"
+            f"installed: {TRAINING_INSTALL_HINT}"
         )
-        raise ModelLoadError(msg) from None
+        msg = f"{problem}, or serve a scorecard (set {MODEL_ENV})"
+        raise ModelLoadError(msg, problem=problem) from None
     path = Path(model.path_of(MODEL_FILE))
     try:
         pipeline = joblib.load(path)
     except Exception as exc:  # any unpickling failure means the same thing: unusable
-        msg = (
-            f"model {resolved}: cannot read {path} ({type(exc).__name__}: {exc}); "
-            f"retrain with `make train` or set {MODEL_ENV} to another tag"
-        )
-        raise ModelLoadError(msg) from exc
+        problem = f"model {resolved}: cannot read {path} ({type(exc).__name__}: {exc})"
+        msg = f"{problem}; retrain with `make train` or set {MODEL_ENV} to another tag"
+        raise ModelLoadError(msg, problem=problem) from exc
     if not isinstance(pipeline, Pipeline) or not hasattr(pipeline, "predict_proba"):
         msg = (
             f"model {resolved}: {path} holds a {type(pipeline).__name__}, not a fitted "
@@ -210,15 +227,11 @@ def check_compatible(metadata: dict[str, Any], what: str) -> None:
             parts.append(f"missing feature(s) {sorted(ours - theirs)}")
         if not parts:
             parts.append("features in a different order")
-        msg = (
-            f"{what} does not match the applicant schema: {'; '.join(parts)}. "
-            "Retrain with `make train`."
-        )
-        raise ModelMismatchError(msg)
+        problem = f"{what} does not match the applicant schema: {'; '.join(parts)}"
+        raise ModelMismatchError(f"{problem}. Retrain with `make train`.", problem=problem)
     if metadata.get("schema_hash") != schema_hash():
-        msg = (
+        problem = (
             f"{what} was trained for applicant schema {metadata.get('schema_hash')!r}, "
-            f"this code has {schema_hash()!r} (field bounds or vocabularies changed). "
-            "Retrain with `make train`."
+            f"this code has {schema_hash()!r} (field bounds or vocabularies changed)"
         )
-        raise ModelMismatchError(msg)
+        raise ModelMismatchError(f"{problem}. Retrain with `make train`.", problem=problem)

@@ -42,6 +42,13 @@ BUNDLE_FILE: Final = "promoted_models.json"
 """The champion and challenger `make build` resolved, bundled into the bento's sources."""
 NO_CHALLENGER: Final = frozenset({"none", "off"})
 """Values of CREDIT_RISK_CHALLENGER that mean: no challenger, whatever the state says."""
+CHALLENGER_REMEDY: Final = (
+    f"name a servable challenger with {CHALLENGER_ENV} or `credit-risk promote TAG --as "
+    "challenger`, retire it with `credit-risk retire-challenger`, or start without shadow "
+    f"scoring: {CHALLENGER_ENV}=none"
+)
+"""What to do about an unservable challenger (the champion's remedy, CREDIT_RISK_MODEL, would
+change the wrong model)."""
 
 Role = Literal["champion", "challenger"]
 ROLES: Final[tuple[Role, ...]] = ("champion", "challenger")
@@ -98,17 +105,25 @@ def export_bundle(path: Path, environ: Mapping[str, str] = os.environ) -> dict[s
     """Write the exact champion and challenger tags serving resolves now, for a bento."""
     served = served_tags(environ)
     try:
-        bundle = {
-            "champion": load_serving_model(served.champion).tag,
-            "challenger": load_serving_model(served.challenger).tag if served.challenger else None,
-        }
+        bundle: dict[str, str | None] = {"champion": load_serving_model(served.champion).tag}
     except RegistryError as exc:
         raise PromotionError(str(exc)) from None
+    try:
+        bundle["challenger"] = (
+            load_serving_model(served.challenger).tag if served.challenger else None
+        )
+    except RegistryError as exc:
+        raise PromotionError(challenger_refusal(exc.problem)) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as out:
         json.dump(bundle, out, indent=2)
     Path(tmp).replace(path)
     return bundle
+
+
+def challenger_refusal(problem: str) -> str:
+    """One line for an unservable challenger: what is wrong, and the challenger's remedies."""
+    return f"challenger: {problem}; {CHALLENGER_REMEDY}"
 
 
 def served_tags(environ: Mapping[str, str] = os.environ) -> ServedTags:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from credit_risk.backtest.inputs import OUTCOME_COLUMNS
 from tests.conftest import ROOT
 
 README = ROOT / "README.md"
@@ -68,3 +69,16 @@ def test_the_readme_links_the_documentation() -> None:
     pages = ("model", "api", "operations", "deployment", "reliability", "performance", "design")
     for page in pages:
         assert (ROOT / "docs" / f"{page}.md").resolve() in linked, page
+
+
+def test_every_description_of_the_outcomes_file_names_the_columns_backtest_reads() -> None:
+    """A paragraph that describes an outcomes file by its columns names all of them."""
+    mentions_file = re.compile(r"outcomes(\.csv|\.parquet| file)|\bOUTCOMES\b")
+    described = 0
+    for page in [*PAGES, ROOT / "Makefile", ROOT / "credit_risk" / "cli.py"]:
+        for paragraph in re.split(r"\n\s*\n", page.read_text(encoding="utf-8")):
+            if mentions_file.search(paragraph) and "decision_id" in paragraph:
+                described += 1
+                missing = [c for c in OUTCOME_COLUMNS if not re.search(rf"\b{c}\b", paragraph)]
+                assert not missing, f"{page.relative_to(ROOT)} omits {missing}: {paragraph!r}"
+    assert described >= 3

@@ -152,3 +152,23 @@ def test_export_bundles_the_exact_tags(
     bundle = json.loads((tmp_path / "bundle.json").read_text())
     newest = load_serving_model("credit_risk:latest").tag
     assert bundle == {"champion": newest, "challenger": challenger_tag}
+
+
+def test_a_missing_challenger_is_refused_with_the_challengers_remedies(
+    clean_state: Path, model_tag: str, tmp_path: Path
+) -> None:
+    """Not "set CREDIT_RISK_MODEL": that would change the champion, not the challenger."""
+    missing = "credit_risk:nosuchchallenger"
+    result = CliRunner().invoke(
+        main,
+        ["champion", "--export", str(tmp_path / "bundle.json")],
+        env={MODEL_ENV: model_tag, CHALLENGER_ENV: missing},
+    )
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line
+    assert f"challenger: model {missing!r} not found in the BentoML store" in line
+    for remedy in (f"{CHALLENGER_ENV}=none", "credit-risk retire-challenger", "--as challenger"):
+        assert remedy in line
+    assert MODEL_ENV not in line
+    assert not (tmp_path / "bundle.json").exists()

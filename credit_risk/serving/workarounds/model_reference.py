@@ -35,11 +35,13 @@ from bentoml.exceptions import BentoMLException
 
 from credit_risk.model_store import (
     RegistryError,
+    invalid_tag,
     invalid_tag_message,
     load_serving_model,
+    not_found,
     not_found_message,
 )
-from credit_risk.promotion import CHALLENGER_ENV
+from credit_risk.promotion import challenger_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +54,12 @@ class ModelNotServableError(BentoMLException):
     """The served model is missing, unreadable or for another schema.
 
     A BentoML exception, so the `bentoml` CLI prints its message as one line and exits 1
-    instead of printing a traceback.
+    instead of printing a traceback. `problem` is the message without its remedy.
     """
+
+    def __init__(self, message: str, *, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 class LocalModel(bentoml.models.BentoModel):  # type: ignore[misc]
@@ -68,33 +74,46 @@ class LocalModel(bentoml.models.BentoModel):  # type: ignore[misc]
             try:
                 load_serving_model(str(self.tag))
             except RegistryError as exc:
-                raise ModelNotServableError(str(exc)) from None
+                raise ModelNotServableError(str(exc), problem=exc.problem) from None
         if self.stored is None:
-            raise ModelNotServableError(not_found_message(str(self.tag)))
+            raise _not_found(str(self.tag))
         return super().resolve(base_path)
 
     def to_info(self, alias: str | None = None) -> Any:
         """What `bentoml build` records; a tag missing locally is an error, not a cloud query."""
         if self.stored is None:
-            raise ModelNotServableError(not_found_message(str(self.tag)))
+            raise _not_found(str(self.tag))
         return super().to_info(alias)
+
+
+def _not_found(tag: str) -> ModelNotServableError:
+    return ModelNotServableError(not_found_message(tag), problem=not_found(tag))
 
 
 class ChallengerModel(LocalModel):
     """The challenger's reference: refused the same way, with a line that says it is the
-    challenger and how to start without it."""
+    challenger and what to do about it."""
 
     def resolve(self, base_path: Any = None) -> Any:
-        """As `LocalModel.resolve`, the refusal naming the challenger."""
+        """As `LocalModel.resolve`, the refusal naming the challenger and its remedies."""
         try:
             return super().resolve(base_path)
         except ModelNotServableError as exc:
             raise ModelNotServableError(challenger_message(exc)) from None
 
+    def to_info(self, alias: str | None = None) -> Any:
+        """As `LocalModel.to_info`, the refusal naming the challenger and its remedies."""
+        try:
+            return super().to_info(alias)
+        except ModelNotServableError as exc:
+            raise ModelNotServableError(challenger_message(exc)) from None
+
 
 def challenger_message(error: Exception) -> str:
-    """One line for an unservable challenger: what is wrong, and how to run without it."""
-    return f"challenger: {error} (or start without shadow scoring: {CHALLENGER_ENV}=none)"
+    """One line for an unservable challenger: what is wrong, and the challenger's remedies
+    (the champion's, CREDIT_RISK_MODEL, would change the wrong model)."""
+    problem = error.problem if isinstance(error, RegistryError | ModelNotServableError) else error
+    return challenger_refusal(str(problem))
 
 
 def served_model(tag: str, *, challenger: bool = False) -> LocalModel:
@@ -102,10 +121,9 @@ def served_model(tag: str, *, challenger: bool = False) -> LocalModel:
     try:
         return ChallengerModel(tag) if challenger else LocalModel(tag)
     except ValueError as exc:
-        message = invalid_tag_message(tag, exc)
-        raise ModelNotServableError(
-            challenger_message(ValueError(message)) if challenger else message
-        ) from None
+        if challenger:
+            raise ModelNotServableError(challenger_refusal(invalid_tag(tag, exc))) from None
+        raise ModelNotServableError(invalid_tag_message(tag, exc)) from None
 
 
 @contextmanager

@@ -5,11 +5,16 @@ wrong for this service: it labels pydantic's JSON Schema 2020-12 output as OpenA
 `exclusiveMinimum: 0` on `credit_amount` is invalid 3.0 and strict tools refuse the document),
 it documents the 400 body as `{"error": str, "detail": str}` while `detail` is pydantic's list
 of field errors, and it knows nothing of the refusals the service adds (401, 405, 408, 413,
-415, 429, 431, 503, 504) nor of the bearer-token scheme. Schemathesis, run against the
-served document in tests/service/test_fuzz_api.py, found the first three. The canary in
-tests/serving/workarounds/test_openapi_document.py fails once BentoML labels its document
-3.1 or describes the 400 body as a list of field errors; once both have, `truthful_openapi`
-shrinks to the refusals BentoML cannot know of.
+415, 429, 431, 503, 504) nor of the bearer-token scheme. Schemathesis, run against the served
+document in tests/service/test_fuzz_api.py, found the first three. Its `info` is BentoML's too:
+served from source (`bentoml serve`, `make serve`) the version is the string "None" and the
+description BentoML's boilerplate README (badges and links to third-party sites: Swagger UI
+loads the badges as images from img.shields.io, readthedocs.org and badgen.net), with
+BentoML's team as the contact; here it is the package's version and our own description, in a
+bento as well. The canaries in tests/serving/workarounds/test_openapi_document.py fail once
+BentoML labels its document 3.1, describes the 400 body as a list of field errors, or serves a
+real version; once all have, `truthful_openapi` shrinks to the refusals BentoML cannot know of
+(and our description).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from credit_risk import __version__
 from credit_risk.serving.asgi import ASGIApp, Message, Receive, Scope, Send, run_rewriting_response
 
 OPENAPI_DOCUMENT_PATH: Final = "/docs.json"
@@ -27,6 +33,16 @@ OPENAPI_VERSION: Final = "3.1.0"
 """The OpenAPI version whose schema dialect (JSON Schema 2020-12) pydantic 2 emits."""
 
 JSON_MEDIA_TYPE: Final = "application/json"
+
+API_DESCRIPTION: Final = (
+    "Credit-risk decisions from a points-based scorecard. `POST /classify` takes one applicant, "
+    "`POST /classify_batch` 1 to 1,000; each decision carries the probability of default, the "
+    "score, the risk band and, for a decline, up to four reason codes, with a `decision_id` "
+    "that keys its record in the decision log. `POST /model_card` describes the served model. "
+    "Every refusal is JSON whose `error` names the field or the limit; 429 and 503 were refused "
+    "before anything was scored and may be retried after `Retry-After`."
+)
+"""The document's `info.description`, in place of BentoML's boilerplate."""
 
 FIELD_ERROR_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
@@ -99,14 +115,6 @@ REFUSALS: Final[Mapping[int, str]] = {
 protocol, routes, auth, body format, admission gate, JSON body), the runner's 503
 (serving/classify.py) and the request deadline's 504; each body is `{"error": ...}`."""
 
-DESCRIPTION: Final = (
-    "Credit-risk scoring: one applicant or a batch in, decisions with a probability of default, "
-    "a score, a risk band and reason codes out. Every refusal is JSON with an `error` that names "
-    "its cause."
-)
-"""The document's description. BentoML's default is its own README, whose badges Swagger UI
-renders as images loaded from img.shields.io, readthedocs.org and badgen.net: third parties."""
-
 SECURITY_SCHEME: Final = "bearerAuth"
 """The name of the bearer-token scheme in `components.securitySchemes`."""
 
@@ -118,7 +126,9 @@ def truthful_openapi(
     the bearer scheme is required on the API routes when `auth_required`, optional otherwise."""
     doc: dict[str, Any] = json.loads(json.dumps(document))  # deep copy; the input stays as is
     doc["openapi"] = OPENAPI_VERSION
-    doc.setdefault("info", {})["description"] = DESCRIPTION
+    info = doc.setdefault("info", {})
+    info.pop("contact", None)  # BentoML's team, not the people who run this service
+    info.update(version=__version__, description=API_DESCRIPTION)
     components = doc.setdefault("components", {})
     components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
         "type": "http",

@@ -192,7 +192,7 @@ def test_a_trickled_head_is_408_at_its_deadline_and_a_silent_connection_is_close
         assert conn.recv(1) == b"", "closed after the 408"
     assert _status(answer) == 408
     assert _json(answer) == {"error": "the request head did not arrive within 0.5 s"}
-    assert took >= LIMITS.head_timeout_s
+    assert took >= LIMITS.head_timeout_s - 0.05  # the event loop keeps time to the millisecond
     assert ("/slow", 408) in refusals
     with socket.create_connection(("127.0.0.1", edge), timeout=WAIT_S) as silent:
         started = time.monotonic()

@@ -12,6 +12,7 @@ from bentoml.exceptions import BentoMLException
 from bentoml.serving import create_watcher, running_inside_container
 
 from credit_risk.model_store import RegistryError, not_found_message
+from credit_risk.promotion import CHALLENGER_REMEDY
 from credit_risk.serving.workarounds.model_reference import (
     LocalModel,
     ModelNotServableError,
@@ -71,6 +72,25 @@ def test_a_missing_tag_is_refused_from_the_local_store_alone(isolated_home: Path
     with pytest.raises(ModelNotServableError, match="not found") as caught:
         reference.resolve(base_path=isolated_home / "elsewhere")  # a build's copy: no load
     assert str(caught.value) == not_found_message(MISSING)
+
+
+def test_a_missing_or_malformed_challenger_names_the_challengers_remedies(
+    isolated_home: Path,
+) -> None:
+    # the champion's remedy ("set CREDIT_RISK_MODEL") would change the wrong model
+    lookups = [served_model(MISSING, challenger=True).resolve]
+    lookups.append(served_model(MISSING, challenger=True).to_info)
+    lookups.append(lambda: served_model("no good!", challenger=True))
+    for lookup in lookups:
+        with pytest.raises(ModelNotServableError) as caught:
+            lookup()
+        message = str(caught.value)
+        assert message.startswith("challenger: model ")
+        assert message.endswith(CHALLENGER_REMEDY)
+        assert "CREDIT_RISK_MODEL" not in message
+        assert "\n" not in message
+    assert "CREDIT_RISK_CHALLENGER=none" in CHALLENGER_REMEDY
+    assert "credit-risk retire-challenger" in CHALLENGER_REMEDY
 
 
 def test_a_stored_model_resolves_and_is_recorded_like_bentomls(model_tag: str) -> None:

@@ -1,0 +1,117 @@
+"""The asyncio client: the blocking client's calls as coroutines, one pool until `aclose()`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from credit_risk.client.errors import CreditRiskError
+from credit_risk.client.retry import RetryEvent, RetryPolicy
+from credit_risk.client.wire import (
+    CLASSIFY,
+    CLASSIFY_BATCH,
+    DEFAULT_URL,
+    MODEL_CARD,
+    READY,
+    Answer,
+    ApplicantLike,
+    ModelCard,
+    answer,
+    applicant_body,
+    batch_body,
+    headers,
+    timeout,
+    transport_error,
+)
+from credit_risk.schema import Decision, Decisions
+
+
+class AsyncCreditRiskClient:
+    """Score applicants with the credit-risk service from asyncio code.
+
+    The same calls as `CreditRiskClient`, awaited: `await client.classify(applicant)`.
+
+    `token` is sent as a bearer token; `connect_timeout_s` bounds making a connection and
+    `read_timeout_s` each wait for the server (keep it above the service's 10 s request
+    timeout, so the server ends a slow request with a 504 rather than the client guessing).
+    429 and 503 are retried as `retry` allows, honouring Retry-After; `on_retry` hears of each
+    retry before its wait (for logs or metrics).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.retry = retry or RetryPolicy()
+        self.on_retry = on_retry
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers(token),
+            timeout=timeout(connect_timeout_s, read_timeout_s),
+        )
+
+    async def classify(self, applicant: ApplicantLike | None = None, /, **fields: Any) -> Decision:
+        """Decide one applicant: an `Applicant`, a mapping of its fields, or the fields."""
+        body = applicant_body(applicant, fields)
+        return await self._call(CLASSIFY, body, Decision)
+
+    async def classify_batch(self, applicants: Iterable[ApplicantLike]) -> Decisions:
+        """Decide 1 to 1,000 applicants in one request; decisions come back in their order."""
+        return await self._call(CLASSIFY_BATCH, batch_body(applicants), Decisions)
+
+    async def model_card(self) -> ModelCard:
+        """What the service serves: the model's tag, threshold and metrics, and any challenger."""
+        return await self._call(MODEL_CARD, None, ModelCard)
+
+    async def ready(self) -> bool:
+        """Whether the service can score now (its `/readyz`); never raises for a down service."""
+        try:
+            return (await self._http.get(READY)).status_code == httpx.codes.OK
+        except httpx.TransportError:
+            return False
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncCreditRiskClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _call(self, path: str, body: Any, model: type[Answer]) -> Answer:
+        schedule = self.retry.start()
+        while True:
+            try:
+                return await self._send(path, body, model)
+            except CreditRiskError as error:
+                event = schedule.after(error)
+                if event is None:
+                    raise
+                if self.on_retry is not None:
+                    self.on_retry(event)
+                await asyncio.sleep(event.delay_s)
+
+    async def _send(self, path: str, body: Any, model: type[Answer]) -> Answer:
+        try:
+            response = await self._http.post(path, json=body)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, self.base_url) from exc
+        return answer(response, model)
