@@ -42,7 +42,7 @@ from credit_risk.serving.tuning import (
 from tests.conftest import Server, start_server, stop_server
 from tests.service.test_stalled_clients import Normal, _allow_client_sockets, _normal_traffic
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "edge-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}

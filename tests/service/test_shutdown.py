@@ -20,7 +20,7 @@ from credit_risk.serving.decision_log import read_decision_records
 from credit_risk.serving.tuning import RUNNER_SHUTDOWN_WAIT_S
 from tests.conftest import start_server, stop_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 IN_FLIGHT = 32
 BATCH = [example_applicant()] * MAX_BATCH_APPLICANTS
