@@ -53,7 +53,7 @@ def test_sigterm_lets_every_request_in_flight_finish_and_be_recorded(
     )
     try:
 
-        async def scenario() -> tuple[list[httpx.Response | BaseException], float, float]:
+        async def scenario() -> tuple[list[httpx.Response | BaseException], float, float, int]:
             limits = httpx.Limits(max_connections=IN_FLIGHT)
             async with httpx.AsyncClient(base_url=server.url, timeout=WAIT_S, limits=limits) as c:
                 calls = [asyncio.create_task(c.post("/classify_batch", json=BATCH))]
@@ -62,20 +62,22 @@ def test_sigterm_lets_every_request_in_flight_finish_and_be_recorded(
                     for _ in range(IN_FLIGHT - 1)
                 ]
                 deadline = time.monotonic() + WAIT_S
-                seen = 0.0
-                while time.monotonic() < deadline:
+                seen = done = 0.0
+                while time.monotonic() < deadline:  # every request has reached the app
                     seen = await asyncio.to_thread(_in_progress, server.url)
-                    if seen >= IN_FLIGHT / 2:
+                    done = sum(call.done() for call in calls)
+                    if seen + done >= IN_FLIGHT:
                         break
                     await asyncio.sleep(0.05)
+                assert seen > 0, "no request in flight at the signal: it would prove nothing"
                 os.kill(server.process.pid, signal.SIGTERM)
                 stopped = time.monotonic()
                 results = await asyncio.gather(*calls, return_exceptions=True)
                 exited = await asyncio.to_thread(server.process.wait, WAIT_S)
                 assert exited == 0, server.log()[-3000:]
-                return results, seen, time.monotonic() - stopped
+                return results, seen, time.monotonic() - stopped, int(done)
 
-        results, seen, took = asyncio.run(scenario())
+        results, seen, took, done_before = asyncio.run(scenario())
     finally:
         stop_server(server)
     outcomes = Counter(
@@ -89,7 +91,8 @@ def test_sigterm_lets_every_request_in_flight_finish_and_be_recorded(
     ]
     records = {r["decision_id"] for r in read_decision_records(log_dir)}
     print(
-        f"\nSIGTERM with {seen:.0f} of {IN_FLIGHT} batch requests inside BentoML's stack: "
+        f"\nSIGTERM with {seen:.0f} of {IN_FLIGHT} batch requests inside BentoML's stack "
+        f"({done_before} answered before): "
         f"{dict(outcomes)}; {len(answered)} decisions answered, {len(records)} recorded; "
         f"the server exited {took:.1f} s after the signal"
     )
