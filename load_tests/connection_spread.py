@@ -1,11 +1,11 @@
-"""How connections spread over the API workers: wrk rounds at 64 connections, per-worker CPU.
+"""How connections spread over the API workers: wrk rounds at 64 connections.
 
     python -m load_tests.connection_spread [--rounds 3] [--seconds 10] [--connections 64]
 
 Each round starts a fresh server (which worker takes the connections is decided at their
-start), drives /classify with wrk and reports requests/s and each API worker's share of the API
-workers' CPU time during the round. A worker that took no connection shows ~0 %. Needs wrk and
-a model in the store (`make train`).
+start), drives /classify with wrk and prints one JSON line: requests/s, the client connections
+each API worker holds halfway through the round, and each worker's share of the API workers'
+CPU time in it. Needs wrk and a model in the store (`make train`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,18 @@ def api_workers(root: psutil.Process) -> list[psutil.Process]:
     ]
 
 
+def clients(workers: list[psutil.Process], port: int) -> list[int]:
+    """Client connections each worker holds on the service's port, now."""
+    return [
+        sum(
+            1
+            for c in w.net_connections(kind="tcp")
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
+        )
+        for w in workers
+    ]
+
+
 def one_round(
     server: bench.Server, bodies: Path, workdir: Path, seconds: int, connections: int
 ) -> dict[str, object]:
@@ -40,11 +53,16 @@ def one_round(
         bench.wait_ready(url + server.ready_path, root, started, workdir / "server.log")
         workers = api_workers(root)
         before = [sum(w.cpu_times()[:2]) for w in workers]
+        held: list[int] = []
+        counting = threading.Timer(seconds / 2, lambda: held.extend(clients(workers, port)))
+        counting.start()
         summary = bench.run_wrk(url, bodies, "/classify", connections, seconds)
+        counting.join()
         used = [sum(w.cpu_times()[:2]) - b for w, b in zip(workers, before, strict=True)]
     total = sum(used) or 1.0
     return {
         "requests_per_s": round(float(summary["requests"]) / seconds),
+        "worker_connections": held,
         "worker_cpu_share": [round(u / total, 2) for u in used],
         "worker_cpu_s": [round(u, 1) for u in used],
     }
