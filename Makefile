@@ -104,9 +104,9 @@ containerize: setup  ## OCI image credit_risk_service:<version> (and :latest) fr
 
 run-image:  ## run the image on http://127.0.0.1:$(PORT) as the pod does (read-only, non-root)
 	@$(WITH_ENGINE) set -x && docker run --rm --name $(BENTO) -p 127.0.0.1:$(PORT):3000 \
-		--user 1034:1034 --read-only --cap-drop ALL --security-opt no-new-privileges \
-		--tmpfs /tmp:size=64m --tmpfs /var/lib/bentoml:size=256m,uid=1034,gid=1034 \
-		--tmpfs /var/log/credit-risk:size=1g,uid=1034,gid=1034 \
+		--user 10001:10001 --read-only --cap-drop ALL --security-opt no-new-privileges \
+		--tmpfs /tmp:size=64m --tmpfs /var/lib/bentoml:size=256m,uid=10001,gid=10001 \
+		--tmpfs /var/log/credit-risk:size=1g,uid=10001,gid=10001 \
 		-v $(CURDIR)/deploy/k8s/base/bentoml_config.yaml:/etc/bentoml/bentoml_config.yaml:ro \
 		-e BENTOML_CONFIG=/etc/bentoml/bentoml_config.yaml -e BENTOML_HOME=/var/lib/bentoml \
 		-e PYTHONDONTWRITEBYTECODE=1 -e BENTOML_DO_NOT_TRACK=True -e POD_NAME=$(BENTO) \
@@ -170,6 +170,18 @@ stress:  ## install Debian's stress-ng for make test-loaded if missing
 	@command -v stress-ng >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq stress-ng; }
 	@stress-ng --version 2>&1 | head -1
+
+# checkov pins older packaging and schema than BentoML resolves with, so it lives in a
+# virtualenv of its own instead of the dev lock (where it would move the runtime lock's pins).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+
+.PHONY: checkov
+
+checkov: setup  ## install checkov $(CHECKOV_VERSION) into .venv-checkov for the manifest scan (tests/deploy/test_deploy.py) if missing
+	@test -x $(CHECKOV_VENV)/bin/checkov || { $(BIN)/uv venv -q --python $(BIN)/python $(CHECKOV_VENV) && \
+		$(BIN)/uv pip install -q --python $(CHECKOV_VENV)/bin/python checkov==$(CHECKOV_VERSION); }
+	@$(CHECKOV_VENV)/bin/checkov --version
 
 # --- reliability: generated bad input, supply chain (tests/service/test_fuzz_api.py, tests/deploy/test_supply_chain.py)
 FUZZ_EXAMPLES ?= 2000

@@ -74,6 +74,7 @@ class CreditScorer:
         scoring = self.scoring
         startup.announce_models(SERVED, scoring.champion_tag, scoring.challenger_tag)
         startup.prepare_worker(SETTINGS)
+        startup.prepare_runner()
         startup.freeze_startup_garbage()
 
     @bentoml.api(
@@ -122,6 +123,10 @@ class CreditRiskService:
     async def __is_ready__(self) -> bool:
         """Ready while the decision store takes writes (BentoML's /readyz asks this)."""
         return await self.recorder.ready()
+
+    @bentoml.on_deployment
+    def _deployed() -> None:  # type: ignore[misc]  # a static hook, run by `bentoml serve`
+        startup.prepare_supervisor()
 
     @bentoml.on_startup
     def _started(self) -> None:

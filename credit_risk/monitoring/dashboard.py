@@ -136,22 +136,16 @@ def traffic() -> list[Panel]:
     """Requests, refusals, latency, errors: is the API answering, and fast enough?"""
     latencies = tuple(
         Query(
-            promql.latency_quantile(q, SCOPE, promql.SCORING_ROUTES, "endpoint"),
-            f"p{q * 100:.0f} {{{{endpoint}}}}",
+            promql.latency_quantile(q, SCOPE, promql.SCORING_ROUTES, "route"),
+            f"p{q * 100:.0f} {{{{route}}}}",
         )
         for q in (0.5, 0.9, 0.99)
     )
     return [
         Panel(
             "Requests per second",
-            "API requests BentoML answered, by route and status (429s from the admission gate "
-            "are under Refusals).",
-            (
-                Query(
-                    promql.requests(SCOPE, "endpoint", "http_response_code"),
-                    "{{endpoint}} {{http_response_code}}",
-                ),
-            ),
+            "API requests by route and status, refusals included (counted at the edge).",
+            (Query(promql.requests(SCOPE, "route", "status"), "{{route}} {{status}}"),),
             unit="reqps",
         ),
         Panel(
@@ -162,9 +156,9 @@ def traffic() -> list[Panel]:
             unit="reqps",
         ),
         Panel(
-            "Latency percentiles (answered)",
-            "p50, p90 and p99 of requests answered 200, per route; the line is the /classify "
-            "p99 objective.",
+            "Latency percentiles",
+            "p50, p90 and p99 from a request's head to its answer, per route; the line is the "
+            "/classify p99 objective.",
             latencies,
             unit="s",
             lines=(LATENCY_OBJECTIVE_S,),
@@ -185,7 +179,6 @@ def traffic() -> list[Panel]:
 
 def runner() -> list[Panel]:
     """How the runner batches and how long scoring takes."""
-    runner_call = f'service_name="{promql.RUNNER_SERVICE}", endpoint="/score"'
     return [
         Panel(
             "Runner batch size",
@@ -199,12 +192,12 @@ def runner() -> list[Panel]:
         ),
         Panel(
             "Runner time",
-            "Model time per batch (p50, p99) and the whole API-to-runner call as the runner "
-            "answered it (p99).",
+            "Model time per batch (p50, p99) and the whole API-to-runner call as the API worker "
+            "saw it (p99).",
             (
                 *_quantiles(promql.INFERENCE_SECONDS, "model"),
                 Query(
-                    promql.histogram_quantile(0.99, SCOPE, promql.REQUEST_SECONDS, runner_call),
+                    promql.histogram_quantile(0.99, SCOPE, promql.RUNNER_CALL_SECONDS),
                     "p99 runner call",
                 ),
             ),

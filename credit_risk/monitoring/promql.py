@@ -17,9 +17,12 @@ RUNNER_SERVICE: Final = "credit_scorer"
 """BentoML's `service_name` of the runner worker (service.py)."""
 API_ROUTES: Final = ("/classify", "/classify_batch", "/model_card")
 SCORING_ROUTES: Final = ("/classify", "/classify_batch")
+OVERLOAD: Final = ("429", "503", "504")
+"""Statuses of a request refused for overload (the edge's metrics pre-create them)."""
 
-REQUESTS: Final = "bentoml_service_request_total"
-REQUEST_SECONDS: Final = "bentoml_service_request_duration_seconds"
+REQUESTS: Final = "credit_risk_http_requests_total"
+REQUEST_SECONDS: Final = "credit_risk_http_request_duration_seconds"
+RUNNER_CALL_SECONDS: Final = "credit_risk_runner_call_seconds"
 ADAPTIVE_BATCH_SIZE: Final = "bentoml_service_adaptive_batch_size"
 REJECTED: Final = "credit_risk_rejected_requests_total"
 DECISIONS: Final = "credit_risk_decisions_total"
@@ -47,7 +50,7 @@ def one_of(values: tuple[str, ...]) -> str:
     return "|".join(values)
 
 
-API_REQUEST: Final = f'service_name="{API_SERVICE}", endpoint=~"{one_of(API_ROUTES)}"'
+API_REQUEST: Final = f'route=~"{one_of(API_ROUTES)}"'
 OUR_WORKERS: Final = f'service_name=~"{one_of((API_SERVICE, RUNNER_SERVICE))}"'
 
 
@@ -80,45 +83,34 @@ class Scope:
 
 
 def requests(scope: Scope, *keep: str) -> str:
-    """API requests per second that BentoML answered."""
+    """API requests per second, refusals included (counted at the edge, every status)."""
     return scope.total(scope.rate(REQUESTS, API_REQUEST), *keep)
 
 
 def error_ratio(scope: Scope) -> str:
     """Share of API requests answered 5xx (refusals for overload among them)."""
-    errors = scope.total(scope.rate(REQUESTS, API_REQUEST, 'http_response_code=~"5.."'))
+    errors = scope.total(scope.rate(REQUESTS, API_REQUEST, 'status=~"5.."'))
     return f"{errors}\n/\n{requests(scope)}"
 
 
 def answered_rate(scope: Scope, *routes: str) -> str:
     """Requests per second to `routes` answered 200."""
-    return scope.total(
-        scope.rate(
-            REQUESTS,
-            f'service_name="{API_SERVICE}", endpoint=~"{one_of(routes)}"',
-            'http_response_code="200"',
-        )
-    )
+    return scope.total(scope.rate(REQUESTS, f'route=~"{one_of(routes)}"', 'status="200"'))
 
 
 def overload_refusals(scope: Scope) -> str:
     """Requests per second refused for overload: 429 at the admission gate, 503 and 504."""
-    return scope.total(scope.rate(REJECTED, 'reason="overload"'))
+    return scope.total(scope.rate(REQUESTS, API_REQUEST, f'status=~"{one_of(OVERLOAD)}"'))
 
 
 def overload_ratio(scope: Scope) -> str:
-    """Overload refusals against requests offered (the gate's 429s never reach BentoML's
-    count, so they are added; its 503s and 504s are then counted twice below the line)."""
-    refused = overload_refusals(scope)
-    return f"{refused}\n/\n({requests(scope)} + {refused})"
+    """Overload refusals against requests offered (every request is counted at the edge)."""
+    return f"{overload_refusals(scope)}\n/\n{requests(scope)}"
 
 
 def latency_quantile(quantile: float, scope: Scope, routes: tuple[str, ...], *keep: str) -> str:
-    """Latency quantile of answered (200) requests to `routes`, from BentoML's histogram."""
-    rate = scope.rate(
-        f"{REQUEST_SECONDS}_bucket",
-        f'service_name="{API_SERVICE}", endpoint=~"{one_of(routes)}", http_response_code="200"',
-    )
+    """Latency quantile of requests to `routes`, head to answer, as the edge timed them."""
+    rate = scope.rate(f"{REQUEST_SECONDS}_bucket", f'route=~"{one_of(routes)}"')
     return f"histogram_quantile({quantile}, {scope.total(rate, *keep, 'le')})"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Final
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -13,6 +13,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+DRAINABLE_BYTES = 64 * 1024
+"""A body at most this large that a refusal leaves unread is read and dropped by the server, so
+the connection stays open; a larger one, or one of unknown length, ends the connection."""
+
+CLOSE: Final = [(b"connection", b"close")]
 
 
 class ClientGoneError(Exception):
@@ -49,6 +55,27 @@ async def send_json(
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of request header `name` (lower case), or None."""
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def unread_body_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The headers a refusal sent before reading the body needs: `Connection: close` unless the
+    body is absent or small enough for the server to drain (`DRAINABLE_BYTES`)."""
+    if scope.get("method") in BODILESS_METHODS:
+        return []
+    declared = header(scope, b"content-length")
+    if declared is None:
+        return CLOSE if header(scope, b"transfer-encoding") is not None else []
+    if declared.isdigit() and int(declared) <= DRAINABLE_BYTES:
+        return []
+    return CLOSE
 
 
 def replay_body(body: bytes, receive: Receive, *, more_body: bool = False) -> Receive:

@@ -24,12 +24,21 @@ from credit_risk.encoding import encode_applicants
 from credit_risk.recourse import RecourseColumns
 from credit_risk.schema import FEATURES, Application
 from credit_risk.serving import metrics
-from credit_risk.serving.runner_client import RunnerClient, RunnerUnavailableError
+from credit_risk.serving.runner_client import (
+    RunnerBusyError,
+    RunnerClient,
+    RunnerUnavailableError,
+)
 from credit_risk.serving.shadow import WIDTH, Shadow
+from credit_risk.serving.tuning import RUNNER_DEADLINE_S
 from credit_risk.serving.workarounds.admission_gate import RETRY_AFTER_S
 
 RUNNER_UNAVAILABLE = (
     b'{"error":"the model runner is unavailable (restarting?); nothing was scored, retry shortly"}'
+)
+RUNNER_BUSY = (
+    b'{"error":"server busy: the model runner did not answer within %g s; nothing was scored, '
+    b'retry shortly"}' % RUNNER_DEADLINE_S
 )
 
 
@@ -68,24 +77,18 @@ class Classifier:
 
     async def answer(self, applicants: Sequence[Application], *, single: bool = False) -> Response:
         """The JSON answer: one decision (`single`) or the list, in input order; 503 if the
-        runner cannot be reached or the decision store cannot record."""
+        runner cannot be reached, did not answer in time, or the decision store cannot record
+        (the message says which)."""
         try:
             decisions = await self.decide(applicants)
         except RunnerUnavailableError:
-            # our own 503: BentoML would replace the message of any 5xx it renders
-            return Response(
-                RUNNER_UNAVAILABLE,
-                status_code=503,
-                media_type="application/json",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
+            return _unavailable(RUNNER_UNAVAILABLE)
+        except RunnerBusyError:
+            return _unavailable(RUNNER_BUSY)
         except StoreUnavailableError as exc:
             # nothing was recorded, so nothing may be answered: the decision is withheld
-            return Response(
-                to_json({"error": store_unavailable(exc.cause), "cause": exc.cause}),
-                status_code=503,
-                media_type="application/json",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
+            return _unavailable(
+                to_json({"error": store_unavailable(exc.cause), "cause": exc.cause})
             )
         return Response(
             to_json(decisions[0] if single else decisions), media_type="application/json"
@@ -123,4 +126,14 @@ def store_unavailable(cause: str) -> str:
     """The 503's message when the decision store refused the records."""
     return (
         f"the decision store cannot record decisions ({cause}); nothing was decided, retry shortly"
+    )
+
+
+def _unavailable(body: bytes) -> Response:
+    """Our own 503: BentoML would replace the message of any 5xx it renders."""
+    return Response(
+        body,
+        status_code=503,
+        media_type="application/json",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
     )

@@ -6,6 +6,7 @@ Prometheus multiprocess mode, and its /metrics endpoint merges every worker's sa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 import numpy as np
@@ -48,10 +49,66 @@ BATCH_ROWS = Histogram(
 )
 REJECTED = Counter(
     "credit_risk_rejected_requests",
-    "Requests refused before scoring, by reason (validation, method, size, media_type, auth, "
-    "overload, body_timeout).",
+    "Requests to the API routes refused before scoring, by reason (validation, auth, method, "
+    "body_timeout, size, media_type, overload).",
     ["reason"],
 )
+
+REQUEST_SECONDS_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Seconds from a request's head to its answer: a decision takes milliseconds, and the request
+deadline is 10 s."""
+
+HTTP_REQUESTS = Counter(
+    "credit_risk_http_requests",
+    "Every HTTP request, by route (a served path, or `other`) and status, refusals included.",
+    ["route", "status"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "credit_risk_http_request_duration_seconds",
+    "Time from a request's head to its answer, by route (a served path, or `other`).",
+    ["route"],
+    buckets=REQUEST_SECONDS_BUCKETS,
+)
+
+
+RUNNER_CALL_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0)
+"""Seconds of one API -> runner call: ~1-5 ms when the runner keeps up, 3 s is the deadline."""
+
+RUNNER_CALL_SECONDS = Histogram(
+    "credit_risk_runner_call_seconds",
+    "One API -> runner call as the API worker saw it, retries included (answered calls).",
+    buckets=RUNNER_CALL_BUCKETS,
+)
+
+OVERLOAD_STATUSES: Final = ("429", "503", "504")
+"""The statuses of a refusal for overload."""
+
+
+def start_counting(routes: Iterable[str]) -> None:
+    """Create the overload series of `routes` at 0, so the first refusal is an increase that
+    `rate()` and the alerts see (a series born at 1 has no increase)."""
+    for route in routes:
+        for status in OVERLOAD_STATUSES:
+            HTTP_REQUESTS.labels(route=route, status=status)
+
+
+def observe_request(route: str, status: int, seconds: float) -> None:
+    """Count one answered request and time it (`credit_risk_http_requests_total`, ...)."""
+    HTTP_REQUESTS.labels(route=route, status=str(status)).inc()
+    HTTP_REQUEST_SECONDS.labels(route=route).observe(seconds)
+
+
+def count_request(route: str, status: int) -> None:
+    """Count one request refused below the app (431, 408, 400 at the HTTP protocol); its time
+    is not observed."""
+    HTTP_REQUESTS.labels(route=route, status=str(status)).inc()
+
+
+def reject(reason: str) -> None:
+    """Count one refusal on an API route."""
+    REJECTED.labels(reason=reason).inc()
+
+
 MODEL_INFO = Gauge(
     "credit_risk_model_info",
     "1 for the model version this process serves.",

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Final
+from pathlib import Path
+from typing import Annotated, Final, Self
 
 from bentoml.exceptions import BentoMLException
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from credit_risk.decision_store import StoreError, store_url
 from credit_risk.model_store import MODEL_ENV
@@ -56,6 +66,12 @@ class Settings(BaseModel):
     api_tokens: Annotated[frozenset[str], BeforeValidator(_comma_separated)] = Field(
         frozenset(), description="comma-separated bearer tokens for the API routes; empty: off"
     )
+    api_tokens_file: Path | None = Field(
+        None,
+        description="a file of bearer tokens (comma- or line-separated), e.g. a mounted "
+        "Secret; once set, it must exist and hold at least one token, or the server does not "
+        "start",
+    )
     max_in_flight: PositiveInt = Field(
         DEFAULT_MAX_IN_FLIGHT, description="requests one API worker admits before 429"
     )
@@ -71,6 +87,27 @@ class Settings(BaseModel):
         "the file CREDIT_RISK_DECISION_STORE_FILE names (a mounted Secret), else SQLite under "
         "the BentoML home (credit_risk/decision_store/location.py)",
     )
+
+    _file_tokens: frozenset[str] = PrivateAttr(frozenset())
+
+    @model_validator(mode="after")
+    def _read_tokens_file(self) -> Self:
+        if self.api_tokens_file is None:
+            return self
+        try:
+            text = self.api_tokens_file.read_text()
+        except OSError as exc:
+            raise ValueError(f"cannot read the tokens file: {exc.strerror or exc}") from None
+        tokens = frozenset(t.strip() for t in text.replace("\n", ",").split(",") if t.strip())
+        if not tokens:
+            raise ValueError("the tokens file holds no token: the API would be open")
+        self._file_tokens = tokens
+        return self
+
+    def tokens(self) -> frozenset[str]:
+        """Every bearer token the API routes accept (the variable's and the file's); none:
+        auth is off."""
+        return self.api_tokens | self._file_tokens
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -106,6 +143,9 @@ def variable(field: str) -> str:
 
 def _one_line(exc: ValidationError) -> str:
     problems = [
-        f"{variable(str(err['loc'][0]))}={err['input']!r}: {err['msg']}" for err in exc.errors()
+        f"{variable(str(err['loc'][0]))}={err['input']!r}: {err['msg']}"
+        if err["loc"]
+        else f"{variable('api_tokens_file')}: {err['msg']}"
+        for err in exc.errors()
     ]
     return "invalid setting: " + "; ".join(problems)

@@ -13,6 +13,11 @@ from credit_risk.promotion import ServedTags
 from credit_risk.serving.connections import bound_open_connections
 from credit_risk.serving.process_metrics import start_process_metrics
 from credit_risk.serving.settings import Settings
+from credit_risk.serving.tuning import RUNNER_SHUTDOWN_WAIT_S
+from credit_risk.serving.workarounds.shutdown_order import (
+    keep_runner_socket_until_workers_stop,
+    outlive_dependants,
+)
 from credit_risk.serving.workarounds.validation_errors import install_client_error_log_filter
 
 logger = logging.getLogger(__name__)
@@ -24,6 +29,17 @@ def prepare_worker(settings: Settings) -> None:
     install_client_error_log_filter()
     bound_open_connections(settings.max_connections)
     start_process_metrics()
+
+
+def prepare_supervisor() -> None:
+    """In `bentoml serve` itself, before any worker starts: stop the workers before removing
+    the runner's socket at shutdown."""
+    keep_runner_socket_until_workers_stop()
+
+
+def prepare_runner() -> None:
+    """Keep the runner serving after SIGTERM until the API workers have finished."""
+    outlive_dependants(RUNNER_SHUTDOWN_WAIT_S)
 
 
 def freeze_startup_garbage() -> None:

@@ -29,6 +29,16 @@ RUNNER_DEADLINE_S: Final = 3.0
 ~9-14 s (the supervisor checks every 10 s), far past what a caller should be held; past this
 the request gets a 503 with Retry-After and nothing scored (tests/service/test_faults.py)."""
 
+RUNNER_DEADLINE_GRACE_S: Final = 0.05
+"""A last wait after the deadline before giving up: an event loop blocked past the deadline
+(by other requests' CPU work) runs its timers before it reads the answers that arrived
+meanwhile, so a healthy runner's answer may be there, unread."""
+
+RUNNER_READY_PROBE_S: Final = 0.5
+"""How long a call that missed its deadline asks the runner's /readyz, to tell the client the
+true cause: a runner that answers is busy (503 "server busy"), one that does not is down (503
+"runner unavailable")."""
+
 RUNNER_RETRY_BACKOFF_S: Final = 0.05
 """Pause before the second try (doubled before the third)."""
 
@@ -65,3 +75,29 @@ DEFAULT_MAX_CONNECTIONS: Final = 4096
 """Client connections one worker holds open at most (credit_risk/serving/connections.py). An
 idle connection costs ~10 KB; 2,000 idle keep-alive connections leave service untouched
 (tests/service/test_stalled_clients.py). Further connections are closed as they arrive."""
+
+MAX_HEAD_BYTES: Final = 16 * 1024
+"""Request line and headers of one request, in bytes; past it, 431 and the connection closed
+(credit_risk/serving/workarounds/http_protocol.py). Our largest legitimate head, a browser's
+with cookies and a bearer token, is under 2 KB; nginx's default buffers allow 8-32 KB."""
+
+MAX_HEADERS: Final = 100
+"""Header fields in one request; past it, 431 (Go's and Node's servers default to 100-2000;
+no client of ours sends more than 20)."""
+
+HEAD_TIMEOUT_S: Final = 5.0
+"""From a request's first byte to the end of its headers; past it, 408 and the connection
+closed. A client sends its head in one packet, so only a stalled or trickling one (slowloris)
+gets near it. Also the most a body left unread by an early refusal may take to arrive."""
+
+BODY_BUDGET_BYTES: Final = 32 * 1024 * 1024
+"""Bytes of request bodies one API worker holds at once: bodies being read plus those of
+admitted requests. 64 admitted batches of 1,000 applicants (~0.45 MB each) fit in 29 MB; past
+it, 429 with Retry-After (credit_risk/serving/workarounds/admission_gate.py). Keeps bodies in
+flight to a fixed share of a worker's memory (~130 MB idle; the pod has 1.5 GiB for four
+processes)."""
+
+RUNNER_SHUTDOWN_WAIT_S: Final = 20.0
+"""Longest the runner keeps serving after SIGTERM while API workers still finish their requests
+(credit_risk/serving/workarounds/shutdown_order.py): a request lasts at most the request timeout
+(10 s), and the pod's grace period is 30 s, 5 of them the preStop sleep."""

@@ -30,7 +30,6 @@ import bentoml
 import httpx
 import pytest
 import yaml
-from bentoml._internal.container.generate import BENTO_UID_GID
 
 from credit_risk.decision_store import open_store
 from credit_risk.schema import Decision, example_applicant
@@ -38,6 +37,7 @@ from load_tests import harness
 from tests.conftest import ROOT, free_port
 from tests.deploy.test_bento import BENTO_NAME, BuiltBento, bentoml_cli, build_bento
 from tests.deploy.test_decision_records import GRACE_S, PRE_STOP_S, SERVED_FIRST, Load, drive
+from tests.deploy.test_deploy import IMAGE_UID
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -140,11 +140,27 @@ def _bytes_flag(quantity: str) -> str:
     return quantity
 
 
+TOKEN = "container-test-token"
+"""The one bearer token in the tokens Secret the test stands in for."""
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+def secret_dir(volume: dict[str, Any], parent: Path) -> Path:
+    """A host directory standing for a mounted Secret: its key `tokens` holds `TOKEN`."""
+    directory = parent / volume["secret"]["secretName"]
+    directory.mkdir(exist_ok=True)
+    (directory / "tokens").write_text(TOKEN + "\n")
+    (directory / "tokens").chmod(0o444)
+    directory.chmod(0o755)
+    return directory
+
+
 def pod_like_run_args(
     deployment: dict[str, Any], config_file: Path, shared_dir: Path, pod_name: str
 ) -> list[str]:
     """`docker run` flags that reproduce the Deployment's pod for its one container: a host
-    directory stands for the persistent volume, `pod_name` for the pod's name."""
+    directory stands for the persistent volume, another for the tokens Secret (holding
+    `TOKEN`), `pod_name` for the pod's name."""
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     pod_ctx, ctx = pod["securityContext"], container["securityContext"]
@@ -173,6 +189,8 @@ def pod_like_run_args(
             target = Path(env_values["BENTOML_CONFIG"] or "")
             assert target.parent == Path(mount["mountPath"])
             args += ["-v", f"{config_file}:{target}:ro"]
+        elif "secret" in volume:
+            args += ["-v", f"{secret_dir(volume, shared_dir.parent)}:{mount['mountPath']}:ro"]
         elif "persistentVolumeClaim" in volume:
             shared_dir.chmod(0o777)  # the pod's user writes it, as fsGroup lets it on the claim
             args += ["-v", f"{shared_dir}:{mount['mountPath']}"]
@@ -285,7 +303,7 @@ def running(
 
 
 def test_image_classifies_an_applicant(running: Running, model_tag: str) -> None:
-    with bentoml.SyncHTTPClient(running.url, server_ready_timeout=30) as client:
+    with bentoml.SyncHTTPClient(running.url, token=TOKEN, server_ready_timeout=30) as client:
         decision = Decision.model_validate(client.classify(example_applicant()))
     assert 0.0 <= decision.probability_of_default <= 1.0
     assert decision.model_version == model_tag
@@ -302,7 +320,7 @@ def test_image_fits_its_size_budget(running: Running) -> None:
 def test_every_process_runs_as_the_bento_user(running: Running) -> None:
     out = docker("exec", running.container_id, "sh", "-c", "grep -h '^Uid:' /proc/[0-9]*/status")
     uids = {int(field) for line in out.stdout.splitlines() for field in line.split()[1:]}
-    assert uids == {BENTO_UID_GID}, out.stdout
+    assert uids == {IMAGE_UID}, out.stdout
 
 
 def test_root_filesystem_is_read_only(running: Running) -> None:
@@ -312,16 +330,18 @@ def test_root_filesystem_is_read_only(running: Running) -> None:
 
 
 def test_a_decision_is_stored_and_found_again(running: Running) -> None:
-    with bentoml.SyncHTTPClient(running.url, server_ready_timeout=30) as client:
+    with bentoml.SyncHTTPClient(running.url, token=TOKEN, server_ready_timeout=30) as client:
         decision = client.classify(example_applicant())
     assert decision["decision_id"] in stored_ids(running.shared_dir), "outside the container"
-    found = httpx.get(f"{running.url}/decisions/{decision['decision_id']}", timeout=10)
+    found = httpx.get(
+        f"{running.url}/decisions/{decision['decision_id']}", headers=AUTH, timeout=10
+    )
     assert found.status_code == 200
     assert found.json()["outputs"]["decision"] == decision["decision"]
 
 
 def test_metrics_are_exposed_for_scraping(running: Running) -> None:
-    with bentoml.SyncHTTPClient(running.url, server_ready_timeout=30) as client:
+    with bentoml.SyncHTTPClient(running.url, token=TOKEN, server_ready_timeout=30) as client:
         client.classify(example_applicant())
     response = httpx.get(f"{running.url}/metrics", timeout=10)
     assert response.status_code == 200
@@ -336,7 +356,7 @@ def test_docker_stop_under_load_leaves_one_record_per_answer(running: Running) -
 
     async def scenario() -> None:
         until = asyncio.Event()
-        traffic = asyncio.create_task(drive(running.url, load, until))
+        traffic = asyncio.create_task(drive(running.url, load, until, headers=AUTH))
         # requests in flight at every stage when it comes: the load is served first
         await harness.until(
             lambda: len(load.answered) >= SERVED_FIRST, "the load is served before the stop"

@@ -70,7 +70,13 @@ class Load:
     other: Counter[str] = field(default_factory=Counter)
 
 
-async def drive(url: str, load: Load, until: asyncio.Event, clients: int = 16) -> None:
+async def drive(
+    url: str,
+    load: Load,
+    until: asyncio.Event,
+    clients: int = 16,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Closed-loop clients sending single applicants and batches of 5 until `until` is set
     or the server stops accepting connections."""
 
@@ -92,7 +98,7 @@ async def drive(url: str, load: Load, until: asyncio.Event, clients: int = 16) -
             body = r.json()
             load.answered += [d["decision_id"] for d in (body if batch else [body])]
 
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, headers=headers) as client:
         await asyncio.gather(*(one(client, batch=i % 4 == 0) for i in range(clients)))
 
 

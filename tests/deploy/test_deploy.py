@@ -7,6 +7,7 @@ volumes that exist, a BentoML config BentoML accepts).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -21,7 +22,6 @@ import yaml
 from bentoml._internal.configuration.containers import BentoMLConfiguration
 from bentoml._internal.configuration.helpers import expand_env_var
 from bentoml._internal.configuration.v2 import _SERVICE_CONFIG as SERVICE_CONFIG_SCHEMA
-from bentoml._internal.container.generate import BENTO_UID_GID
 from bentoml.exceptions import BentoMLConfigException
 
 from service import CreditRiskService
@@ -41,6 +41,21 @@ OPERATOR_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
 """prometheus-operator CRDs (deploy/monitoring): kubernetes-validate has no schema for them, so
 they are skipped here and checked by tests/deploy/test_monitoring.py."""
 KUBECTL = shutil.which("kubectl")
+DOCKERFILE_TEMPLATE = ROOT / "deploy" / "image" / "Dockerfile.template"
+
+
+def image_uid() -> int:
+    """The UID (and GID) the image's user gets: deploy/image/Dockerfile.template."""
+    text = DOCKERFILE_TEMPLATE.read_text(encoding="utf-8")
+    uid = re.search(r"^ARG BENTO_USER_UID=(\d+)$", text, re.MULTILINE)
+    gid = re.search(r"^ARG BENTO_USER_GID=(\d+)$", text, re.MULTILINE)
+    assert uid
+    assert gid
+    assert uid.group(1) == gid.group(1), "one UID and GID for the user"
+    return int(uid.group(1))
+
+
+IMAGE_UID = image_uid()
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl not on PATH (kustomize)")
 
 
@@ -427,9 +442,10 @@ def test_pod_runs_restricted(path: Path) -> None:
     pod_spec = _one(_render(path), "Deployment")["spec"]["template"]["spec"]
     pod_ctx = pod_spec["securityContext"]
     assert pod_ctx["runAsNonRoot"] is True
-    assert pod_ctx["runAsUser"] == BENTO_UID_GID
-    assert pod_ctx["runAsGroup"] == BENTO_UID_GID
-    assert pod_ctx["fsGroup"] == BENTO_UID_GID
+    assert IMAGE_UID >= 10_000, "a high UID maps to no account on the node"
+    assert pod_ctx["runAsUser"] == IMAGE_UID
+    assert pod_ctx["runAsGroup"] == IMAGE_UID
+    assert pod_ctx["fsGroup"] == IMAGE_UID
     assert pod_ctx["seccompProfile"]["type"] == "RuntimeDefault"
     assert pod_spec["automountServiceAccountToken"] is False
     for container in pod_spec["containers"]:
@@ -480,10 +496,10 @@ def test_base_runs_the_bento_image() -> None:
 def test_overlay_pins_a_registry_image_in_a_restricted_namespace(path: Path) -> None:
     docs = _render(path)
     image = _container(_one(docs, "Deployment"))["image"]
-    repository, _, tag = image.rpartition(":")
+    repository, _, digest = image.partition("@")
     assert repository.endswith("/" + IMAGE_NAME), image
     assert "." in repository.split("/")[0], f"no registry host in {image}"
-    assert tag not in {"", "latest"}, image
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"not pinned by digest: {image}"
     namespaces = [d for d in docs if d["kind"] == "Namespace"]
     assert len(namespaces) == 1
     name = namespaces[0]["metadata"]["name"]
@@ -493,3 +509,93 @@ def test_overlay_pins_a_registry_image_in_a_restricted_namespace(path: Path) -> 
     for doc in docs:
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == name
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_tokens_come_from_a_required_secret_mounted_as_a_file(path: Path) -> None:
+    pod_spec = _one(_render(path), "Deployment")["spec"]["template"]["spec"]
+    container = _container({"spec": {"template": {"spec": pod_spec}}})
+    assert not any("valueFrom" in e and "secretKeyRef" in e["valueFrom"] for e in container["env"])
+    tokens_file = Path(_env(container)["CREDIT_RISK_API_TOKENS_FILE"])
+    (mount,) = [m for m in container["volumeMounts"] if tokens_file.parent == Path(m["mountPath"])]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in pod_spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "credit-risk-api-tokens"
+    assert volume["secret"].get("optional", False) is False, "a missing Secret stops the pod"
+    assert all("optional" not in str(e) for e in container["env"])
+
+
+def _peers(rules: list[dict[str, Any]], side: str) -> list[dict[str, list[str]]]:
+    """Each peer of a policy's rules as {selector kind: the values its one expression allows}."""
+    peers = []
+    for rule in rules:
+        for peer in rule[side]:
+            assert "matchLabels" not in peer.get("podSelector", {}), "kustomize rewrites those"
+            peers.append(
+                {
+                    kind: [v for e in peer[kind]["matchExpressions"] for v in e["values"]]
+                    for kind in ("namespaceSelector", "podSelector")
+                    if kind in peer
+                }
+            )
+    return peers
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_network_policy_lets_in_the_ingress_and_prometheus_and_out_dns_and_the_database(
+    path: Path,
+) -> None:
+    docs = _render(path)
+    policy = _one(docs, "NetworkPolicy")["spec"]
+    pod_labels = _one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    assert _peers(policy["ingress"], "from") == [
+        {"namespaceSelector": ["ingress-nginx"], "podSelector": ["ingress-nginx"]},
+        {"namespaceSelector": ["monitoring"], "podSelector": ["prometheus"]},
+    ]
+    assert [p["port"] for r in policy["ingress"] for p in r["ports"]] == ["http"]
+    assert _peers(policy["egress"], "to") == [
+        {"namespaceSelector": ["kube-system"], "podSelector": ["kube-dns"]},
+        {"podSelector": ["credit-risk-postgres"]},
+    ]
+    assert sorted(p["port"] for r in policy["egress"] for p in r["ports"]) == [53, 53, 5432]
+
+
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+"""checkov in a virtualenv of its own (`make checkov`): its pins would move the runtime lock's."""
+
+
+@needs_kubectl
+@pytest.mark.parametrize("path", OVERLAYS, ids=_ids(OVERLAYS))
+def test_checkov_passes_on_the_rendered_overlay(path: Path, tmp_path: Path) -> None:
+    """Every exception is a `checkov.io/skip` annotation beside the check, with its reason."""
+    if not CHECKOV.exists():
+        pytest.skip(f"{CHECKOV} missing: `make checkov` installs it")
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(
+        subprocess.run(
+            [str(KUBECTL), "kustomize", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    run = subprocess.run(
+        [str(CHECKOV), "-f", str(rendered), "--framework", "kubernetes", "--compact"]
+        + ["--quiet", "--skip-download", "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = json.loads(run.stdout)
+    summary = report["summary"]
+    failed = [
+        f"{c['check_id']} {c['check_name']} ({c['resource']})"
+        for c in report["results"]["failed_checks"]
+    ]
+    print(f"\ncheckov on {path.name}: {summary['passed']} passed, {summary['failed']} failed")
+    assert failed == [], failed
+    assert summary["passed"] > 80
+    for skipped in report["results"].get("skipped_checks", []):
+        assert skipped.get("suppress_comment"), f"{skipped['check_id']} skipped without a reason"

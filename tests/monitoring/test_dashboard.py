@@ -64,7 +64,7 @@ def test_the_panels_show_what_operators_asked_for() -> None:
     assert titles >= {
         "Requests per second",
         "Refusals by cause",
-        "Latency percentiles (answered)",
+        "Latency percentiles",
         "Runner batch size",
         "Runner time",
         "Decisions per second by model",

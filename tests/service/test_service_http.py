@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import re
+import socket
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -414,3 +416,56 @@ def test_the_example_client_runs_with_the_venv_interpreter_alone(
             decisions.append(Decision.model_validate(decision))
             text = text[end:].strip()
         assert len(decisions) == 3, run.stdout
+
+
+# --- the smaller refusals at the edge ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["TRACE", "DELETE", "PATCH", "PUT"])
+def test_other_methods_on_classify_are_405_naming_the_allowed_one(server: Server, method: str):
+    r = httpx.request(method, f"{server.url}/classify", content=_with(), timeout=30)
+    assert r.status_code == 405, r.text
+    assert r.headers["allow"] == "POST"
+    assert r.json()["error"] == f"method {method} not allowed on /classify; allowed: POST"
+
+
+def test_a_compressed_body_is_415_whether_or_not_it_really_is(server: Server) -> None:
+    body = _with().encode()
+    for content in (gzip.compress(body), body):  # a real gzip body, and JSON labelled gzip
+        r = httpx.post(
+            f"{server.url}/classify",
+            content=content,
+            headers={"content-type": "application/json", "content-encoding": "gzip"},
+            timeout=30,
+        )
+        assert r.status_code == 415, r.text
+        assert r.json()["accepted"] == ["identity"]
+        assert r.headers["accept-encoding"] == "identity"
+
+
+def test_a_key_given_twice_is_400_naming_it(server: Server) -> None:
+    body = _with()[:-1] + ', "age_years": 17}'
+    r = _post(server, "/classify", body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid input: body: duplicate key 'age_years' in a JSON object"
+
+
+def test_malformed_framing_is_answered_in_json(server: Server) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(b"POST /classify HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer
+    assert b"content-type: application/json" in head
+    assert json.loads(body)["error"].startswith("malformed HTTP request: ")
+
+
+def test_the_document_lists_the_bearer_scheme_and_every_refusal(server: Server) -> None:
+    doc = httpx.get(f"{server.url}/docs.json", timeout=30).json()
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    responses = doc["paths"]["/classify"]["post"]["responses"]
+    for status in ("400", "401", "405", "408", "413", "415", "429", "431", "503", "504"):
+        assert status in responses, status

@@ -82,8 +82,14 @@ class Normal:
         )
 
 
-async def _normal_traffic(url: str, done: Callable[[int], bool], clients: int = 8) -> Normal:
-    """`clients` closed-loop clients on /classify until `done(requests so far)`."""
+async def _normal_traffic(
+    url: str,
+    done: Callable[[int], bool],
+    clients: int = 8,
+    headers: dict[str, str] | None = None,
+) -> Normal:
+    """`clients` closed-loop clients on /classify until `done(requests so far)` (with
+    `headers`, e.g. a token)."""
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
 
@@ -91,7 +97,9 @@ async def _normal_traffic(url: str, done: Callable[[int], bool], clients: int = 
         while not done(len(latencies)):
             start = time.perf_counter()
             response = await client.post(
-                f"{url}/classify", content=BODY, headers={"content-type": "application/json"}
+                f"{url}/classify",
+                content=BODY,
+                headers={"content-type": "application/json", **(headers or {})},
             )
             latencies.append(time.perf_counter() - start)
             statuses[response.status_code] += 1

@@ -5,16 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 import bentoml
+import pytest
+import uvicorn.config
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from starlette.applications import Starlette
 
 from credit_risk.serving.asgi import ASGIApp, Receive, Scope, Send
 from credit_risk.serving.edge import API_PATHS, EdgeService, install_edge
-from credit_risk.serving.middleware import BearerAuthMiddleware, RejectionCounterMiddleware
+from credit_risk.serving.middleware import BearerAuthMiddleware, BodyFormatMiddleware
+from credit_risk.serving.request_metrics import RequestMetricsMiddleware
+from credit_risk.serving.routes import KnownRoutesMiddleware
 from credit_risk.serving.settings import Settings
+from credit_risk.serving.workarounds import http_protocol
 from credit_risk.serving.workarounds.admission_gate import AdmissionGate
+from credit_risk.serving.workarounds.docs_page import DocsPageMiddleware
+from credit_risk.serving.workarounds.json_body import JsonBodyMiddleware
 from credit_risk.serving.workarounds.openapi_document import OpenAPIDocumentMiddleware
 from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware
+from credit_risk.serving.workarounds.validation_errors import ErrorMessageMiddleware
+
+
+@pytest.fixture(autouse=True)
+def _own_protocol_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building an entry service's app installs our HTTP protocol in uvicorn's table: undo it."""
+    monkeypatch.setattr(uvicorn.config, "HTTP_PROTOCOLS", dict(uvicorn.config.HTTP_PROTOCOLS))
 
 
 def _tiny_service(service_class: type[bentoml.Service[Any]] | None) -> bentoml.Service[Any]:
@@ -73,13 +87,33 @@ def test_building_the_app_twice_keeps_every_layer() -> None:
     assert service.middlewares == [(Outer, {"label": "only"})]
 
 
-def test_install_edge_puts_the_gate_outside_and_counts_before_it_refuses() -> None:
+def test_install_edge_puts_every_check_outside_bentoml_in_order() -> None:
     service = _tiny_service(EdgeService)
     install_edge(service, Settings.from_env({"CREDIT_RISK_MAX_IN_FLIGHT": "5"}))
-    app = service.to_asgi()
-    assert isinstance(app, AdmissionGate)
-    assert app.limit == 5
-    assert app.paths == API_PATHS
-    inner = [m.cls for m in app.app.user_middleware]
-    assert inner.index(RejectionCounterMiddleware) < inner.index(BearerAuthMiddleware)
-    assert inner.index(OpenAPIDocumentMiddleware) > inner.index(BearerAuthMiddleware)
+    layers = []
+    app: Any = service.to_asgi()
+    while not isinstance(app, Starlette):
+        layers.append(type(app))
+        app = app.app
+    assert layers == [
+        RequestMetricsMiddleware,
+        KnownRoutesMiddleware,
+        BearerAuthMiddleware,
+        BodyFormatMiddleware,
+        AdmissionGate,
+        JsonBodyMiddleware,
+        DocsPageMiddleware,
+    ]
+    inner = [m.cls for m in app.user_middleware]
+    assert inner.index(ErrorMessageMiddleware) < inner.index(OpenAPIDocumentMiddleware)
+    assert http_protocol.installed(), "the entry service's worker speaks through EdgeProtocol"
+
+
+def test_the_gate_gets_the_settings_and_a_runner_keeps_uvicorns_protocol() -> None:
+    service = _tiny_service(EdgeService)
+    install_edge(service, Settings.from_env({"CREDIT_RISK_MAX_IN_FLIGHT": "5"}))
+    app: Any = service.to_asgi(is_main=False)
+    assert not http_protocol.installed()
+    while not isinstance(app, AdmissionGate):
+        app = app.app
+    assert (app.limit, app.paths) == (5, API_PATHS)

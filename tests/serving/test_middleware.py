@@ -1,65 +1,15 @@
-"""The service's own middleware, in-process on plain ASGI apps: size limit, bearer auth,
-refusal counting and JSON answers for unknown routes (the real server: tests/service/)."""
+"""The edge's head checks, in-process on plain ASGI apps: bearer auth and what a body must
+declare (the real server: tests/service/)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from credit_risk.serving.middleware import (
-    REJECTION_REASONS,
-    BearerAuthMiddleware,
-    BodyLimitMiddleware,
-    JsonNotFoundMiddleware,
-    RejectionCounterMiddleware,
-)
-from credit_risk.serving.workarounds.openapi_document import REFUSALS
-from tests.serving.asgi_calls import Echo, call, http_scope, responding
+from credit_risk.serving.asgi import DRAINABLE_BYTES
+from credit_risk.serving.middleware import BearerAuthMiddleware, BodyFormatMiddleware
+from tests.serving.asgi_calls import Echo, call, http_scope
 
 API = frozenset({"/classify"})
-
-# --- BodyLimitMiddleware ---------------------------------------------------------------------
-
-
-def test_a_declared_oversize_body_is_413_before_the_app_reads_it() -> None:
-    echo = Echo()
-    scope = http_scope(headers=[(b"content-length", b"11")])
-    sent = call(BodyLimitMiddleware(echo, max_bytes=10), scope, [b"x" * 11])
-    assert sent.status == 413
-    assert sent.json() == {"error": "request body exceeds the limit of 10 bytes", "limit_bytes": 10}
-    assert echo.scopes == []
-
-
-def test_an_undeclared_body_is_counted_as_it_arrives_and_replayed_whole() -> None:
-    echo = Echo()
-    limited = BodyLimitMiddleware(echo, max_bytes=10)
-    assert call(limited, http_scope(), [b"x" * 6, b"y" * 5]).status == 413
-    assert echo.scopes == []
-    sent = call(limited, http_scope(), [b"12345", b"67890"])
-    assert (sent.status, sent.body) == (200, b"1234567890"), "exactly the limit passes"
-
-
-def test_a_body_at_the_declared_limit_passes_and_a_bad_length_is_400() -> None:
-    limited = BodyLimitMiddleware(Echo(), max_bytes=10)
-    ok = call(limited, http_scope(headers=[(b"content-length", b"10")]), [b"x" * 10])
-    assert ok.status == 200
-    bad = call(limited, http_scope(headers=[(b"content-length", b"ten")]), [b"x"])
-    assert (bad.status, bad.json()) == (400, {"error": "invalid Content-Length header"})
-
-
-def test_bodiless_methods_and_other_scopes_pass_untouched() -> None:
-    echo = Echo()
-    limited = BodyLimitMiddleware(echo, max_bytes=1)
-    assert call(limited, http_scope(method="GET"), [b"xx"]).status == 200
-    assert len(echo.scopes) == 1
-
-
-def test_a_client_gone_mid_body_gets_no_answer() -> None:
-    echo = Echo()
-    assert call(BodyLimitMiddleware(echo, max_bytes=100), http_scope(), [b"x"], hang_up=True) == []
-    assert echo.scopes == []
-
 
 # --- BearerAuthMiddleware --------------------------------------------------------------------
 
@@ -97,59 +47,71 @@ def test_auth_off_and_open_paths_pass_without_a_token() -> None:
         assert call(_auth("alpha"), http_scope(path, method="GET")).status == 200
 
 
-# --- RejectionCounterMiddleware --------------------------------------------------------------
+def test_a_refusal_reads_no_body_and_closes_a_connection_with_a_large_one_unread() -> None:
+    echo = Echo()
+    app = BearerAuthMiddleware(echo, paths=API, tokens=frozenset({"alpha"}))
+    big = http_scope(headers=[(b"content-length", str(DRAINABLE_BYTES + 1).encode())])
+    sent = call(app, big, [b"x" * 10])
+    assert (sent.status, sent.headers.get(b"connection")) == (401, b"close")
+    small = http_scope(headers=[(b"content-length", b"10")])
+    assert b"connection" not in call(app, small, [b"x" * 10]).headers, "drained, kept open"
+    chunked = http_scope(headers=[(b"transfer-encoding", b"chunked")])
+    assert call(app, chunked, [b"x"]).headers[b"connection"] == b"close"
+    assert echo.scopes == []
 
 
-@pytest.mark.parametrize("status", sorted({200, 404, 500, *REJECTION_REASONS}))
-def test_each_refusal_is_counted_once_under_its_reason(status: int) -> None:
-    counted: list[str] = []
-    app = RejectionCounterMiddleware(responding(status, b"{}"), paths=API, count=counted.append)
-    assert call(app).status == status
-    expected = [REJECTION_REASONS[status]] if status in REJECTION_REASONS else []
-    assert counted == expected
+# --- BodyFormatMiddleware --------------------------------------------------------------------
 
 
-def test_every_documented_refusal_has_a_reason() -> None:
-    # the counter's promise: every refusal the API documents is counted
-    assert set(REFUSALS) | {400} <= set(REJECTION_REASONS)
-    assert REJECTION_REASONS[415] == "media_type"
+def _format(max_bytes: int = 10) -> tuple[Echo, BodyFormatMiddleware]:
+    echo = Echo()
+    return echo, BodyFormatMiddleware(echo, paths=API, max_bytes=max_bytes)
 
 
-def test_refusals_off_the_api_routes_are_not_counted() -> None:
-    counted: list[str] = []
-    app = RejectionCounterMiddleware(responding(429, b"{}"), paths=API, count=counted.append)
-    call(app, http_scope("/readyz", method="GET"))
-    assert counted == []
+@pytest.mark.parametrize(
+    ("headers", "status", "says"),
+    [
+        ([(b"content-length", b"11")], 413, "exceeds the limit of 10 bytes"),
+        ([(b"content-length", b"ten")], 400, "invalid Content-Length header"),
+        ([(b"content-type", b"application/x-www-form-urlencoded")], 415, "application/json"),
+        ([(b"content-type", b"text/plain; charset=utf-8")], 415, "'text/plain'"),
+        ([(b"content-encoding", b"gzip")], 415, "Content-Encoding 'gzip'"),
+        ([(b"content-encoding", b"gzip, identity")], 415, "uncompressed"),
+    ],
+)
+def test_a_body_the_api_cannot_take_is_refused_from_the_head(
+    headers: list[tuple[bytes, bytes]], status: int, says: str
+) -> None:
+    echo, app = _format()
+    sent = call(app, http_scope(headers=headers), [b"x"])
+    assert sent.status == status
+    assert says in sent.json()["error"]
+    assert echo.scopes == [], "refused before the app or a read"
+    if "content-encoding" in says.lower():
+        assert sent.headers[b"accept-encoding"] == b"identity"
+        assert sent.json()["accepted"] == ["identity"]
 
 
-# --- JsonNotFoundMiddleware ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"content-length", b"10")],
+        [(b"content-type", b"application/json; charset=utf-8")],
+        [(b"content-type", b"Application/JSON")],
+        [(b"content-encoding", b"identity")],
+    ],
+)
+def test_json_unencoded_or_unlabelled_bodies_within_the_limit_pass(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    _, app = _format()
+    assert call(app, http_scope(headers=headers), [b"x" * 10]).status == 200
 
 
-def test_an_unknown_path_is_a_json_404() -> None:
-    sent = call(JsonNotFoundMiddleware(responding(404, b"Not Found")), http_scope("/nope"))
-    assert sent.status == 404
-    assert sent.headers[b"content-type"] == b"application/json"
-    assert sent.json() == {"error": "no such route: /nope"}
-    assert sent.headers[b"content-length"] == str(len(sent.body)).encode()
-
-
-def test_a_wrong_method_is_a_json_405_keeping_allow() -> None:
-    starlette_405 = responding(405, b"Method Not Allowed", allow=b"POST")
-    sent = call(JsonNotFoundMiddleware(starlette_405), http_scope("/classify", method="GET"))
-    assert sent.status == 405
-    assert sent.headers[b"allow"] == b"POST"
-    assert sent.json() == {"error": "method GET not allowed on /classify; allowed: POST"}
-
-
-@pytest.mark.parametrize("path", ["/livez", "/readyz", "/metrics"])
-def test_probes_and_metrics_keep_their_plain_answers(path: str) -> None:
-    sent = call(JsonNotFoundMiddleware(responding(405, b"Method Not Allowed")), http_scope(path))
-    assert (sent.headers[b"content-type"], sent.body) == (b"text/plain", b"Method Not Allowed")
-
-
-def test_json_answers_and_other_statuses_pass_untouched() -> None:
-    ours = json.dumps({"error": "already JSON"}).encode()
-    sent = call(JsonNotFoundMiddleware(responding(404, ours, b"application/json")))
-    assert sent.body == ours
-    plain = call(JsonNotFoundMiddleware(responding(200, b"ok")))
-    assert (plain.status, plain.body) == (200, b"ok")
+def test_bodiless_methods_and_other_paths_pass_untouched() -> None:
+    echo, app = _format(max_bytes=1)
+    gzip = [(b"content-encoding", b"gzip"), (b"content-length", b"99")]
+    assert call(app, http_scope(method="GET", headers=gzip)).status == 200
+    assert call(app, http_scope("/ui/", headers=gzip)).status == 200
+    assert len(echo.scopes) == 2

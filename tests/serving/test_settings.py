@@ -72,3 +72,28 @@ def test_the_served_models_follow_the_pin_and_the_challenger_switch() -> None:
     assert served.champion == "credit_risk:pinned"
     assert served.champion_source.startswith("pinned")
     assert served.challenger is None
+
+
+def test_tokens_come_from_the_variable_and_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    secret = tmp_path / "tokens"
+    secret.write_text("from-file-1\nfrom-file-2,\n")
+    settings = Settings.from_env(
+        {"CREDIT_RISK_API_TOKENS": "from-env", "CREDIT_RISK_API_TOKENS_FILE": str(secret)}
+    )
+    assert settings.tokens() == frozenset({"from-env", "from-file-1", "from-file-2"})
+    assert Settings.from_env({}).tokens() == frozenset(), "auth off without either"
+
+
+@pytest.mark.parametrize(("content", "says"), [(None, "cannot read"), (" \n,\n", "no token")])
+def test_a_tokens_file_that_is_missing_or_empty_stops_the_server(  # type: ignore[no-untyped-def]
+    tmp_path, content: str | None, says: str
+) -> None:
+    secret = tmp_path / "tokens"
+    if content is not None:
+        secret.write_text(content)
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"CREDIT_RISK_API_TOKENS_FILE": str(secret)})
+    message = str(refused.value)
+    assert message.startswith("invalid setting: CREDIT_RISK_API_TOKENS_FILE")
+    assert says in message
+    assert "\n" not in message

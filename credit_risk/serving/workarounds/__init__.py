@@ -5,11 +5,17 @@ it can be deleted; each has a canary test under tests/serving/workarounds/ that 
 upstream changes. Measured on BentoML 1.4.40: importing this package refuses any other release,
 so a version bump cannot slip past the canaries.
 
-- `admission_gate`: a cheap 429 outside BentoML's middleware stack.
+- `http_protocol`: uvicorn's HTTP protocol with a bounded, timed request head (431, 408),
+  silent connections closed, malformed requests answered in JSON.
+- `admission_gate`: a cheap 429 outside BentoML's middleware stack, bodies read under a
+  deadline and within a per-worker budget.
 - `request_deadline`: BentoML's request timeout without its per-request timer leak.
 - `model_reference`: an unservable model is refused with one line, not a restart loop.
 - `openapi_document`: /docs.json as OpenAPI 3.1 with the real 400 body and every refusal.
-- `json_body`: only JSON bodies reach BentoML's parser (malformed ones were 500s).
+- `json_body`: only JSON bodies reach BentoML's parser (malformed ones were 500s); no key twice.
+- `docs_page`: the API docs page without BentoML's third-party tracker.
+- `shutdown_order`: on SIGTERM the runner outlives the API workers (and its socket).
+- `listening_socket`: each API worker accepts from a socket of its own (SO_REUSEPORT).
 - `validation_errors`: 400s that name the fields; client errors logged as one INFO line.
 """
 

@@ -4,18 +4,20 @@ Upstream (BentoML 1.4.40, checked): BentoML generates `/docs.json` itself and ge
 wrong for this service: it labels pydantic's JSON Schema 2020-12 output as OpenAPI 3.0.2 (so
 `exclusiveMinimum: 0` on `credit_amount` is invalid 3.0 and strict tools refuse the document),
 it documents the 400 body as `{"error": str, "detail": str}` while `detail` is pydantic's list
-of field errors, and it knows nothing of the refusals the service adds (401, 413, 415, 429,
-503). It also flattens every `anyOf` to its first member (`_bentoml_sdk/method.py`
-`_flatten_field`), so an optional field such as `application_id` (a string or null) is
-documented as a plain string. Schemathesis, run against the served document in
-tests/service/test_fuzz_api.py, found each of these. Its `info` is BentoML's too: served from
-source (`bentoml serve`, `make serve`) the version is the string "None" and the description
-BentoML's boilerplate README (badges and links to third-party sites), with BentoML's team as the
-contact; here it is the package's version and our own description, in a bento as well. The
-canaries in tests/serving/workarounds/test_openapi_document.py fail once BentoML labels its
-document 3.1, describes the 400 body as a list of field errors, keeps the null of an optional
-field, or serves a real version; then `truthful_openapi` shrinks to what BentoML still gets
-wrong, and to the refusals it cannot know of.
+of field errors, and it knows nothing of the refusals the service adds (401, 405, 408, 413,
+415, 429, 431, 503, 504) nor of the bearer-token scheme. It also flattens every `anyOf` to its
+first member (`_bentoml_sdk/method.py` `_flatten_field`), so an optional field such as
+`application_id` (a string or null) is documented as a plain string. Schemathesis, run against
+the served document in tests/service/test_fuzz_api.py, found the first three and the last. Its
+`info` is BentoML's too: served from source (`bentoml serve`, `make serve`) the version is the
+string "None" and the description BentoML's boilerplate README (badges and links to third-party
+sites: Swagger UI loads the badges as images from img.shields.io, readthedocs.org and
+badgen.net), with BentoML's team as the contact; here it is the package's version and our own
+description, in a bento as well. The canaries in tests/serving/workarounds/
+test_openapi_document.py fail once BentoML labels its document 3.1, describes the 400 body as a
+list of field errors, keeps the null of an optional field, or serves a real version; then
+`truthful_openapi` shrinks to what BentoML still gets wrong, and to the refusals it cannot know
+of (and our description).
 """
 
 from __future__ import annotations
@@ -99,15 +101,27 @@ REFUSAL_SCHEMA: Final[dict[str, Any]] = {
 
 REFUSALS: Final[Mapping[int, str]] = {
     401: "Unauthorized: bearer token missing or invalid (only when the server requires one).",
+    405: "Method Not Allowed: the route takes only the method in the Allow header.",
+    408: "Request Timeout: the request's head or body did not arrive within the deadline "
+    "named in the message; the connection is closed.",
     413: "Payload Too Large: the body exceeds the request-size limit named in the message.",
-    415: "Unsupported Media Type: the body must be sent as application/json.",
-    429: "Too Many Requests: the worker is at its in-flight limit; retry after Retry-After.",
-    503: "Service Unavailable: the scoring runner is down or cannot keep up, or the decision "
-    "store cannot record decisions (`cause` names why); nothing was decided, retry shortly.",
+    415: "Unsupported Media Type: the body must be sent as application/json, uncompressed "
+    "(no Content-Encoding but identity).",
+    429: "Too Many Requests: the worker is at its in-flight limit, or the bodies it holds fill "
+    "its budget for bodies; retry after Retry-After.",
+    431: "Request Header Fields Too Large: the request's head exceeds the size or header-count "
+    "limit named in the message; the connection is closed.",
+    503: "Service Unavailable: the scoring runner is down, or did not answer in time because "
+    "the server is busy, or the decision store cannot record decisions (the message says which, "
+    "and `cause` names the store's failure); nothing was decided, retry after Retry-After.",
+    504: "Gateway Timeout: the request was not answered within the request timeout.",
 }
-"""Refusals on the API routes beyond BentoML's own list: the service's middleware
-(serving/middleware.py, workarounds/json_body.py, workarounds/admission_gate.py) and the
-runner-down 503 (service.py); each body is `{"error": ...}`."""
+"""Refusals on the API routes beyond BentoML's own list: the edge (serving/edge.py: the HTTP
+protocol, routes, auth, body format, admission gate, JSON body), the runner's 503
+(serving/classify.py) and the request deadline's 504; each body is `{"error": ...}`."""
+
+SECURITY_SCHEME: Final = "bearerAuth"
+"""The name of the bearer-token scheme in `components.securitySchemes`."""
 
 
 def _nullable_fields() -> frozenset[str]:
@@ -144,15 +158,28 @@ def _restore_nullable(node: Any) -> None:
         _restore_nullable(value)
 
 
-def truthful_openapi(document: dict[str, Any], api_paths: Iterable[str]) -> dict[str, Any]:
-    """BentoML's generated document, corrected to describe what the server really answers."""
+def truthful_openapi(
+    document: dict[str, Any], api_paths: Iterable[str], *, auth_required: bool = False
+) -> dict[str, Any]:
+    """BentoML's generated document, corrected to describe what the server really answers:
+    the bearer scheme is required on the API routes when `auth_required`, optional otherwise."""
     doc: dict[str, Any] = json.loads(json.dumps(document))  # deep copy; the input stays as is
     doc["openapi"] = OPENAPI_VERSION
     info = doc.setdefault("info", {})
     info.pop("contact", None)  # BentoML's team, not the people who run this service
     info.update(version=__version__, description=API_DESCRIPTION)
     _restore_nullable(doc)
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    components = doc.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of the tokens in CREDIT_RISK_API_TOKENS or "
+        "CREDIT_RISK_API_TOKENS_FILE; with none configured, the server takes requests without "
+        "a token.",
+    }
+    bearer: dict[str, list[str]] = {SECURITY_SCHEME: []}
+    security = [bearer] if auth_required else [bearer, {}]
+    schemas = components.setdefault("schemas", {})
     schemas["FieldError"] = FIELD_ERROR_SCHEMA
     schemas["InvalidArgument"] = VALIDATION_ERROR_SCHEMA
     schemas["Refusal"] = REFUSAL_SCHEMA
@@ -162,6 +189,7 @@ def truthful_openapi(document: dict[str, Any], api_paths: Iterable[str]) -> dict
             responses = operation.setdefault("responses", {})
             for status, description in REFUSALS.items():
                 responses[str(status)] = {"description": description, "content": refusal}
+            operation["security"] = security
             body = operation.get("requestBody")
             if body is not None and _requires_content(body, schemas):
                 body["required"] = True  # an empty body is refused as such
@@ -183,9 +211,12 @@ def _requires_content(request_body: dict[str, Any], schemas: dict[str, Any]) -> 
 class OpenAPIDocumentMiddleware:
     """Serve `truthful_openapi(...)` of BentoML's document at /docs.json; touch nothing else."""
 
-    def __init__(self, app: ASGIApp, api_paths: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, api_paths: Iterable[str], *, auth_required: bool = False
+    ) -> None:
         self.app = app
         self.api_paths = tuple(sorted(api_paths))
+        self.auth_required = auth_required
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Buffer the one small document response and rewrite it; stream everything else."""
@@ -199,4 +230,7 @@ class OpenAPIDocumentMiddleware:
     def _rewrite(self, start: Message, body: bytes) -> bytes:
         if start["status"] != 200:
             return body
-        return json.dumps(truthful_openapi(json.loads(body), self.api_paths)).encode()
+        document = truthful_openapi(
+            json.loads(body), self.api_paths, auth_required=self.auth_required
+        )
+        return json.dumps(document).encode()

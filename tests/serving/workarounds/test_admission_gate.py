@@ -19,7 +19,7 @@ from tests.serving.asgi_calls import http_scope
 from tests.serving.workarounds.conftest import Upstream
 
 PATHS = frozenset({"/classify"})
-BODY = BodyRead(timeout_s=5, max_bytes=1_000, on_timeout=lambda: None)
+BODY = BodyRead(timeout_s=5, max_bytes=1_000, budget_bytes=10_000)
 
 
 def status(sent: list[Message]) -> int:
@@ -53,10 +53,8 @@ class Held:
 
 def test_gate_admits_up_to_the_limit_and_refuses_the_rest_with_429() -> None:
     async def scenario() -> None:
-        held, refused = Held(), []
-        gate = AdmissionGate(
-            held, PATHS, limit=3, on_refuse=lambda: refused.append(1), body_read=BODY
-        )
+        held = Held()
+        gate = AdmissionGate(held, PATHS, limit=3, body_read=BODY)
         admitted = [asyncio.create_task(call(gate)) for _ in range(3)]
         await until(lambda: held.entered == 3, "three requests reach the app")
         assert gate.in_flight == 3
@@ -66,7 +64,6 @@ def test_gate_admits_up_to_the_limit_and_refuses_the_rest_with_429() -> None:
         assert dict(sent[0]["headers"])[b"retry-after"] == b"1"
         assert "busy" in body(sent)["error"]
         assert "3 requests" in body(sent)["error"]
-        assert refused == [1]
         assert held.entered == 3, "refused without reaching the app"
 
         held.release.set()
@@ -80,7 +77,7 @@ def test_gate_admits_up_to_the_limit_and_refuses_the_rest_with_429() -> None:
 def test_gate_lets_other_paths_through_whatever_the_load() -> None:
     async def scenario() -> None:
         held = Held()
-        gate = AdmissionGate(held, PATHS, limit=1, on_refuse=lambda: None, body_read=BODY)
+        gate = AdmissionGate(held, PATHS, limit=1, body_read=BODY)
         first = asyncio.create_task(call(gate))
         await until(lambda: gate.in_flight == 1, "the first request is admitted")
         probe = asyncio.create_task(call(gate, http_scope("/readyz")))
@@ -96,7 +93,7 @@ def test_gate_frees_the_slot_of_a_request_that_failed() -> None:
     async def failing(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("boom")
 
-    gate = AdmissionGate(failing, PATHS, limit=1, on_refuse=lambda: None, body_read=BODY)
+    gate = AdmissionGate(failing, PATHS, limit=1, body_read=BODY)
     with pytest.raises(RuntimeError):
         asyncio.run(call(gate))
     assert gate.in_flight == 0
@@ -148,17 +145,19 @@ class Echo:
         await ok_app(scope, receive, send)
 
 
-def _echo_gate(limit: int, timeout_s: float, timeouts: list[int]) -> tuple[Echo, AdmissionGate]:
+def _echo_gate(
+    limit: int, timeout_s: float, budget_bytes: int = 1_000
+) -> tuple[Echo, AdmissionGate]:
     echo = Echo()
-    body_read = BodyRead(timeout_s, max_bytes=100, on_timeout=lambda: timeouts.append(1))
-    gate = AdmissionGate(echo, PATHS, limit=limit, on_refuse=lambda: None, body_read=body_read)
+    body_read = BodyRead(timeout_s, max_bytes=100, budget_bytes=budget_bytes)
+    gate = AdmissionGate(echo, PATHS, limit=limit, body_read=body_read)
     echo.gate = gate
     return echo, gate
 
 
 def test_a_stalled_body_holds_no_slot() -> None:
     async def scenario() -> None:
-        echo, gate = _echo_gate(limit=1, timeout_s=600, timeouts=[])
+        echo, gate = _echo_gate(limit=1, timeout_s=600)
         stalled = Trickle(declared=50)
         stalled.part(b"0123456789")  # 10 of 50 bytes, then nothing
         waiting = asyncio.create_task(gate(stalled.scope, stalled.receive, stalled.send))
@@ -181,8 +180,7 @@ def test_a_stalled_body_holds_no_slot() -> None:
 
 def test_a_stalled_body_gets_408_at_the_deadline() -> None:
     async def scenario() -> None:
-        timeouts: list[int] = []
-        echo, gate = _echo_gate(limit=1, timeout_s=0.2, timeouts=timeouts)
+        echo, gate = _echo_gate(limit=1, timeout_s=0.2)
         stalled = Trickle(declared=50)
         stalled.part(b"0123456789")
         started = time.perf_counter()
@@ -191,7 +189,7 @@ def test_a_stalled_body_gets_408_at_the_deadline() -> None:
         assert status(stalled.sent) == 408
         assert (b"connection", b"close") in stalled.sent[0]["headers"]
         assert "did not arrive within 0.2 s" in body(stalled.sent)["error"]
-        assert timeouts == [1]
+        assert gate.budget.held == 0
         assert (gate.in_flight, gate.reading) == (0, 0)
         assert echo.bodies == [], "the stalled request never reached the app"
 
@@ -200,7 +198,7 @@ def test_a_stalled_body_gets_408_at_the_deadline() -> None:
 
 def test_a_body_in_several_parts_is_admitted_once_complete_and_replayed_whole() -> None:
     async def scenario() -> None:
-        echo, gate = _echo_gate(limit=1, timeout_s=5, timeouts=[])
+        echo, gate = _echo_gate(limit=1, timeout_s=5)
         client = Trickle()  # chunked: no Content-Length
         client.part(b'{"a": ')
         request = asyncio.create_task(gate(client.scope, client.receive, client.send))
@@ -218,7 +216,7 @@ def test_a_body_in_several_parts_is_admitted_once_complete_and_replayed_whole() 
 
 def test_a_client_that_hangs_up_mid_body_is_answered_nothing() -> None:
     async def scenario() -> None:
-        echo, gate = _echo_gate(limit=1, timeout_s=5, timeouts=[])
+        echo, gate = _echo_gate(limit=1, timeout_s=5)
         client = Trickle(declared=50)
         client.part(b"0123")
         client.hang_up()
@@ -230,22 +228,77 @@ def test_a_client_that_hangs_up_mid_body_is_answered_nothing() -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize(
-    ("declared", "parts"),
-    [(5_000, [b"x" * 60, b"x" * 60]), (None, [b"x" * 60, b"x" * 60])],
-    ids=["declared-oversize", "chunked-oversize"],
-)
-def test_an_oversize_body_reaches_the_app_whole_for_its_413(
-    declared: int | None, parts: list[bytes]
-) -> None:
+def test_a_chunked_body_past_the_size_limit_is_413_and_closes_the_connection() -> None:
     async def scenario() -> None:
-        echo, gate = _echo_gate(limit=1, timeout_s=5, timeouts=[])
-        client = Trickle(declared=declared)
-        for data in parts[:-1]:
-            client.part(data)
-        client.part(parts[-1], more=False)
+        echo, gate = _echo_gate(limit=1, timeout_s=5)
+        client = Trickle()  # no Content-Length: a declared one is refused before the gate
+        client.part(b"x" * 60)
+        client.part(b"x" * 60)
         await gate(client.scope, client.receive, client.send)
-        assert echo.bodies == [b"".join(parts)], "nothing lost or doubled by the gate"
+        assert status(client.sent) == 413
+        assert (b"connection", b"close") in client.sent[0]["headers"]
+        assert body(client.sent)["limit_bytes"] == 100
+        assert echo.bodies == []
+        assert gate.budget.held == 0
+
+    asyncio.run(scenario())
+
+
+# --- the body budget -------------------------------------------------------------------------
+
+
+def test_a_body_that_does_not_fit_the_budget_is_429_before_a_byte_is_read() -> None:
+    async def scenario() -> None:
+        _, gate = _echo_gate(limit=10, timeout_s=5, budget_bytes=100)
+        holding = Trickle(declared=80)
+        holding.part(b"x" * 70)  # 70 bytes held, still arriving
+        reading = asyncio.create_task(gate(holding.scope, holding.receive, holding.send))
+        await until(lambda: gate.budget.held == 70, "the arriving body is held in the budget")
+
+        late = Trickle(declared=50)  # sends nothing: a read would wait
+        await asyncio.wait_for(gate(late.scope, late.receive, late.send), timeout=1)
+        assert status(late.sent) == 429
+        assert dict(late.sent[0]["headers"])[b"retry-after"] == b"1"
+        assert "bodies" in body(late.sent)["error"]
+
+        small = Trickle(declared=20)
+        small.part(b"x" * 20, more=False)
+        await gate(small.scope, small.receive, small.send)
+        assert status(small.sent) == 200, "what fits is admitted"
+
+        holding.part(b"x" * 10, more=False)
+        await reading
+        assert status(holding.sent) == 200
+        assert gate.budget.held == 0, "every byte given back once answered"
+
+    asyncio.run(scenario())
+
+
+def test_a_chunked_body_that_outgrows_the_budget_is_429_and_closes() -> None:
+    async def scenario() -> None:
+        echo, gate = _echo_gate(limit=10, timeout_s=5, budget_bytes=50)
+        client = Trickle()
+        client.part(b"x" * 40)
+        client.part(b"x" * 40)
+        await gate(client.scope, client.receive, client.send)
+        assert status(client.sent) == 429
+        assert (b"connection", b"close") in client.sent[0]["headers"]
+        assert echo.bodies == []
+        assert gate.budget.held == 0
+
+    asyncio.run(scenario())
+
+
+def test_an_admitted_body_is_held_in_the_budget_until_answered() -> None:
+    async def scenario() -> None:
+        held = Held()
+        gate = AdmissionGate(held, PATHS, limit=5, body_read=BODY)
+        request = asyncio.create_task(call(gate, chunks=[b"x" * 300]))
+        await until(lambda: gate.in_flight == 1, "the request is admitted")
+        assert (gate.in_flight, gate.budget.held) == (1, 300)
+        held.release.set()
+        await request
+        assert (gate.in_flight, gate.budget.held) == (0, 0)
 
     asyncio.run(scenario())
 
@@ -253,7 +306,7 @@ def test_an_oversize_body_reaches_the_app_whole_for_its_413(
 def test_refusing_when_full_reads_no_body() -> None:
     async def scenario() -> None:
         held = Held()
-        gate = AdmissionGate(held, PATHS, limit=1, on_refuse=lambda: None, body_read=BODY)
+        gate = AdmissionGate(held, PATHS, limit=1, body_read=BODY)
         first = asyncio.create_task(call(gate))
         await until(lambda: gate.in_flight == 1, "the first request is admitted")
         client = Trickle(declared=50)  # sends nothing: a read would wait

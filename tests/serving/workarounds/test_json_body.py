@@ -49,19 +49,6 @@ def test_bentoml_still_answers_bodies_it_cannot_parse_with_500(
 # --- JsonBodyMiddleware ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "content_type",
-    [b"multipart/form-data; boundary=xyz", b"application/x-www-form-urlencoded", b"text/plain"],
-)
-def test_another_media_type_is_415_naming_json(content_type: bytes) -> None:
-    app, echo = _json_only()
-    sent = call(app, _typed(content_type), [b"age_years=35"])
-    assert sent.status == 415
-    assert "application/json" in sent.json()["error"]
-    assert sent.json()["accepted"] == ["application/json"]
-    assert echo.scopes == []
-
-
 @pytest.mark.parametrize("content_type", [b"application/json", b"Application/JSON; charset=utf-8"])
 def test_json_passes_with_its_body_intact(content_type: bytes) -> None:
     app, _ = _json_only()
@@ -91,7 +78,7 @@ def test_an_empty_scoring_body_is_400_saying_so(path: str) -> None:
 def test_an_empty_body_passes_where_none_is_needed_and_other_routes_are_untouched() -> None:
     app, echo = _json_only()
     assert call(app, _typed(b"application/json", "/model_card"), [b""]).status == 200
-    assert call(app, _typed(b"text/plain", "/ui"), [b"x"]).status == 200
+    assert call(app, _typed(b"application/json", "/ui"), [b"x"]).status == 200
     assert call(app, http_scope("/classify", method="GET"), [b""]).status == 200
     assert len(echo.scopes) == 3
 
@@ -107,11 +94,32 @@ def test_a_client_gone_mid_body_gets_no_answer() -> None:
     [
         (b"{}", None),
         (b"[1, 2]", None),
-        (b"\xff\xfe\xfa", "the body is not UTF-8 text"),
-        (b"[" * 5000, "nested too deeply"),
-        (b"1" * 5000, f"a number longer than {sys.get_int_max_str_digits()} digits"),
-        (b"approve me", "Expecting value: line 1 column 1 (char 0)"),
+        (b'[{"a": 1, "b": {"a": 2}}, {"a": 3}]', None),
+        (b"\xff\xfe\xfa", "Invalid JSON: the body is not UTF-8 text"),
+        (b"[" * 5000, "Invalid JSON: nested too deeply"),
+        (b"1" * 5000, f"Invalid JSON: a number longer than {sys.get_int_max_str_digits()} digits"),
+        (b"approve me", "Invalid JSON: Expecting value: line 1 column 1 (char 0)"),
     ],
 )
 def test_json_problem_says_why_json_loads_would_refuse(body: bytes, problem: str | None) -> None:
-    assert json_problem(body) == problem
+    assert json_problem(body) == (None if problem is None else ("json_invalid", problem))
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"age_years": 70, "housing": "own", "age_years": 17}', "age_years"),
+        (b'[{"a": 1}, {"b": 1, "b": 2}]', "b"),
+        (b'{"outer": {"x": 1, "x": 1}}', "x"),
+    ],
+)
+def test_a_key_named_twice_is_400_naming_it(body: bytes, key: str) -> None:
+    assert json_problem(body) == ("json_duplicate_key", f"duplicate key {key!r} in a JSON object")
+    app, echo = _json_only()
+    sent = call(app, _typed(b"application/json"), [body])
+    assert sent.status == 400
+    assert sent.json()["error"] == f"invalid input: body: duplicate key {key!r} in a JSON object"
+    assert sent.json()["detail"] == [
+        {"type": "json_duplicate_key", "loc": [], "msg": f"duplicate key {key!r} in a JSON object"}
+    ]
+    assert echo.scopes == []

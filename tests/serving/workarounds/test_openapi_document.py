@@ -16,6 +16,7 @@ from credit_risk.serving.workarounds.openapi_document import (
     OPENAPI_DOCUMENT_PATH,
     OPENAPI_VERSION,
     REFUSALS,
+    SECURITY_SCHEME,
     OpenAPIDocumentMiddleware,
     truthful_openapi,
 )
@@ -130,6 +131,19 @@ def test_the_document_is_31_with_the_real_400_and_every_refusal(
         doc["paths"]["/one"]["post"]["responses"]["200"]
         == (generated["paths"]["/one"]["post"]["responses"]["200"])
     )
+
+
+def test_the_document_lists_every_refusal_and_the_bearer_scheme(
+    generated: dict[str, Any],
+) -> None:
+    assert set(REFUSALS) >= {401, 405, 408, 413, 415, 429, 431, 503, 504}
+    open_doc = truthful_openapi(generated, PATHS)
+    scheme = open_doc["components"]["securitySchemes"][SECURITY_SCHEME]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    required = truthful_openapi(generated, PATHS, auth_required=True)
+    for path in PATHS:
+        assert open_doc["paths"][path]["post"]["security"] == [{SECURITY_SCHEME: []}, {}]
+        assert required["paths"][path]["post"]["security"] == [{SECURITY_SCHEME: []}]
 
 
 def test_only_the_document_is_rewritten(generated: dict[str, Any]) -> None:
