@@ -10,15 +10,13 @@ is the design: the two services, their APIs and their configuration.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import bentoml
 import numpy as np
-from pydantic import Field
 from starlette.responses import Response
 
-from credit_risk.policy import MAX_BATCH_APPLICANTS
-from credit_risk.schema import Applicant, Decision, Decisions
+from credit_risk.schema import Applicant, ApplicantBatch, Decision, Decisions
 from credit_risk.serving import startup
 from credit_risk.serving.batch_scoring import BatchScoring
 from credit_risk.serving.classify import Classifier
@@ -45,8 +43,6 @@ CHAMPION_REF = served_model(SERVED.champion)
 CHALLENGER_REF = served_model(SERVED.challenger, challenger=True) if SERVED.challenger else None
 """Both services reference both models, so `bentoml build` records them (the pin, else the
 promotion state, else the newest model: credit_risk/promotion.py)."""
-
-ApplicantBatch = Annotated[list[Applicant], Field(min_length=1, max_length=MAX_BATCH_APPLICANTS)]
 
 
 @bentoml.service(
@@ -102,11 +98,13 @@ class CreditRiskService:
     challenger_ref = CHALLENGER_REF
 
     def __init__(self) -> None:
-        runner = RunnerClient(self.runner, coalesce=SETTINGS.batching and SETTINGS.coalescing)
         with refuse_unservable_model():
             champion = self.model_ref.info
             challenger = self.challenger_ref.info if self.challenger_ref else None
-        self.classifier = Classifier.for_models(champion, challenger, runner)
+        coalesce = SETTINGS.batching and SETTINGS.coalescing
+        self.classifier = Classifier.for_models(
+            champion, challenger, RunnerClient(self.runner), coalesce=coalesce
+        )
         self.card = model_card(champion, challenger, SERVED)
 
     @bentoml.on_startup
@@ -120,12 +118,12 @@ class CreditRiskService:
     @bentoml.api(output_spec=Decision)
     async def classify(self, applicant: Applicant, /) -> Response:
         """Score one applicant: decision, probability of default, score, band and reasons."""
-        return await self.classifier.answer([applicant], single=True)
+        return (await self.classifier.answer([applicant], single=True)).response()
 
     @bentoml.api(output_spec=Decisions)
     async def classify_batch(self, applicants: ApplicantBatch, /) -> Response:
         """Score 1 to 1,000 applicants in one request; decisions come back in input order."""
-        return await self.classifier.answer(applicants)
+        return (await self.classifier.answer(applicants)).response()
 
     @bentoml.api
     def model_card(self) -> dict[str, Any]:

@@ -13,7 +13,14 @@ from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
-from credit_risk.policy import BAND_FLOORS, COSTS, MAX_REASON_CODES, SCALING, RiskBand
+from credit_risk.policy import (
+    BAND_FLOORS,
+    COSTS,
+    MAX_BATCH_APPLICANTS,
+    MAX_REASON_CODES,
+    SCALING,
+    RiskBand,
+)
 
 CheckingAccount = Literal["below_0", "0_to_200", "200_or_more", "none"]
 CreditHistory = Literal[
@@ -300,6 +307,10 @@ class Decision(BaseModel):
             examples=["3f2b8c1e9a7d4e0f8b6a5c4d3e2f1a0b"],
         ),
     ]
+
+
+ApplicantBatch = Annotated[list[Applicant], Field(min_length=1, max_length=MAX_BATCH_APPLICANTS)]
+"""The body of /classify_batch: 1 to MAX_BATCH_APPLICANTS applicants."""
 
 
 class Decisions(RootModel[list[Decision]]):

@@ -1,13 +1,16 @@
 """The API's edge: every check a request passes before it is scored, installed in one call.
 
-Order matters, and lives here only. Outermost first:
+Order matters, and lives here only. Outermost first, outside BentoML's own stack:
 
-1. the admission gate, outside BentoML's own stack (a cheap 429 past the in-flight limit, and
-   the body read under its deadline: 408);
-2. BentoML's stack (tracing, request metrics, its timeout);
-3. ours, inside it: count refusals, explain 400s field by field, JSON for unknown routes, bearer
-   auth, the body-size limit (413), JSON-only bodies (415/400), and the OpenAPI document made
-   truthful.
+1. bearer auth (401 before any body is read);
+2. the admission gate (a cheap 429 past the in-flight limit, and the body read under its
+   deadline: 408);
+3. the scoring route: POST /classify and /classify_batch validated, scored and answered here
+   (workarounds/scoring_route.py);
+
+then, for every other request, BentoML's stack (tracing, request metrics, its timeout) and ours
+inside it: count refusals, explain 400s field by field, JSON for unknown routes and methods, the
+body-size limit (413), JSON-only bodies (415/400), and the OpenAPI document made truthful.
 
 A middleware class with `outside_bentoml = True` wraps the whole app BentoML builds rather than
 joining its stack; `EdgeService` (the services' `service_class`) puts it there.
@@ -28,11 +31,12 @@ from credit_risk.serving.middleware import (
     RejectionCounterMiddleware,
 )
 from credit_risk.serving.settings import Settings
-from credit_risk.serving.tuning import BODY_READ_TIMEOUT_S
+from credit_risk.serving.tuning import BODY_READ_TIMEOUT_S, REQUEST_TIMEOUT_S
 from credit_risk.serving.workarounds.admission_gate import AdmissionGate, BodyRead
 from credit_risk.serving.workarounds.json_body import JsonBodyMiddleware
 from credit_risk.serving.workarounds.openapi_document import OpenAPIDocumentMiddleware
 from credit_risk.serving.workarounds.request_deadline import replace_timeout
+from credit_risk.serving.workarounds.scoring_route import ScoringRoute
 from credit_risk.serving.workarounds.validation_errors import ErrorMessageMiddleware
 
 API_PATHS: Final = frozenset({"/classify", "/classify_batch", "/model_card"})
@@ -44,6 +48,12 @@ SCORING_PATHS: Final = frozenset({"/classify", "/classify_batch"})
 def install_edge(service: bentoml.Service[Any], settings: Settings) -> None:
     """Put every check of the edge in front of `service`'s APIs, in the order above."""
     service.add_asgi_middleware(
+        BearerAuthMiddleware,
+        paths=API_PATHS,
+        tokens=settings.api_tokens,
+        on_refuse=metrics.REJECTED.labels(reason="auth").inc,
+    )
+    service.add_asgi_middleware(
         AdmissionGate,
         paths=API_PATHS,
         limit=settings.max_in_flight,
@@ -54,20 +64,30 @@ def install_edge(service: bentoml.Service[Any], settings: Settings) -> None:
             metrics.REJECTED.labels(reason="body_timeout").inc,
         ),
     )
+    service.add_asgi_middleware(
+        ScoringRoute,
+        timeout_s=REQUEST_TIMEOUT_S,
+        max_body_bytes=MAX_BODY_BYTES,
+        count=count_refusal,
+    )
     # Inside BentoML's stack Starlette runs the first added outermost: count, then explain,
     # then refuse.
     service.add_asgi_middleware(
         RejectionCounterMiddleware,
         paths=API_PATHS,
-        count=lambda reason: metrics.REJECTED.labels(reason=reason).inc(),
+        count=count_refusal,
     )
     service.add_asgi_middleware(ErrorMessageMiddleware)
     service.add_asgi_middleware(JsonNotFoundMiddleware)
-    service.add_asgi_middleware(BearerAuthMiddleware, paths=API_PATHS, tokens=settings.api_tokens)
     service.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     # after the size limit: checking that the body is JSON buffers it
     service.add_asgi_middleware(JsonBodyMiddleware, api_paths=API_PATHS, body_paths=SCORING_PATHS)
     service.add_asgi_middleware(OpenAPIDocumentMiddleware, api_paths=API_PATHS)
+
+
+def count_refusal(reason: str) -> None:
+    """Count a request refused before scoring, by reason."""
+    metrics.REJECTED.labels(reason=reason).inc()
 
 
 class EdgeService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml is untyped here

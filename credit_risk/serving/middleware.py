@@ -115,13 +115,24 @@ class BearerAuthMiddleware:
     """Optional bearer-token auth on the API routes; probes, metrics and the form stay open.
 
     Tokens are compared in constant time against every configured token, so timing reveals
-    neither a token nor which one nearly matched; a refusal says only that auth failed.
+    neither a token nor which one nearly matched; a refusal says only that auth failed. It runs
+    outside BentoML's stack, before anything reads the body, and counts through `on_refuse`.
     """
 
-    def __init__(self, app: ASGIApp, paths: frozenset[str], tokens: frozenset[str]) -> None:
+    outside_bentoml: Final = True
+    """Wraps the whole app BentoML builds (credit_risk/serving/edge.py): refuse before reading."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        paths: frozenset[str],
+        tokens: frozenset[str],
+        on_refuse: Callable[[], None] = lambda: None,
+    ) -> None:
         self.app = app
         self.paths = paths
         self.tokens = tuple(t.encode() for t in tokens)
+        self.on_refuse = on_refuse
 
     def _authorised(self, scope: Scope) -> bool:
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
@@ -141,6 +152,7 @@ class BearerAuthMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        self.on_refuse()
         await send_json(
             send,
             401,

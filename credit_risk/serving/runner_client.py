@@ -1,8 +1,8 @@
-"""The API worker's call to the model runner: coalesced, retried, and bounded by a deadline.
+"""The API worker's call to the model runner: retried, and bounded by a deadline.
 
 Scoring is pure, so a call whose connection dropped is simply sent again; a runner that stays
 unreachable past the deadline is a clear 503 for the caller (`RunnerUnavailableError`), never a
-500 or a long hold. Calls from one event-loop turn travel together (serving/coalesce.py).
+500 or a long hold.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from typing import Any
 import aiohttp
 
 from credit_risk.arrays import FloatArray
-from credit_risk.serving.coalesce import Coalescer
 from credit_risk.serving.tuning import (
     RUNNER_CALL_ATTEMPTS,
     RUNNER_DEADLINE_S,
-    RUNNER_MAX_BATCH_SIZE,
     RUNNER_RETRY_BACKOFF_S,
 )
 
@@ -34,15 +32,13 @@ class RunnerUnavailableError(Exception):
 
 
 class RunnerClient:
-    """Scores code rows on the runner (BentoML's dependency proxy), one call per loop turn."""
+    """Scores code rows on the runner, through BentoML's dependency proxy."""
 
-    def __init__(self, runner: Any, *, coalesce: bool) -> None:
+    def __init__(self, runner: Any) -> None:
         self._runner = runner
-        coalescer = Coalescer(self._call, max_rows=RUNNER_MAX_BATCH_SIZE)
-        self.score = coalescer.submit if coalesce else self._call
-        """`await score(codes)`: the runner's rows for `codes`, in order."""
 
-    async def _call(self, codes: FloatArray) -> FloatArray:
+    async def score(self, codes: FloatArray) -> FloatArray:
+        """The runner's rows for `codes`, in order; `RunnerUnavailableError` past the deadline."""
         failure: Exception | None = None
         try:
             async with asyncio.timeout(RUNNER_DEADLINE_S):

@@ -15,6 +15,7 @@ from credit_risk.serving.settings import Settings
 from credit_risk.serving.workarounds.admission_gate import AdmissionGate
 from credit_risk.serving.workarounds.openapi_document import OpenAPIDocumentMiddleware
 from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware
+from credit_risk.serving.workarounds.scoring_route import ScoringRoute
 
 
 def _tiny_service(service_class: type[bentoml.Service[Any]] | None) -> bentoml.Service[Any]:
@@ -73,13 +74,16 @@ def test_building_the_app_twice_keeps_every_layer() -> None:
     assert service.middlewares == [(Outer, {"label": "only"})]
 
 
-def test_install_edge_puts_the_gate_outside_and_counts_before_it_refuses() -> None:
+def test_install_edge_checks_auth_before_the_gate_and_scores_outside_bentoml() -> None:
     service = _tiny_service(EdgeService)
     install_edge(service, Settings.from_env({"CREDIT_RISK_MAX_IN_FLIGHT": "5"}))
     app = service.to_asgi()
-    assert isinstance(app, AdmissionGate)
-    assert app.limit == 5
-    assert app.paths == API_PATHS
-    inner = [m.cls for m in app.app.user_middleware]
-    assert inner.index(RejectionCounterMiddleware) < inner.index(BearerAuthMiddleware)
-    assert inner.index(OpenAPIDocumentMiddleware) > inner.index(BearerAuthMiddleware)
+    assert isinstance(app, BearerAuthMiddleware)
+    gate = app.app
+    assert isinstance(gate, AdmissionGate)
+    assert gate.limit == 5
+    assert gate.paths == API_PATHS
+    route = gate.app
+    assert isinstance(route, ScoringRoute)
+    inner = [m.cls for m in route.app.user_middleware]
+    assert inner.index(RejectionCounterMiddleware) < inner.index(OpenAPIDocumentMiddleware)
