@@ -20,7 +20,7 @@ from credit_risk.schema import Applicant, ApplicantBatch, Decision, Decisions
 from credit_risk.serving import startup
 from credit_risk.serving.batch_scoring import BatchScoring
 from credit_risk.serving.classify import Classifier
-from credit_risk.serving.edge import EdgeService, install_edge
+from credit_risk.serving.edge import EdgeService, install_edge, install_runner_edge
 from credit_risk.serving.model_card import model_card
 from credit_risk.serving.runner_client import RunnerClient
 from credit_risk.serving.settings import Settings
@@ -103,7 +103,7 @@ class CreditRiskService:
             challenger = self.challenger_ref.info if self.challenger_ref else None
         coalesce = SETTINGS.batching and SETTINGS.coalescing
         self.classifier = Classifier.for_models(
-            champion, challenger, RunnerClient(self.runner), coalesce=coalesce
+            champion, challenger, RunnerClient.for_dependency(type(self).runner), coalesce=coalesce
         )
         self.card = model_card(champion, challenger, SERVED)
 
@@ -132,4 +132,5 @@ class CreditRiskService:
         return self.card
 
 
+install_runner_edge(CreditScorer)
 install_edge(CreditRiskService, SETTINGS)

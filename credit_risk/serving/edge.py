@@ -21,8 +21,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 import bentoml
+from _bentoml_impl.server.app import ServiceAppFactory
 
 from credit_risk.policy import MAX_BODY_BYTES
+from credit_risk.schema import FEATURES
 from credit_risk.serving import metrics
 from credit_risk.serving.middleware import (
     BearerAuthMiddleware,
@@ -36,6 +38,7 @@ from credit_risk.serving.workarounds.admission_gate import AdmissionGate, BodyRe
 from credit_risk.serving.workarounds.json_body import JsonBodyMiddleware
 from credit_risk.serving.workarounds.openapi_document import OpenAPIDocumentMiddleware
 from credit_risk.serving.workarounds.request_deadline import replace_timeout
+from credit_risk.serving.workarounds.runner_hop import SCORE_PATH, RowsRoute
 from credit_risk.serving.workarounds.scoring_route import ScoringRoute
 from credit_risk.serving.workarounds.validation_errors import ErrorMessageMiddleware
 
@@ -85,6 +88,11 @@ def install_edge(service: bentoml.Service[Any], settings: Settings) -> None:
     service.add_asgi_middleware(OpenAPIDocumentMiddleware, api_paths=API_PATHS)
 
 
+def install_runner_edge(service: bentoml.Service[Any]) -> None:
+    """Let the runner take the API's rows on the lean hop (workarounds/runner_hop.py)."""
+    service.add_asgi_middleware(RowsRoute, path=SCORE_PATH, method="score", columns=len(FEATURES))
+
+
 def count_refusal(reason: str) -> None:
     """Count a request refused before scoring, by reason."""
     metrics.REJECTED.labels(reason=reason).inc()
@@ -95,7 +103,9 @@ class EdgeService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml is unt
     (workarounds/request_deadline.py), wrapped in the middleware marked `outside_bentoml`.
 
     Pass it as `@bentoml.service(service_class=EdgeService)`: BentoML adds user middleware
-    inside its own, so `to_asgi` is the one place outside it.
+    inside its own, so `to_asgi` is the one place outside it. It builds BentoML's app the way
+    `Service.to_asgi` does, through `ServiceAppFactory`, so that a layer marked
+    `needs_app_factory` can reach BentoML's batching dispatcher (workarounds/runner_hop.py).
     """
 
     __slots__ = ()
@@ -106,12 +116,15 @@ class EdgeService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml is unt
         outer = [(cls, options) for cls, options in installed if _outside(cls)]
         self.middlewares[:] = [(cls, options) for cls, options in installed if not _outside(cls)]
         try:
-            app = super().to_asgi(is_main)
+            self.inject_config()
+            factory = ServiceAppFactory(self, is_main=is_main)
+            app = factory()
         finally:
             self.middlewares[:] = installed
         replace_timeout(app)
         for cls, options in reversed(outer):  # the first installed ends up outermost
-            app = cls(app, **options)
+            wants = getattr(cls, "needs_app_factory", False)
+            app = cls(app, **({**options, "factory": factory} if wants else options))
         return app
 
 

@@ -2,12 +2,14 @@
 
 Scoring is pure, so a call whose connection dropped is simply sent again; a runner that stays
 unreachable past the deadline is a clear 503 for the caller (`RunnerUnavailableError`), never a
-500 or a long hold.
+500 or a long hold. Rows travel as raw float64 bytes (workarounds/runner_hop.py); a runner
+resolved in-process (tests, scripts) is called directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -18,6 +20,7 @@ from credit_risk.serving.tuning import (
     RUNNER_DEADLINE_S,
     RUNNER_RETRY_BACKOFF_S,
 )
+from credit_risk.serving.workarounds.runner_hop import SCORE_PATH, RowsClient
 
 RETRIED = (
     aiohttp.ClientConnectionError,  # dropped or refused connection
@@ -32,10 +35,19 @@ class RunnerUnavailableError(Exception):
 
 
 class RunnerClient:
-    """Scores code rows on the runner, through BentoML's dependency proxy."""
+    """Scores code rows on the runner."""
 
-    def __init__(self, runner: Any) -> None:
-        self._runner = runner
+    def __init__(self, call: Callable[[FloatArray], Awaitable[FloatArray]]) -> None:
+        self._call = call
+
+    @classmethod
+    def for_dependency(cls, dependency: Any) -> RunnerClient:
+        """The client for a `bentoml.depends(...)` runner: over the hop when it runs in its own
+        process (BentoML resolved its address), else the in-process instance."""
+        resolved = dependency.get()
+        if dependency.url:
+            return cls(RowsClient(dependency.url, SCORE_PATH).score)
+        return cls(resolved.score)
 
     async def score(self, codes: FloatArray) -> FloatArray:
         """The runner's rows for `codes`, in order; `RunnerUnavailableError` past the deadline."""
@@ -44,9 +56,7 @@ class RunnerClient:
             async with asyncio.timeout(RUNNER_DEADLINE_S):
                 for attempt in range(RUNNER_CALL_ATTEMPTS):
                     try:
-                        # looked up per call: the remote client learns its endpoints once connected
-                        result: FloatArray = await self._runner.to_async.score(codes)
-                        return result
+                        return await self._call(codes)
                     except RETRIED as exc:
                         failure = exc
                         await asyncio.sleep(RUNNER_RETRY_BACKOFF_S * attempt)
