@@ -10,22 +10,20 @@ is the design: the two services, their APIs and their configuration.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import bentoml
 import numpy as np
-from pydantic import Field
 from starlette.responses import Response
 
 from credit_risk.decision_store import open_store
 from credit_risk.decision_store.chain import process_writer_id
 from credit_risk.decision_store.writer import DecisionRecorder
-from credit_risk.policy import MAX_BATCH_APPLICANTS
-from credit_risk.schema import Application, Decision, Decisions
+from credit_risk.schema import Application, ApplicationBatch, Decision, Decisions
 from credit_risk.serving import metrics, startup
 from credit_risk.serving.batch_scoring import BatchScoring
 from credit_risk.serving.classify import Classifier
-from credit_risk.serving.edge import EdgeService, install_edge
+from credit_risk.serving.edge import EdgeService, install_edge, install_runner_edge
 from credit_risk.serving.model_card import model_card
 from credit_risk.serving.retrieval import DECISIONS_PATH
 from credit_risk.serving.retrieval import create_app as decisions_app
@@ -49,8 +47,6 @@ CHAMPION_REF = served_model(SERVED.champion)
 CHALLENGER_REF = served_model(SERVED.challenger, challenger=True) if SERVED.challenger else None
 """Both services reference both models, so `bentoml build` records them (the pin, else the
 promotion state, else the newest model: credit_risk/promotion.py)."""
-
-ApplicantBatch = Annotated[list[Application], Field(min_length=1, max_length=MAX_BATCH_APPLICANTS)]
 
 
 @bentoml.service(
@@ -108,7 +104,6 @@ class CreditRiskService:
     challenger_ref = CHALLENGER_REF
 
     def __init__(self) -> None:
-        runner = RunnerClient(self.runner, coalesce=SETTINGS.batching and SETTINGS.coalescing)
         with refuse_unservable_model():
             champion = self.model_ref.info
             challenger = self.challenger_ref.info if self.challenger_ref else None
@@ -117,7 +112,13 @@ class CreditRiskService:
             process_writer_id(),
             on_failure=lambda cause: metrics.DECISION_STORE_ERRORS.labels(cause=cause).inc(),
         )
-        self.classifier = Classifier.for_models(champion, challenger, runner, self.recorder)
+        self.classifier = Classifier.for_models(
+            champion,
+            challenger,
+            RunnerClient.for_dependency(type(self).runner),
+            self.recorder,
+            coalesce=SETTINGS.batching and SETTINGS.coalescing,
+        )
         self.card = model_card(champion, challenger, SERVED)
 
     async def __is_ready__(self) -> bool:
@@ -139,12 +140,12 @@ class CreditRiskService:
     @bentoml.api(output_spec=Decision)
     async def classify(self, applicant: Application, /) -> Response:
         """Score one applicant: decision, probability of default, score, band and reasons."""
-        return await self.classifier.answer([applicant], single=True)
+        return (await self.classifier.answer([applicant], single=True)).response()
 
     @bentoml.api(output_spec=Decisions)
-    async def classify_batch(self, applicants: ApplicantBatch, /) -> Response:
+    async def classify_batch(self, applicants: ApplicationBatch, /) -> Response:
         """Score 1 to 1,000 applicants in one request; decisions come back in input order."""
-        return await self.classifier.answer(applicants)
+        return (await self.classifier.answer(applicants)).response()
 
     @bentoml.api
     def model_card(self) -> dict[str, Any]:
@@ -153,4 +154,5 @@ class CreditRiskService:
         return self.card
 
 
+install_runner_edge(CreditScorer)
 install_edge(CreditRiskService, SETTINGS)

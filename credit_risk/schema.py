@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, m
 from credit_risk.policy import (
     BAND_FLOORS,
     COSTS,
+    MAX_BATCH_APPLICANTS,
     MAX_REASON_CODES,
     RECOURSE_AMOUNT_STEP,
     SCALING,
@@ -425,6 +426,12 @@ class Decision(BaseModel):
             examples=["loan-2026-000123"],
         ),
     ]
+
+
+ApplicationBatch = Annotated[
+    list[Application], Field(min_length=1, max_length=MAX_BATCH_APPLICANTS)
+]
+"""The body of /classify_batch: 1 to MAX_BATCH_APPLICANTS applications."""
 
 
 class Decisions(RootModel[list[Decision]]):

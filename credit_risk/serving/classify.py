@@ -1,8 +1,10 @@
 """What /classify and /classify_batch do once a request is admitted and validated.
 
-Encode the applicants, score them on the runner, decide by the champion's rule, record the
-decisions in the decision store (the challenger's shadow records beside them) and only then
-count and answer them, with JSON serialised once from plain dicts in the `Decision` layout:
+The applications of every request that gets this far in one turn of the event loop are decided
+as one batch (serving/coalesce.py): encoded, scored on the runner in one call, decided by the
+champion's rule, recorded in the decision store in one commit (the challenger's shadow records
+beside them) and counted, each step once per batch rather than once per request. Only then is
+each request answered, with JSON serialised once from plain dicts in the `Decision` layout:
 building pydantic objects and BentoML's per-response schema work cost more than scoring a
 decision. No answer without a committed record: a store that refuses is a 503 naming the cause.
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from pydantic_core import to_json
 from starlette.responses import Response
@@ -24,22 +27,38 @@ from credit_risk.encoding import encode_applicants
 from credit_risk.recourse import RecourseColumns
 from credit_risk.schema import FEATURES, Application
 from credit_risk.serving import metrics
+from credit_risk.serving.coalesce import Coalescer
 from credit_risk.serving.runner_client import (
     RunnerBusyError,
     RunnerClient,
     RunnerUnavailableError,
 )
 from credit_risk.serving.shadow import WIDTH, Shadow
-from credit_risk.serving.tuning import RUNNER_DEADLINE_S
+from credit_risk.serving.tuning import RUNNER_DEADLINE_S, RUNNER_MAX_BATCH_SIZE
 from credit_risk.serving.workarounds.admission_gate import RETRY_AFTER_S
 
-RUNNER_UNAVAILABLE = (
+RUNNER_UNAVAILABLE: Final = (
     b'{"error":"the model runner is unavailable (restarting?); nothing was scored, retry shortly"}'
 )
-RUNNER_BUSY = (
+RUNNER_BUSY: Final = (
     b'{"error":"server busy: the model runner did not answer within %g s; nothing was scored, '
     b'retry shortly"}' % RUNNER_DEADLINE_S
 )
+RETRY: Final = ((b"retry-after", str(RETRY_AFTER_S).encode()),)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A JSON answer, whichever route sends it."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    def response(self) -> Response:
+        """As a Starlette response (BentoML's handlers; the scoring route sends the bytes)."""
+        headers = {k.decode(): v.decode() for k, v in self.headers}
+        return Response(self.body, self.status, headers, media_type="application/json")
 
 
 class Classifier:
@@ -51,11 +70,17 @@ class Classifier:
         shadow: Shadow | None,
         runner: RunnerClient,
         recorder: DecisionRecorder,
+        *,
+        coalesce: bool,
     ) -> None:
         self.rule = rule
         self.shadow = shadow
         self.runner = runner
         self.recorder = recorder
+        turns: Coalescer[Application, dict[str, Any]] = Coalescer(
+            self.decide, max_items=RUNNER_MAX_BATCH_SIZE
+        )
+        self._decide = turns.submit if coalesce else self.decide
 
     @classmethod
     def for_models(
@@ -64,6 +89,8 @@ class Classifier:
         challenger: Any | None,
         runner: RunnerClient,
         recorder: DecisionRecorder,
+        *,
+        coalesce: bool,
     ) -> Classifier:
         """Deciding by the champion's stored rule (BentoML model infos), the challenger's
         records kept in shadow."""
@@ -73,29 +100,27 @@ class Classifier:
             if challenger
             else None
         )
-        return cls(rule, shadow, runner, recorder)
+        return cls(rule, shadow, runner, recorder, coalesce=coalesce)
 
-    async def answer(self, applicants: Sequence[Application], *, single: bool = False) -> Response:
+    async def answer(self, applicants: Sequence[Application], *, single: bool = False) -> Answer:
         """The JSON answer: one decision (`single`) or the list, in input order; 503 if the
         runner cannot be reached, did not answer in time, or the decision store cannot record
         (the message says which)."""
         try:
-            decisions = await self.decide(applicants)
+            decisions = await self._decide(applicants)
         except RunnerUnavailableError:
-            return _unavailable(RUNNER_UNAVAILABLE)
+            return Answer(503, RUNNER_UNAVAILABLE, RETRY)
         except RunnerBusyError:
-            return _unavailable(RUNNER_BUSY)
+            return Answer(503, RUNNER_BUSY, RETRY)
         except StoreUnavailableError as exc:
             # nothing was recorded, so nothing may be answered: the decision is withheld
-            return _unavailable(
-                to_json({"error": store_unavailable(exc.cause), "cause": exc.cause})
-            )
-        return Response(
-            to_json(decisions[0] if single else decisions), media_type="application/json"
-        )
+            body = {"error": store_unavailable(exc.cause), "cause": exc.cause}
+            return Answer(503, to_json(body), RETRY)
+        return Answer(200, to_json(decisions[0] if single else decisions))
 
     async def decide(self, applicants: Sequence[Application]) -> list[dict[str, Any]]:
-        """Decisions in the `Decision` layout, committed to the store, then counted."""
+        """Decisions in the `Decision` layout for one batch, committed to the store, then
+        counted."""
         out: FloatArray = await self.runner.score(encode_applicants(applicants))
         assert out.shape[0] == len(applicants), "runner returned one row per applicant"
         excess, recourse = out[:, 1 : 1 + len(FEATURES)], out[:, 1 + len(FEATURES) : WIDTH]
@@ -117,8 +142,7 @@ class Classifier:
         outcomes = Counter((d["decision"], d["risk_band"]) for d in decisions)
         for (decision, band), count in outcomes.items():
             metrics.DECISIONS.labels(decision, band, self.rule.model_version).inc(count)
-        for d in decisions:
-            metrics.PROBABILITY.observe(d["probability_of_default"])
+        metrics.observe_all(metrics.PROBABILITY, out[:, 0])
         return decisions
 
 
@@ -126,14 +150,4 @@ def store_unavailable(cause: str) -> str:
     """The 503's message when the decision store refused the records."""
     return (
         f"the decision store cannot record decisions ({cause}); nothing was decided, retry shortly"
-    )
-
-
-def _unavailable(body: bytes) -> Response:
-    """Our own 503: BentoML would replace the message of any 5xx it renders."""
-    return Response(
-        body,
-        status_code=503,
-        media_type="application/json",
-        headers={"Retry-After": str(RETRY_AFTER_S)},
     )

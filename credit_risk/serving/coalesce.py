@@ -1,43 +1,43 @@
-"""Coalesce concurrent runner calls from one API worker into one.
+"""Coalesce the work that requests bring in one event-loop turn into one batch.
 
-Each API -> runner call is a full internal HTTP request (~1-3 ms of CPU on both sides). Under
-load, many requests reach the runner call in the same event-loop turn; sending their rows as
-one array turns N hops into one, and the runner's adaptive batching then merges the calls of
-different API workers. Alone, a request waits for nothing: the flush runs on the next turn.
+Each API -> runner call is a full internal HTTP request (~1-3 ms of CPU on both sides), and
+deciding, recording and counting cost a fixed amount per call on top of the per-row work. Under
+load many requests reach that point in the same turn of an API worker's event loop: handing their
+applicants over as one batch turns N calls into one, and the runner's adaptive batching then
+merges the batches of different API workers. Alone, a request waits for nothing: the batch runs
+on the next turn.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
-import numpy as np
-
-from credit_risk.arrays import FloatArray
-
-RunnerCall = Callable[[FloatArray], Awaitable[FloatArray]]
-Pending = tuple[FloatArray, "asyncio.Future[FloatArray]"]
+T = TypeVar("T")
+R = TypeVar("R")
+Pending = tuple[Sequence[T], "asyncio.Future[Sequence[R]]"]
 
 
-class Coalescer:
-    """Gathers the rows submitted during one event-loop turn and scores them in as few calls as
-    the runner's `max_rows` (its `max_batch_size`) allows."""
+class Coalescer(Generic[T, R]):
+    """Gathers the items submitted during one event-loop turn and hands them to `call` in as
+    few batches as `max_items` allows; `call` returns one result per item, in order."""
 
-    def __init__(self, call: RunnerCall, max_rows: int) -> None:
+    def __init__(self, call: Callable[[list[T]], Awaitable[Sequence[R]]], max_items: int) -> None:
         self._call = call
-        self._max_rows = max_rows
-        self._pending: list[Pending] = []
+        self._max_items = max_items
+        self._pending: list[Pending[T, R]] = []
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, rows: FloatArray) -> FloatArray:
-        """Score `rows` (n, k) as part of the next combined call; returns this caller's n rows."""
-        if len(rows) > self._max_rows:
-            msg = f"{len(rows)} rows in one call; the runner takes at most {self._max_rows}"
+    async def submit(self, items: Sequence[T]) -> Sequence[R]:
+        """Process `items` as part of the next combined batch; returns this caller's results."""
+        if len(items) > self._max_items:
+            msg = f"{len(items)} items in one call; a batch takes at most {self._max_items}"
             raise ValueError(msg)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[FloatArray] = loop.create_future()
-        self._pending.append((rows, future))
+        future: asyncio.Future[Sequence[R]] = loop.create_future()
+        self._pending.append((items, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -52,29 +52,27 @@ class Coalescer:
             self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
             task.add_done_callback(self._tasks.discard)
 
-    def _split(self, pending: list[Pending]) -> list[list[Pending]]:
-        """Consecutive groups of whole submissions, each within the runner's batch size."""
-        batches: list[list[Pending]] = [[]]
-        rows = 0
+    def _split(self, pending: list[Pending[T, R]]) -> list[list[Pending[T, R]]]:
+        """Consecutive groups of whole submissions, each within the batch size."""
+        batches: list[list[Pending[T, R]]] = [[]]
+        size = 0
         for item in pending:
-            if rows + len(item[0]) > self._max_rows:
+            if size + len(item[0]) > self._max_items:
                 batches.append([])
-                rows = 0
+                size = 0
             batches[-1].append(item)
-            rows += len(item[0])
+            size += len(item[0])
         return batches
 
-    async def _run(self, batch: list[Pending]) -> None:
-        live = [(rows, fut) for rows, fut in batch if not fut.cancelled()]
+    async def _run(self, batch: list[Pending[T, R]]) -> None:
+        live = [(items, fut) for items, fut in batch if not fut.cancelled()]
         if not live:
             return
-        sizes = [len(rows) for rows, _ in live]
+        sizes = [len(items) for items, _ in live]
         try:
-            out = await self._call(
-                live[0][0] if len(live) == 1 else np.concatenate([rows for rows, _ in live])
-            )
+            out = await self._call([x for items, _ in live for x in items])
             if len(out) != sum(sizes):
-                msg = f"runner returned {len(out)} rows for {sum(sizes)}"
+                msg = f"{len(out)} results for {sum(sizes)} items"
                 raise RuntimeError(msg)
         except BaseException as exc:
             for _, fut in live:

@@ -10,15 +10,20 @@ Order matters, and lives here only. Outermost first:
 4. what the body declares: its length (400, 413), media type and encoding (415);
 5. the admission gate: in-flight limit and body budget (429), the body read under its
    deadline (408);
-6. the body is JSON without repeated keys (400);
-7. the docs page, from the image's own files;
-8. BentoML's stack (tracing, its request metrics, the request deadline: 504), and inside it
+6. the scoring route: POST /classify and /classify_batch validated (400 naming the fields,
+   repeated keys among them), decided and answered here, never entering BentoML's stack
+   (workarounds/scoring_route.py);
+7. for anything else with a body, it is JSON without repeated keys (400);
+8. the docs page, from the image's own files;
+9. BentoML's stack (tracing, its request metrics, the request deadline: 504), and inside it
    ours: 400s that name their fields, the OpenAPI document made truthful.
 
 A middleware class with `outside_bentoml = True` wraps the whole app BentoML builds rather than
-joining its stack; `EdgeService` (the services' `service_class`) puts it there, and in the API
-worker installs the HTTP protocol and takes a listening socket of the worker's own
-(credit_risk/serving/workarounds/listening_socket.py: connections spread over the workers).
+joining its stack; `EdgeService` (the services' `service_class`) puts it there, hands BentoML's
+app factory to a layer that asks for it (the runner's side of the hop,
+workarounds/runner_hop.py), and in the API worker installs the HTTP protocol and takes a
+listening socket of the worker's own (workarounds/listening_socket.py: connections spread over
+the workers).
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from functools import cache
 from typing import Any, Final
 
 import bentoml
+from _bentoml_impl.server.app import ServiceAppFactory
 from bentoml._internal.configuration.containers import BentoMLContainer
 
 from credit_risk.policy import MAX_BODY_BYTES
+from credit_risk.schema import FEATURES
 from credit_risk.serving import metrics
 from credit_risk.serving.middleware import BearerAuthMiddleware, BodyFormatMiddleware
 from credit_risk.serving.request_metrics import RequestMetricsMiddleware
@@ -42,6 +49,7 @@ from credit_risk.serving.tuning import (
     HEAD_TIMEOUT_S,
     MAX_HEAD_BYTES,
     MAX_HEADERS,
+    REQUEST_TIMEOUT_S,
 )
 from credit_risk.serving.workarounds import http_protocol
 from credit_risk.serving.workarounds.admission_gate import AdmissionGate, BodyRead
@@ -53,6 +61,8 @@ from credit_risk.serving.workarounds.openapi_document import (
     OpenAPIDocumentMiddleware,
 )
 from credit_risk.serving.workarounds.request_deadline import replace_timeout
+from credit_risk.serving.workarounds.runner_hop import SCORE_PATH, RowsRoute
+from credit_risk.serving.workarounds.scoring_route import ScoringRoute
 from credit_risk.serving.workarounds.validation_errors import ErrorMessageMiddleware
 
 API_PATHS: Final = frozenset({"/classify", "/classify_batch", "/model_card"})
@@ -94,6 +104,7 @@ def install_edge(service: bentoml.Service[Any], settings: Settings) -> None:
         api_paths=API_PATHS,
         observe=metrics.observe_request,
         reject=metrics.reject,
+        in_flight=metrics.in_flight,
     )
     service.add_asgi_middleware(KnownRoutesMiddleware, routes=routes)
     service.add_asgi_middleware(
@@ -109,6 +120,9 @@ def install_edge(service: bentoml.Service[Any], settings: Settings) -> None:
         limit=settings.max_in_flight,
         body_read=BodyRead(BODY_READ_TIMEOUT_S, MAX_BODY_BYTES, BODY_BUDGET_BYTES),
     )
+    service.add_asgi_middleware(
+        ScoringRoute, timeout_s=REQUEST_TIMEOUT_S, max_body_bytes=MAX_BODY_BYTES
+    )
     service.add_asgi_middleware(JsonBodyMiddleware, api_paths=API_PATHS, body_paths=SCORING_PATHS)
     service.add_asgi_middleware(DocsPageMiddleware)
     # Inside BentoML's stack Starlette runs the first added outermost: explain, then correct.
@@ -117,6 +131,11 @@ def install_edge(service: bentoml.Service[Any], settings: Settings) -> None:
         OpenAPIDocumentMiddleware, api_paths=API_PATHS, auth_required=bool(settings.tokens())
     )
     service.add_asgi_middleware(BarePathMiddleware, path=DECISIONS_PATH)
+
+
+def install_runner_edge(service: bentoml.Service[Any]) -> None:
+    """Let the runner take the API's rows on the lean hop (workarounds/runner_hop.py)."""
+    service.add_asgi_middleware(RowsRoute, path=SCORE_PATH, method="score", columns=len(FEATURES))
 
 
 def count_protocol_refusal(path: str | None, status: int) -> None:
@@ -141,12 +160,15 @@ class EdgeService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml is unt
         outer = [(cls, options) for cls, options in installed if _outside(cls)]
         self.middlewares[:] = [(cls, options) for cls, options in installed if not _outside(cls)]
         try:
-            app = super().to_asgi(is_main)
+            self.inject_config()  # what `Service.to_asgi` does, keeping the factory at hand
+            factory = ServiceAppFactory(self, is_main=is_main)
+            app = factory()
         finally:
             self.middlewares[:] = installed
         replace_timeout(app)
         for cls, options in reversed(outer):  # the first installed ends up outermost
-            app = cls(app, **options)
+            wants = getattr(cls, "needs_app_factory", False)
+            app = cls(app, **({**options, "factory": factory} if wants else options))
         if is_main and outer:
             http_protocol.install(HEAD_LIMITS, count_protocol_refusal)
             # as early as the worker can: the kernel spreads connections over the sockets

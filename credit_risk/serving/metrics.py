@@ -92,6 +92,19 @@ def start_counting(routes: Iterable[str]) -> None:
             HTTP_REQUESTS.labels(route=route, status=status)
 
 
+HTTP_IN_FLIGHT = Gauge(
+    "credit_risk_http_requests_in_progress",
+    "Requests being answered now, by route (a served path, or `other`), over every worker.",
+    ["route"],
+    multiprocess_mode="livesum",
+)
+
+
+def in_flight(route: str, delta: int) -> None:
+    """A request to `route` began (+1) or ended (-1)."""
+    HTTP_IN_FLIGHT.labels(route=route).inc(delta)
+
+
 def observe_request(route: str, status: int, seconds: float) -> None:
     """Count one answered request and time it (`credit_risk_http_requests_total`, ...)."""
     HTTP_REQUESTS.labels(route=route, status=str(status)).inc()

@@ -3,7 +3,8 @@
 BentoML's own request metrics label each request with its raw path (20 random unknown paths
 took /metrics from 468 to 868 series) and never see what is refused before its stack (429s
 were missing). This layer, outermost, counts every HTTP request by route (a served path, or
-`other`) and status, times it by route, and counts each refusal on the API routes by reason.
+`other`) and status, times it by route, keeps how many are in progress, and counts each
+refusal on the API routes by reason.
 Refusals made below the ASGI app (431, 408 and malformed requests at the HTTP protocol,
 credit_risk/serving/workarounds/http_protocol.py) are counted there, through `count`.
 """
@@ -44,14 +45,17 @@ class RequestMetricsMiddleware:
         app: ASGIApp,
         routes: RouteTable,
         api_paths: frozenset[str],
+        *,
         observe: Callable[[str, int, float], None],
         reject: Callable[[str], None],
+        in_flight: Callable[[str, int], None],
     ) -> None:
         self.app = app
         self.routes = routes
         self.api_paths = api_paths
         self.observe = observe
         self.reject = reject
+        self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Watch the status line; record once the request is over, however it ended."""
@@ -60,6 +64,8 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         status = CLIENT_GONE
+        route = self.routes.label(scope["path"])
+        self.in_flight(route, 1)
 
         async def observed(message: Message) -> None:
             nonlocal status
@@ -75,7 +81,8 @@ class RequestMetricsMiddleware:
             raise
         finally:
             path = scope["path"]
-            self.observe(self.routes.label(path), status, time.perf_counter() - started)
+            self.in_flight(route, -1)
+            self.observe(route, status, time.perf_counter() - started)
             reason = REJECTION_REASONS.get(status)
             if reason is not None and path in self.api_paths:
                 self.reject(reason)

@@ -1,11 +1,11 @@
-"""The API worker's call to the model runner: coalesced, retried, and bounded by a deadline.
+"""The API worker's call to the model runner: retried, and bounded by a deadline.
 
 Scoring is pure, so a call whose connection dropped is simply sent again; a call still
 unanswered at the deadline is a clear 503 for the caller, never a 500 or a long hold, and says
 truly why: `RunnerUnavailableError` when the runner cannot be reached or is not ready,
 `RunnerBusyError` when it is ready but the answer did not come in time (the worker's event loop
-or the runner was too busy). Calls from one event-loop turn travel together
-(serving/coalesce.py).
+or the runner was too busy). Rows travel as raw float64 bytes on a kept-alive connection
+(workarounds/runner_hop.py); a runner resolved in-process (tests, scripts) is called directly.
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
 from credit_risk.arrays import FloatArray
 from credit_risk.serving import metrics
-from credit_risk.serving.coalesce import Coalescer
 from credit_risk.serving.tuning import (
     RUNNER_CALL_ATTEMPTS,
     RUNNER_DEADLINE_GRACE_S,
     RUNNER_DEADLINE_S,
-    RUNNER_MAX_BATCH_SIZE,
     RUNNER_READY_PROBE_S,
     RUNNER_RETRY_BACKOFF_S,
 )
+from credit_risk.serving.workarounds.runner_hop import SCORE_PATH, RowsClient, RunnerShedError
 
 RETRIED = (
     aiohttp.ClientConnectionError,  # dropped or refused connection
@@ -36,26 +36,40 @@ RETRIED = (
 )
 """Failures of the hop itself, after which the same call is sent again."""
 
+Call = Callable[[FloatArray], Awaitable[FloatArray]]
+
 
 class RunnerUnavailableError(Exception):
     """The model runner could not be reached, or is not ready; nothing was scored."""
 
 
 class RunnerBusyError(Exception):
-    """The model runner is ready but its answer did not arrive within the deadline: this
-    worker or the runner is overloaded; nothing was scored."""
+    """The model runner is ready but did not score in time (its answer was late, or its
+    batching queue shed the call): this worker or the runner is overloaded; nothing was scored."""
 
 
 class RunnerClient:
-    """Scores code rows on the runner (BentoML's dependency proxy), one call per loop turn."""
+    """Scores code rows on the runner; `ready()` says whether the runner answers its probe."""
 
-    def __init__(self, runner: Any, *, coalesce: bool) -> None:
-        self._runner = runner
-        coalescer = Coalescer(self._call, max_rows=RUNNER_MAX_BATCH_SIZE)
-        self.score = coalescer.submit if coalesce else self._call
-        """`await score(codes)`: the runner's rows for `codes`, in order."""
+    def __init__(self, call: Call, ready: Callable[[], Awaitable[bool]]) -> None:
+        self._call = call
+        self._ready = ready
 
-    async def _call(self, codes: FloatArray) -> FloatArray:
+    @classmethod
+    def for_dependency(cls, dependency: Any) -> RunnerClient:
+        """The client for a `bentoml.depends(...)` runner: over the hop when it runs in its own
+        process (BentoML resolved its address), else the in-process instance."""
+        resolved = dependency.get()
+        if not dependency.url:
+            return cls(resolved.score, _always_ready)
+
+        async def ready() -> bool:
+            return bool(await resolved.is_ready(timeout=RUNNER_READY_PROBE_S))
+
+        return cls(RowsClient(dependency.url, SCORE_PATH).score, ready)
+
+    async def score(self, codes: FloatArray) -> FloatArray:
+        """The runner's rows for `codes`, in order; a 503-worthy error past the deadline."""
         start = time.perf_counter()
         call = asyncio.ensure_future(self._attempts(codes))
         done, _ = await asyncio.wait({call}, timeout=RUNNER_DEADLINE_S)
@@ -76,18 +90,22 @@ class RunnerClient:
         failure: Exception | None = None
         for attempt in range(RUNNER_CALL_ATTEMPTS):
             try:
-                # looked up per call: the remote client learns its endpoints once connected
-                result: FloatArray = await self._runner.to_async.score(codes)
-                return result
+                return await self._call(codes)
             except RETRIED as exc:
                 failure = exc
                 await asyncio.sleep(RUNNER_RETRY_BACKOFF_S * attempt)
+            except RunnerShedError as exc:  # up, but its queue could not meet the bound
+                raise RunnerBusyError from exc
         raise RunnerUnavailableError from failure
 
     async def _runner_ready(self) -> bool:
         """Whether the runner answers its readiness probe now (BentoML's /readyz)."""
         try:
             async with asyncio.timeout(RUNNER_READY_PROBE_S):
-                return bool(await self._runner.is_ready(timeout=RUNNER_READY_PROBE_S))
+                return await self._ready()
         except Exception:  # any failure to answer is "not ready"
             return False
+
+
+async def _always_ready() -> bool:
+    return True

@@ -124,19 +124,19 @@ def test_decision_store_commits_a_turn_of_64_records(
 def test_coalescing_64_concurrent_calls_into_one(benchmark: Any, codes: np.ndarray) -> None:
     calls: list[int] = []
 
-    async def runner(rows: np.ndarray) -> np.ndarray:
+    async def decide(rows: list[np.ndarray]) -> list[np.ndarray]:
         calls.append(len(rows))
         return rows
 
-    coalescer = Coalescer(runner, max_rows=1000)
+    coalescer: Coalescer[np.ndarray, np.ndarray] = Coalescer(decide, max_items=1000)
     loop = asyncio.new_event_loop()
 
-    async def turn() -> list[np.ndarray]:
-        return await asyncio.gather(*(coalescer.submit(codes[i : i + 1]) for i in range(64)))
+    async def turn() -> list[Any]:
+        return await asyncio.gather(*(coalescer.submit([codes[i]]) for i in range(64)))
 
     try:
         answers = benchmark(lambda: loop.run_until_complete(turn()))
     finally:
         loop.close()
-    assert set(calls) == {64}, "one runner call per turn"
-    np.testing.assert_array_equal(np.vstack(answers), codes[:64])
+    assert set(calls) == {64}, "one batch per turn"
+    np.testing.assert_array_equal(np.vstack([a[0] for a in answers]), codes[:64])

@@ -33,8 +33,8 @@ def _in_progress(url: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("bentoml_service_request_in_progress{")
-        and 'endpoint="/classify_batch"' in line
+        if line.startswith("credit_risk_http_requests_in_progress{")
+        and 'route="/classify_batch"' in line
     )
 
 

@@ -1,93 +1,90 @@
-"""Concurrent submissions share one call, each caller gets exactly its own rows back."""
+"""Concurrent submissions share one batch, each caller gets exactly its own results back."""
 
 import asyncio
+from collections.abc import Sequence
 
-import numpy as np
 import pytest
 
 from credit_risk.serving.coalesce import Coalescer
 
 
 class Recorder:
-    """A real async scoring function that doubles its input and records call sizes."""
+    """A real async batch function that doubles its items and records batch sizes."""
 
     def __init__(self, fail: bool = False) -> None:
         self.calls: list[int] = []
         self.fail = fail
 
-    async def __call__(self, rows: np.ndarray) -> np.ndarray:
-        self.calls.append(len(rows))
+    async def __call__(self, items: list[float]) -> list[float]:
+        self.calls.append(len(items))
         await asyncio.sleep(0)
         if self.fail:
             raise ConnectionError("runner went away")
-        return rows * 2
+        return [x * 2 for x in items]
 
 
-def test_same_turn_submissions_are_one_call() -> None:
-    async def run() -> tuple[list[np.ndarray], list[int]]:
-        rec = Recorder()
-        co = Coalescer(rec, max_rows=1000)
-        inputs = [np.full((i % 3 + 1, 2), float(i)) for i in range(50)]
-        outs = await asyncio.gather(*(co.submit(x) for x in inputs))
-        for x, out in zip(inputs, outs, strict=True):
-            np.testing.assert_array_equal(out, x * 2)
-        return outs, rec.calls
-
-    _, calls = asyncio.run(run())
-    assert calls == [sum(i % 3 + 1 for i in range(50))]
-
-
-def test_later_submissions_form_a_new_call() -> None:
+def test_same_turn_submissions_are_one_batch() -> None:
     async def run() -> list[int]:
         rec = Recorder()
-        co = Coalescer(rec, max_rows=1000)
-        await co.submit(np.ones((1, 2)))
-        await asyncio.gather(co.submit(np.ones((2, 2))), co.submit(np.ones((3, 2))))
+        co: Coalescer[float, float] = Coalescer(rec, max_items=1000)
+        inputs = [[float(i)] * (i % 3 + 1) for i in range(50)]
+        outs = await asyncio.gather(*(co.submit(x) for x in inputs))
+        for x, out in zip(inputs, outs, strict=True):
+            assert list(out) == [v * 2 for v in x]
+        return rec.calls
+
+    assert asyncio.run(run()) == [sum(i % 3 + 1 for i in range(50))]
+
+
+def test_later_submissions_form_a_new_batch() -> None:
+    async def run() -> list[int]:
+        rec = Recorder()
+        co: Coalescer[float, float] = Coalescer(rec, max_items=1000)
+        await co.submit([1.0])
+        await asyncio.gather(co.submit([1.0] * 2), co.submit([1.0] * 3))
         return rec.calls
 
     assert asyncio.run(run()) == [1, 5]
 
 
 def test_failure_reaches_every_caller() -> None:
-    async def run() -> list[BaseException | np.ndarray]:
-        co = Coalescer(Recorder(fail=True), max_rows=1000)
-        return await asyncio.gather(
-            *(co.submit(np.ones((1, 2))) for _ in range(5)), return_exceptions=True
-        )
+    async def run() -> list[BaseException | Sequence[float]]:
+        co: Coalescer[float, float] = Coalescer(Recorder(fail=True), max_items=1000)
+        return await asyncio.gather(*(co.submit([1.0]) for _ in range(5)), return_exceptions=True)
 
     results = asyncio.run(run())
     assert all(isinstance(r, ConnectionError) for r in results)
 
 
 def test_short_answer_is_an_error_not_a_wrong_split() -> None:
-    async def short(rows: np.ndarray) -> np.ndarray:
-        return rows[:-1]
+    async def short(items: list[float]) -> list[float]:
+        return items[:-1]
 
     async def run() -> None:
-        co = Coalescer(short, max_rows=1000)
-        await asyncio.gather(co.submit(np.ones((2, 2))), co.submit(np.ones((2, 2))))
+        co: Coalescer[float, float] = Coalescer(short, max_items=1000)
+        await asyncio.gather(co.submit([1.0, 1.0]), co.submit([1.0, 1.0]))
 
-    with pytest.raises(RuntimeError, match="3 rows for 4"):
+    with pytest.raises(RuntimeError, match="3 results for 4 items"):
         asyncio.run(run())
 
 
-def test_no_call_exceeds_the_runners_batch_size() -> None:
-    async def run() -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+def test_no_batch_exceeds_the_batch_size() -> None:
+    async def run() -> tuple[list[list[float]], list[Sequence[float]], list[int]]:
         rec = Recorder()
-        co = Coalescer(rec, max_rows=10)
-        inputs = [np.full((4, 2), float(i)) for i in range(7)]  # 28 rows in one turn
+        co: Coalescer[float, float] = Coalescer(rec, max_items=10)
+        inputs = [[float(i)] * 4 for i in range(7)]  # 28 items in one turn
         outs = await asyncio.gather(*(co.submit(x) for x in inputs))
         return inputs, list(outs), rec.calls
 
     inputs, outs, calls = asyncio.run(run())
-    assert calls == [8, 8, 8, 4]  # whole submissions, never more than 10 rows per call
+    assert calls == [8, 8, 8, 4]  # whole submissions, never more than 10 items per batch
     for x, out in zip(inputs, outs, strict=True):
-        np.testing.assert_array_equal(out, x * 2)
+        assert list(out) == [v * 2 for v in x]
 
 
-def test_a_submission_larger_than_the_runner_takes_is_refused() -> None:
+def test_a_submission_larger_than_a_batch_is_refused() -> None:
     async def run() -> None:
-        await Coalescer(Recorder(), max_rows=10).submit(np.ones((11, 2)))
+        await Coalescer(Recorder(), max_items=10).submit([1.0] * 11)
 
-    with pytest.raises(ValueError, match="11 rows in one call; the runner takes at most 10"):
+    with pytest.raises(ValueError, match="11 items in one call; a batch takes at most 10"):
         asyncio.run(run())

@@ -22,6 +22,7 @@ from credit_risk.serving.workarounds.docs_page import DocsPageMiddleware
 from credit_risk.serving.workarounds.json_body import JsonBodyMiddleware
 from credit_risk.serving.workarounds.openapi_document import OpenAPIDocumentMiddleware
 from credit_risk.serving.workarounds.request_deadline import DeadlineMiddleware
+from credit_risk.serving.workarounds.scoring_route import ScoringRoute
 from credit_risk.serving.workarounds.validation_errors import ErrorMessageMiddleware
 
 
@@ -101,6 +102,7 @@ def test_install_edge_puts_every_check_outside_bentoml_in_order() -> None:
         BearerAuthMiddleware,
         BodyFormatMiddleware,
         AdmissionGate,
+        ScoringRoute,
         JsonBodyMiddleware,
         DocsPageMiddleware,
     ]

@@ -24,6 +24,7 @@ class Recorder:
     def __init__(self) -> None:
         self.observed: list[tuple[str, int]] = []
         self.rejected: list[str] = []
+        self.in_flight: list[tuple[str, int]] = []
 
     def metrics(self, app) -> RequestMetricsMiddleware:  # type: ignore[no-untyped-def]
         return RequestMetricsMiddleware(
@@ -32,6 +33,7 @@ class Recorder:
             API,
             observe=lambda route, status, seconds: self.observed.append((route, status)),
             reject=self.rejected.append,
+            in_flight=lambda route, delta: self.in_flight.append((route, delta)),
         )
 
 
@@ -40,6 +42,7 @@ def test_every_answer_is_counted_and_api_refusals_by_reason(status: int) -> None
     rec = Recorder()
     call(rec.metrics(responding(status, b"{}")))
     assert rec.observed == [("/classify", status)]
+    assert rec.in_flight == [("/classify", 1), ("/classify", -1)], "in progress while answered"
     assert rec.rejected == ([REJECTION_REASONS[status]] if status in REJECTION_REASONS else [])
 
 

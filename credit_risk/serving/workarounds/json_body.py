@@ -80,6 +80,8 @@ class JsonBodyMiddleware:
         await self.app(scope, replay_body(body, receive), send)
 
 
+DUPLICATE_KEY: Final = "json_duplicate_key"
+"""The error type of a key named twice in one object."""
 EMPTY_BODY: Final = "the request body is empty: send the applicant(s) as JSON"
 
 
@@ -108,7 +110,7 @@ def json_problem(body: bytes) -> tuple[str, str] | None:
     try:
         json.loads(body, object_pairs_hook=_unique_keys)
     except DuplicateKeyError as exc:
-        return "json_duplicate_key", f"duplicate key {exc.key!r} in a JSON object"
+        return DUPLICATE_KEY, f"duplicate key {exc.key!r} in a JSON object"
     except json.JSONDecodeError as exc:
         return "json_invalid", f"Invalid JSON: {exc}"
     except UnicodeDecodeError:

@@ -35,14 +35,15 @@ def body_location(loc: list[Any]) -> list[Any]:
     return loc[1:] if loc[:1] == ["root"] else loc
 
 
-def validation_message(detail: list[dict[str, Any]]) -> str:
+def validation_message(detail: list[dict[str, Any]], total: int | None = None) -> str:
     """One line naming each offending field, as its location joined by dots (`body` for the body
-    as a whole): `invalid input: age_years: Field required; 1.housing: ...`."""
+    as a whole): `invalid input: age_years: Field required; 1.housing: ...`; `total` counts the
+    errors when `detail` lists only the first ones."""
     parts = []
     for err in detail[:MAX_ERRORS_IN_MESSAGE]:
         loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    more = len(detail) - MAX_ERRORS_IN_MESSAGE
+    more = (len(detail) if total is None else total) - MAX_ERRORS_IN_MESSAGE
     if more > 0:
         parts.append(f"and {more} more")
     return "invalid input: " + "; ".join(parts)
