@@ -129,7 +129,7 @@ load-test: setup  ## headless Locust against a running server (LOAD_HOST, LOAD_U
 		-u $(LOAD_USERS) -r $(LOAD_USERS) -t $(LOAD_TIME) --stop-timeout 10 \
 		--csv reports/locust --html reports/locust.html
 
-bench: setup  ## ours (batching on/off) vs Flask+gunicorn and a no-op ceiling under wrk -> reports/benchmark.{md,png} (~10 min; the schedule: load_tests/bench.py)
+bench: setup  ## ours (batching on/off, shadow, SQLite/PostgreSQL) vs the floor and Flask+gunicorn under wrk -> reports/benchmark.{md,png} (~11 min; BENCH_ARGS="--before COMMIT" adds ours at a commit)
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk, the load generator:" \
 		"sudo apt-get install -y wrk (Debian/Ubuntu) or brew install wrk (macOS)." \
 		"Nothing is installed automatically." >&2; exit 2; }

@@ -1,4 +1,5 @@
-"""Side-by-side benchmark: our service with and without batching, the Flask baseline, a ceiling.
+"""Side-by-side benchmark: our service (batching on and off, a challenger in shadow, decisions on
+SQLite and on PostgreSQL), the floor, the Flask baseline, and optionally ours at an earlier commit.
 
     python -m load_tests.bench [--rounds 2] [--duration 10] [--out reports]
 
@@ -6,12 +7,15 @@ Each round starts every configuration in turn (fresh processes, a free loopback 
 to ready, checks that its answers are valid and come from the same model, then drives it with
 wrk at each concurrency: a warm-up, then a measured run while the server's process tree is
 sampled for CPU time and proportional set size (PSS). Rounds alternate the order of the
-configurations, so drift shows up as spread rather than bias. A no-op BentoML service of the
-same topology (load_tests/ceiling/) is the ceiling: what BentoML alone reaches here, in this
-run. Results: `<out>/benchmark.json` (every measurement), `.md` (the tables) and `.png`.
+configurations, so drift shows up as spread rather than bias. The floor (load_tests/floor/) is a
+bare Starlette app under uvicorn that validates the same applicant and answers a constant: what
+an HTTP decision costs here with no framework, no model and no record; the report states ours as
+ratios of it. `--before COMMIT` adds our service as it was at that commit, served from a
+temporary worktree with the same interpreter, for before/after figures from one run. Results:
+`<out>/benchmark.json` (every measurement), `.md` (the tables) and `.png`.
 
-With the defaults, 2 rounds x 19 runs x (2 s warm-up + 10 s) = 7.6 min of load, plus 10 server
-starts and the drains around each run: about 10 min (`run` prints its schedule first).
+With the defaults, 2 rounds x 21 runs x (2 s warm-up + 10 s) = 8.4 min of load, plus 12 server
+starts and the drains around each run: about 11 min (`run` prints its schedule first).
 
 wrk is the load generator because it costs microseconds of CPU per request; Locust costs ~0.5 ms,
 which on a 2-core machine would be taken from the server being measured.
@@ -20,6 +24,7 @@ which on a 2-core machine would be taken from the server being measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import signal
@@ -27,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -35,9 +40,13 @@ from typing import Any, Final
 import httpx
 from pydantic import TypeAdapter
 
+from credit_risk.decision_store import STORE_ENV
 from credit_risk.schema import Decision
 from load_tests import harness
 from load_tests.applicants import sample_applicants, write_bodies
+from load_tests.postgres import MISSING as POSTGRES_MISSING
+from load_tests.postgres import installed as postgres_installed
+from load_tests.postgres import postgres_server
 
 WRK_SCRIPT: Final = Path(__file__).resolve().parent / "wrk_bodies.lua"
 BATCH_SIZE: Final = 1000
@@ -51,8 +60,10 @@ SAME_MODEL: Final = 1e-9
 """Largest |p_ours - p_baseline| accepted as the same model (float64 round-off)."""
 WRK_TIMEOUT_S: Final = 5
 """wrk's per-request timeout, shorter than a run: a slower answer is a timeout, not a latency."""
-SHADOW: Final = "ours-shadow"
-"""Our service scoring a challenger in shadow beside the champion, against `ours-batching`."""
+OURS, SHADOW, NO_BATCHING = "ours-batching", "ours-shadow", "ours-no-batching"
+"""Our service: the headline configuration, a challenger in shadow beside it, batching off."""
+POSTGRES, BEFORE, FLOOR = "ours-postgres", "ours-before", "floor"
+"""Decisions on a local PostgreSQL; ours at `--before COMMIT`; the bare validation floor."""
 DECISIONS: Final = TypeAdapter(list[Decision])
 
 
@@ -80,34 +91,55 @@ class Config:
     check_path: str = "/classify"
     ours: bool = True
     scores_model: bool = True
-    """False for the no-op ceiling: its answers are checked against the schema only."""
+    """False for the floor: its constant answers are checked against the schema only."""
+    cwd: Path | None = None
+    """Where the server runs from (the worktree of `--before`), else the repository."""
 
 
-def configs(concurrency: tuple[int, ...], batch_concurrency: tuple[int, ...]) -> list[Config]:
+def configs(
+    concurrency: tuple[int, ...], batch_concurrency: tuple[int, ...], before: Path | None = None
+) -> list[Config]:
     """The configurations under test, in their first-round order."""
     classify = Load("classify", "/classify", "single", 1, concurrency)
     batch = Load("classify_batch", "/classify_batch", "batch", BATCH_SIZE, batch_concurrency)
+    one_and_64 = Load("classify", "/classify", "single", 1, (1, 64))
     at_64 = Load("classify", "/classify", "single", 1, (64,))
     serve = (*harness.bentoml_serve("service:CreditRiskService", 0, None)[:-1], "{port}")
-    ceiling = (*serve[:4], "load_tests.ceiling.service:CeilingService", *serve[5:])
-    gunicorn = (str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket", "-w", "2")
+    bindir = Path(sys.executable).parent
+    gunicorn = (str(bindir / "gunicorn"), "--no-control-socket", "-w", "2")
     gunicorn += ("--bind", "127.0.0.1:{port}", "load_tests.baseline.app:app")
+    floor = (str(bindir / "uvicorn"), "load_tests.floor.app:app", "--workers", "2")
+    floor += (
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+    )
     flask = Load("classify", "/predict", "single", 1, concurrency)
 
-    def ours(key: str, label: str, batching: bool, *loads: Load) -> Config:
+    def ours(key: str, label: str, batching: bool, *loads: Load, **env: str) -> Config:
         # the token list empty: measure the service, not a 401 from its authentication
-        env = {"CREDIT_RISK_API_TOKENS": "", "CREDIT_RISK_BATCHING": str(int(batching))}
+        env |= {"CREDIT_RISK_API_TOKENS": "", "CREDIT_RISK_BATCHING": str(int(batching))}
         return Config(key, label, serve, env, loads)
 
-    return [
-        ours("ours-batching", "ours, adaptive batching", True, classify, batch),
+    chosen = [
+        ours(OURS, "ours, adaptive batching, decisions on SQLite", True, classify, batch),
         ours(SHADOW, "ours, adaptive batching, challenger in shadow", True, at_64),
-        ours("ours-no-batching", "ours, batching off", False, classify),
+        ours(NO_BATCHING, "ours, batching off", False, one_and_64),
+        ours(POSTGRES, "ours, adaptive batching, decisions on PostgreSQL", True, at_64),
+        Config(FLOOR, "floor: Starlette + uvicorn, 2 workers, validation only", floor, {},
+               (classify,), ready_path="/readyz", ours=False, scores_model=False),
         Config("flask-gunicorn", "Flask + gunicorn, 2 sync workers", gunicorn, {}, (flask,),
                "/health", "/predict", ours=False),
-        Config("bentoml-noop", "BentoML, no-op model (ceiling)", ceiling, {}, (classify,),
-               ours=False, scores_model=False),
     ]  # fmt: skip
+    if before is not None:
+        label = f"ours at {before.name.rsplit('-', 1)[-1]} (before)"
+        chosen.insert(1, Config(BEFORE, label, serve, {"CREDIT_RISK_API_TOKENS": ""},
+                                (one_and_64, batch), cwd=before))  # fmt: skip
+    return chosen
 
 
 def run_wrk(url: str, bodies: Path, path: str, connections: int, seconds: int) -> dict[str, Any]:
@@ -125,19 +157,22 @@ def run_wrk(url: str, bodies: Path, path: str, connections: int, seconds: int) -
 
 def check_answers(base: str, config: Config, applicants: list[Any]) -> tuple[list[float], Any]:
     """Score known applicants one by one (and as one batch for ours): every answer must validate
-    and come from one model. The probabilities and the version (none for the ceiling)."""
+    and come from one model. The probabilities and the version (none for the floor)."""
     with httpx.Client(base_url=base, timeout=30.0) as client:
         answers = [client.post(config.check_path, json=a) for a in applicants]
         if bad := [r for r in answers if r.status_code != 200]:
             msg = f"{config.check_path} answered {bad[0].status_code}: {bad[0].text[:300]}"
             raise RuntimeError(msg)
-        if config.ours or not config.scores_model:  # a ValidationError if not Decisions
+        current = config.key != BEFORE  # an earlier commit answered an earlier schema
+        if current and (config.ours or not config.scores_model):  # a ValidationError if not
             DECISIONS.validate_json(b"[" + b",".join(r.content for r in answers) + b"]")
         bodies = [r.json() for r in answers]
         probabilities = [float(b["probability_of_default"]) for b in bodies]
         if config.ours:
-            batch = DECISIONS.validate_json(client.post("/classify_batch", json=applicants).content)
-            ps = [d.probability_of_default for d in batch]
+            batch = client.post("/classify_batch", json=applicants).json()
+            ps = [float(d["probability_of_default"]) for d in batch]
+            if current:
+                DECISIONS.validate_python(batch)
             if len(ps) != len(applicants) or max_gap(ps, probabilities) > SAME_MODEL:
                 raise RuntimeError("/classify_batch disagrees with /classify")
     if len(versions := {str(b["model_version"]) for b in bodies}) != 1:
@@ -185,6 +220,21 @@ class Plan:
     tag: str
     bodies: dict[str, Path]
     check: list[dict[str, Any]]
+    work: Path
+    """Scratch space of the run: each start's decision records go here, not the user's home."""
+
+
+def records_env(config: Config, where: Path) -> dict[str, str]:
+    """Each start of ours decides into a store (or, `--before` a commit that had none, a
+    decision log) of its own under `where`; PostgreSQL is the run's server (`env` has it)."""
+    if not config.ours or STORE_ENV in config.env:
+        return {}
+    if config.key == BEFORE:
+        log = {"monitoring": {"options": {"log_path": str(where)}}}
+        overrides = json.dumps({"services": {"credit_risk_service": log}})
+        return {"BENTOML_CONFIG_OVERRIDES": overrides, "PYTHONPATH": str(config.cwd)}
+    where.mkdir(parents=True, exist_ok=True)
+    return {STORE_ENV: f"sqlite:///{where / 'decisions.sqlite'}"}
 
 
 def start_and_drive(round_: int, config: Config, plan: Plan) -> tuple[dict[str, Any], list[Any]]:
@@ -199,7 +249,9 @@ def start_and_drive(round_: int, config: Config, plan: Plan) -> tuple[dict[str, 
     port = harness.free_port()
     argv, url = [a.format(port=port) for a in config.argv], f"http://127.0.0.1:{port}"
     log = plan.args.out / "bench-logs" / f"{config.key}-round{round_}.log"
-    with harness.running(argv, log, url=url, env=config.env, ready_path=None) as server:
+    env = config.env | records_env(config, plan.work / f"{config.key}-round{round_}")
+    cwd = config.cwd or harness.REPO
+    with harness.running(argv, log, url=url, env=env, ready_path=None, cwd=cwd) as server:
         try:
             start["ready_s"] = harness.wait_ready(server, config.ready_path, 120.0)
             start["probabilities"], start["model_version"] = check_answers(url, config, plan.check)
@@ -227,22 +279,39 @@ def start_and_drive(round_: int, config: Config, plan: Plan) -> tuple[dict[str, 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every round, every configuration, every load; the raw results."""
     tag = args.model or harness.resolve_model_tag()
-    chosen = [c for c in configs(args.concurrency, args.batch_concurrency) if c.key in args.only]
-    for c in chosen:  # every configuration serves the same model; only one row a challenger
-        c.env["CREDIT_RISK_MODEL"] = tag
-        c.env["CREDIT_RISK_CHALLENGER"] = (args.challenger or tag) if c.key == SHADOW else "none"
-    runs = args.rounds * sum(len(load.concurrency) for c in chosen for load in c.loads)
-    print(f"schedule: {runs} runs x ({args.warmup} s warm-up + {args.duration} s) = "
-          f"{runs * (args.warmup + args.duration) / 60:.1f} min of load, plus "
-          f"{args.rounds * len(chosen)} server starts", flush=True)  # fmt: skip
-    starts, points, began = [], [], time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-bodies-") as work:
+    starts: list[dict[str, Any]] = []
+    points: list[dict[str, Any]] = []
+    began = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        before = stack.enter_context(worktree(args.before, work)) if args.before else None
+        chosen = [
+            c
+            for c in configs(args.concurrency, args.batch_concurrency, before)
+            if c.key in args.only or c.key == BEFORE
+        ]
+        for c in chosen:  # every configuration serves the same model; only one row a challenger
+            c.env["CREDIT_RISK_MODEL"] = tag
+            c.env["CREDIT_RISK_CHALLENGER"] = (
+                (args.challenger or tag) if c.key == SHADOW else "none"
+            )
+        if any(c.key == POSTGRES for c in chosen) and not postgres_installed():
+            print(f"skipping {POSTGRES}: {POSTGRES_MISSING}", flush=True)
+            chosen = [c for c in chosen if c.key != POSTGRES]
+        if any(c.key == POSTGRES for c in chosen):  # one local server for the whole run
+            next(c for c in chosen if c.key == POSTGRES).env[STORE_ENV] = stack.enter_context(
+                postgres_server()
+            ).create_database()
+        runs = args.rounds * sum(len(load.concurrency) for c in chosen for load in c.loads)
+        print(f"schedule: {runs} runs x ({args.warmup} s warm-up + {args.duration} s) = "
+              f"{runs * (args.warmup + args.duration) / 60:.1f} min of load, plus "
+              f"{args.rounds * len(chosen)} server starts", flush=True)  # fmt: skip
         bodies = {
-            "single": write_bodies(Path(work) / "single.jsonl", sample_applicants(2000, seed=1)),
-            "batch": write_bodies(Path(work) / "batch.jsonl", [
+            "single": write_bodies(work / "single.jsonl", sample_applicants(2000, seed=1)),
+            "batch": write_bodies(work / "batch.jsonl", [
                 sample_applicants(BATCH_SIZE, seed=100 + i) for i in range(BATCH_BODIES)]),
         }  # fmt: skip
-        plan = Plan(args, tag, bodies, sample_applicants(CHECK_APPLICANTS, seed=7))
+        plan = Plan(args, tag, bodies, sample_applicants(CHECK_APPLICANTS, seed=7), work)
         for round_ in range(1, args.rounds + 1):
             for config in chosen if round_ % 2 else chosen[::-1]:
                 start, measured = start_and_drive(round_, config, plan)
@@ -256,11 +325,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **{"model": tag, "machine": harness.machine_facts([["wrk", "--version"]])},
         "settings": settings,
-        "servers": [
-            {"key": c.key, "label": c.label, "argv": list(c.argv), "env": c.env} for c in chosen
-        ],
+        "servers": [{"key": c.key, "label": c.label, "argv": list(c.argv)} for c in chosen],
         **{"starts": starts, "points": points},
     }
+
+
+@contextlib.contextmanager
+def worktree(commit: str, work: Path) -> Iterator[Path]:
+    """The repository at `commit`, checked out under `work` for as long as the block runs."""
+    git = ["git", "-C", str(harness.REPO)]
+    sha = subprocess.run([*git, "rev-parse", "--short", commit], capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
+    path = work / f"before-{sha}"
+    subprocess.run([*git, "worktree", "add", "--detach", str(path), sha], capture_output=True,
+                   check=True)  # fmt: skip
+    try:
+        yield path
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(path)], capture_output=True,
+                       check=False)  # fmt: skip
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -279,6 +362,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-concurrency", type=_ints, default=(1, 4, 16))
     keys = [c.key for c in configs((), ())]
     parser.add_argument("--only", nargs="*", default=keys, choices=keys, help="configurations")
+    parser.add_argument("--before", help="also serve ours at this commit (git), for before/after")
     parser.add_argument("--model", help="model tag to serve (default: credit_risk:latest)")
     parser.add_argument("--challenger", help=f"of the {SHADOW} row (default: the served model)")
     parser.add_argument("--out", type=Path, default=harness.REPO / "reports")

@@ -130,11 +130,11 @@ def stop(server: Server) -> None:
 @contextlib.contextmanager
 def running(
     argv: Sequence[str], log_path: Path, *, url: str, env: dict[str, str] | None = None,
-    ready_path: str | None = "/readyz",
+    ready_path: str | None = "/readyz", cwd: Path = REPO,
 ) -> Iterator[Server]:  # fmt: skip
     """A server for the duration of the block (ready, unless `ready_path` is None); stopped
     however the block ends, with its log's tail printed if it never became ready."""
-    server = spawn(argv, log_path, url=url, env=env)
+    server = spawn(argv, log_path, url=url, env=env, cwd=cwd)
     try:
         if ready_path is not None:
             try:

@@ -47,9 +47,9 @@ class ChainWriter:
         chained = []
         for record in records:
             seq += 1
-            linked = replace(record, writer_id=self.writer_id, seq=seq, prev_hash=prev)
-            prev = linked.content_hash(prev)
-            chained.append(replace(linked, record_hash=prev))
+            linked = record.chained(self.writer_id, seq, prev)
+            prev = linked.record_hash
+            chained.append(linked)
         try:
             self.store.append(self.writer_id, chained, head.last_seq)
         except BaseException:

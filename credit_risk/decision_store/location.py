@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
+from urllib.parse import parse_qsl
 
 from credit_risk.decision_store.errors import StoreError
 from credit_risk.decision_store.store import DecisionStore
@@ -18,6 +19,15 @@ STORE_FILE_ENV: Final = "CREDIT_RISK_DECISION_STORE_FILE"
 """A file holding that URL (a mounted Kubernetes Secret: the password stays out of the env)."""
 DEFAULT_FILE: Final = "decisions.sqlite"
 """The embedded store's file name under the BentoML home."""
+
+SYNC_LEVELS: Final = ("NORMAL", "FULL")
+"""SQLite's `synchronous` levels the store accepts in WAL mode (`?synchronous=` in the URL)."""
+DEFAULT_SYNC: Final = "NORMAL"
+"""A commit is in the write-ahead log before its answer is sent, so it survives the process,
+the pod and the container (the kernel keeps what was written); a power cut or a kernel crash
+can roll back the last commits. `?synchronous=full` syncs the log at every commit and survives
+those too, at ~0.1 ms of CPU per decision and ~20 % of throughput here (docs/performance.md).
+PostgreSQL, the production store, syncs its log at every commit by default."""
 
 _POSTGRES = re.compile(r"^postgres(ql)?://", re.IGNORECASE)
 
@@ -70,8 +80,14 @@ def open_store(url: str | None = None) -> DecisionStore:
         return PostgresStore(url)
     from credit_risk.decision_store.sqlite import SqliteStore  # noqa: PLC0415
 
-    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+    where, _, query = url.removeprefix("sqlite:///").partition("?")
+    path = Path(where)
     if not path.is_absolute():
         msg = "sqlite:/// needs an absolute path, e.g. sqlite:////var/lib/decisions.sqlite"
         raise StoreError(msg)
-    return SqliteStore(url, path)
+    options = dict(parse_qsl(query))
+    sync = options.pop("synchronous", DEFAULT_SYNC).upper()
+    if options or sync not in SYNC_LEVELS:
+        msg = f"sqlite:/// takes one option, synchronous={'|'.join(SYNC_LEVELS).lower()}"
+        raise StoreError(msg)
+    return SqliteStore(url, path, synchronous=sync)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, Final
 
 from pydantic_core import to_json
@@ -71,30 +72,17 @@ class DecisionRecord:
     def content_hash(self, prev_hash: str) -> str:
         """SHA-256 of the previous hash and every content column (not `seq`: the chain itself
         is the order, so a moved record shows up as out of order, not as edited)."""
-        content = [
-            prev_hash,
-            self.decision_id,
-            self.application_id,
-            self.decided_at,
-            self.model_version,
-            self.policy_version,
-            self.inputs,
-            self.probability_of_default,
-            self.score,
-            self.risk_band,
-            self.decision,
-            self.threshold,
-            self.reasons,
-            self.challenger,
-            self.recourse,
-            self.writer_id,
-        ]
-        text = json.dumps(content, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return hash_content(prev_hash, _content(self), self.writer_id)
+
+    def chained(self, writer_id: str, seq: int, prev_hash: str) -> DecisionRecord:
+        """This record as the writer's `seq`-th, after the record hashed `prev_hash`."""
+        content = _content(self)
+        digest = hash_content(prev_hash, content, writer_id)
+        return _record(*content, writer_id, seq, prev_hash, digest)
 
     def as_row(self) -> tuple[Any, ...]:
         """The column values, in `COLUMNS` order."""
-        return tuple(getattr(self, name) for name in COLUMNS)
+        return _row(self)
 
     def view(self) -> dict[str, Any]:
         """The record as retrieval shows it: inputs, outputs, reasons in words, versions."""
@@ -130,13 +118,22 @@ class DecisionRecord:
 
 COLUMNS: Final = tuple(f.name for f in fields(DecisionRecord))
 """Column order of the `decisions` table."""
+CONTENT: Final = COLUMNS[: COLUMNS.index("writer_id")]
+"""The columns a record's hash covers, with the writer's id after them."""
+_content = attrgetter(*CONTENT)
+_row = attrgetter(*COLUMNS)
+_record: Callable[..., DecisionRecord] = DecisionRecord  # positional, in `COLUMNS` order
+
+
+def hash_content(prev_hash: str, content: tuple[Any, ...], writer_id: str) -> str:
+    """SHA-256 of the compact JSON list [previous hash, *content, writer id]."""
+    return hashlib.sha256(to_json([prev_hash, *content, writer_id])).hexdigest()
 
 
 def _reasons_json(reason_codes: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(
-        [{"code": r["code"], "feature": r["feature"], "points": r["points"]} for r in reason_codes],
-        separators=(",", ":"),
-    )
+    return to_json(
+        [{"code": r["code"], "feature": r["feature"], "points": r["points"]} for r in reason_codes]
+    ).decode()
 
 
 def new_records(
@@ -177,4 +174,7 @@ def new_records(
 
 def applicant_json(applicant: Applicant) -> str:
     """The applicant's fields as stored: a JSON object in schema order (no application id)."""
-    return to_json({name: getattr(applicant, name) for name in FEATURES}).decode()
+    return applicant.model_dump_json(include=FEATURE_SET)
+
+
+FEATURE_SET: Final = set(FEATURES)

@@ -1,9 +1,10 @@
 """The embedded backend: one SQLite file in WAL mode, no set-up.
 
 Several API worker processes write to the same file: WAL lets readers run beside the one
-writer, and a busy timeout makes a writer wait for the lock instead of failing. Each commit is
-synced to disk (`synchronous=FULL`): a decision answered is a decision stored, even across a
-power cut; the group commit (writer.py) makes that one sync per event-loop turn, not per request.
+writer, and a busy timeout makes a writer wait for the lock instead of failing. A decision is
+answered only once its commit is in the write-ahead log; how far that log is synced is the URL's
+`synchronous` (location.py: NORMAL by default, FULL to sync at every commit), and the group
+commit (writer.py) makes that one commit per event-loop turn, not per request.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ BUSY_TIMEOUT_MS: Final = 5000
 class SqliteStore(DecisionStore):
     """The decision store in one SQLite file."""
 
-    def __init__(self, url: str, path: Path) -> None:
+    def __init__(self, url: str, path: Path, synchronous: str = "NORMAL") -> None:
         super().__init__(url)
         self.path = path
+        self.synchronous = synchronous
         self._connection: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -44,7 +46,7 @@ class SqliteStore(DecisionStore):
             try:
                 connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute("PRAGMA synchronous = FULL")
+                connection.execute(f"PRAGMA synchronous = {self.synchronous}")
             except sqlite3.Error as exc:
                 connection.close()
                 raise self._why_not(exc) from exc

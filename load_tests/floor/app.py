@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from credit_risk.schema import Applicant, Decision
+from credit_risk.schema import Application, Decision
 
-APPLICANT: Final = TypeAdapter(Applicant)
+APPLICANT: Final = TypeAdapter(Application)
 CONSTANT: Final = to_json(
     Decision(
         probability_of_default=0.0,
@@ -30,8 +30,10 @@ CONSTANT: Final = to_json(
         score=600,
         risk_band="A",
         reason_codes=[],
+        recourse=None,
         model_version="floor",
         decision_id="0" * 32,
+        application_id=None,
     ).model_dump(mode="json")
 )
 
