@@ -469,3 +469,32 @@ def test_the_document_lists_the_bearer_scheme_and_every_refusal(server: Server) 
     responses = doc["paths"]["/classify"]["post"]["responses"]
     for status in ("400", "401", "405", "408", "413", "415", "429", "431", "503", "504"):
         assert status in responses, status
+
+
+def test_with_batching_off_every_request_is_scored_alone_and_alike(
+    server: Server, model_tag: str, applicants, tmp_path: Path
+) -> None:
+    """CREDIT_RISK_BATCHING=0 (the benchmark's comparison): no adaptive batching, no
+    coalescing, the same answers."""
+    unbatched = start_server(
+        "service:CreditRiskService",
+        tmp_path / "unbatched.log",
+        env={"CREDIT_RISK_MODEL": model_tag, "CREDIT_RISK_BATCHING": "0"},
+    )
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            alone = list(
+                pool.map(
+                    lambda a: httpx.post(f"{unbatched.url}/classify", json=a, timeout=30),
+                    applicants[:16],
+                )
+            )
+        batch = httpx.post(f"{unbatched.url}/classify_batch", json=applicants[:16], timeout=30)
+    finally:
+        stop_server(unbatched)
+    reference = httpx.post(f"{server.url}/classify_batch", json=applicants[:16], timeout=30)
+    assert [r.status_code for r in alone] == [200] * 16, [r.text for r in alone]
+    assert batch.status_code == 200, batch.text
+    want = [d["probability_of_default"] for d in reference.json()]
+    assert [r.json()["probability_of_default"] for r in alone] == want
+    assert [d["probability_of_default"] for d in batch.json()] == want

@@ -30,6 +30,7 @@ from typing import Any, Final
 from urllib.parse import urlparse
 
 import aiohttp
+import bentoml
 import numpy as np
 from bentoml.exceptions import ServiceUnavailable
 
@@ -91,7 +92,7 @@ class RowsRoute:
             await _send(send, 400, str(exc).encode())
             return
         try:
-            out = np.asarray(await self.factory.batch_infer(self.method, (codes,), {}))
+            out = np.asarray(await self._score(codes))
         except ServiceUnavailable as exc:  # the dispatcher shed it (max_latency_ms)
             await _send(send, 503, str(exc).encode())
             return
@@ -100,6 +101,13 @@ class RowsRoute:
             await _send(send, 500, b"scoring failed; see the runner's log")
             return
         await _send(send, 200, encode_rows(out), [(COLUMNS_HEADER.encode(), b"%d" % out.shape[1])])
+
+    async def _score(self, codes: FloatArray) -> Any:
+        """Through BentoML's batching dispatcher when the method is batchable (adaptive
+        batching on), else straight to the service's method, as BentoML's route would."""
+        if self.method in self.factory.dispatchers:
+            return await self.factory.batch_infer(self.method, (codes,), {})
+        return await getattr(bentoml.get_current_service(), self.method)(codes)
 
     def _ours(self, scope: Scope) -> bool:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":

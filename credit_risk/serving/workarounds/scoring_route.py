@@ -26,6 +26,7 @@ module if it comes within reach of the floor.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -61,6 +62,11 @@ MAX_DETAIL: Final = 50
 """Field errors listed in a 400's `detail`: a batch of 1,000 rows with every field wrong has
 18,000, and listing them all made a 3.4 MB answer; `error_count` gives the total."""
 CONTENT_TYPE: Final = (b"content-type", JSON_MEDIA_TYPE.encode())
+INTERNAL_ERROR: Final = (
+    "an internal error stopped this decision; nothing was decided (see the server log)"
+)
+
+logger = logging.getLogger(__name__)
 
 
 class ScoringRoute:
@@ -112,6 +118,9 @@ class ScoringRoute:
         except TimeoutError:
             message = f"Not able to process the request in {self.timeout_s:g} seconds"
             return _refuse(504, {"error": message})
+        except Exception:  # a fault of ours: logged whole, answered in one JSON line
+            logger.exception("deciding %d applicant(s) failed", len(applicants))
+            return _refuse(500, {"error": INTERNAL_ERROR})
         return answer
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes | Answer | None:
