@@ -11,6 +11,7 @@ decision. No answer without a committed record: a store that refuses is a 503 na
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +35,11 @@ from credit_risk.serving.runner_client import (
     RunnerUnavailableError,
 )
 from credit_risk.serving.shadow import WIDTH, Shadow
-from credit_risk.serving.tuning import RUNNER_DEADLINE_S, RUNNER_MAX_BATCH_SIZE
+from credit_risk.serving.tuning import (
+    REQUEST_TIMEOUT_S,
+    RUNNER_DEADLINE_S,
+    RUNNER_MAX_BATCH_SIZE,
+)
 from credit_risk.serving.workarounds.admission_gate import RETRY_AFTER_S
 
 RUNNER_UNAVAILABLE: Final = (
@@ -121,6 +126,10 @@ class Classifier:
     async def decide(self, applicants: Sequence[Application]) -> list[dict[str, Any]]:
         """Decisions in the `Decision` layout for one batch, committed to the store, then
         counted."""
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):  # one deadline per batch: a 504
+            return await self._decide_batch(applicants)
+
+    async def _decide_batch(self, applicants: Sequence[Application]) -> list[dict[str, Any]]:
         out: FloatArray = await self.runner.score(encode_applicants(applicants))
         assert out.shape[0] == len(applicants), "runner returned one row per applicant"
         excess, recourse = out[:, 1 : 1 + len(FEATURES)], out[:, 1 + len(FEATURES) : WIDTH]

@@ -102,9 +102,9 @@ def install_edge(service: bentoml.Service[Any], settings: Settings) -> None:
         RequestMetricsMiddleware,
         routes=routes,
         api_paths=API_PATHS,
-        observe=metrics.observe_request,
-        reject=metrics.reject,
-        in_flight=metrics.in_flight,
+        observe=metrics.REQUESTS.observe,
+        reject=metrics.REQUESTS.reject,
+        in_flight=metrics.REQUESTS.in_flight,
     )
     service.add_asgi_middleware(KnownRoutesMiddleware, routes=routes)
     service.add_asgi_middleware(
@@ -140,7 +140,7 @@ def install_runner_edge(service: bentoml.Service[Any]) -> None:
 
 def count_protocol_refusal(path: str | None, status: int) -> None:
     """Count a request the HTTP protocol refused (431, 408, 400) in the request metrics."""
-    metrics.count_request(route_table().label(path), status)
+    metrics.REQUESTS.count(route_table().label(path), status)
 
 
 class EdgeService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml is untyped here

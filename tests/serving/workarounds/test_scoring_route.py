@@ -140,3 +140,11 @@ def test_a_value_that_looks_like_a_key_is_not_a_repeat() -> None:
 
 def test_both_scoring_paths_are_routed() -> None:
     assert ROUTES == {"/classify": True, "/classify_batch": False}
+
+
+def test_a_repeat_written_with_a_space_before_its_colon_is_caught() -> None:
+    applicant = sample_applicants(1, seed=5)[0]
+    body = json.dumps(applicant)[:-1] + f', "age_years" : {applicant["age_years"]}}}'
+    found = repeated_key(body.encode(), _validated(body, single=True))
+    assert found is not None
+    assert "duplicate key 'age_years'" in found["error"]
