@@ -36,6 +36,7 @@ from credit_risk.serving.runner_client import (
 )
 from credit_risk.serving.shadow import WIDTH, Shadow
 from credit_risk.serving.tuning import (
+    BATCHES_IN_FLIGHT,
     REQUEST_TIMEOUT_S,
     RUNNER_DEADLINE_S,
     RUNNER_MAX_BATCH_SIZE,
@@ -83,7 +84,7 @@ class Classifier:
         self.runner = runner
         self.recorder = recorder
         turns: Coalescer[Application, dict[str, Any]] = Coalescer(
-            self.decide, max_items=RUNNER_MAX_BATCH_SIZE
+            self.decide, max_items=RUNNER_MAX_BATCH_SIZE, in_flight=BATCHES_IN_FLIGHT
         )
         self._decide = turns.submit if coalesce else self.decide
 

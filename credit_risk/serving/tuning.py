@@ -19,6 +19,12 @@ RUNNER_MAX_LATENCY_MS: Final = 1000
 """BentoML's admission bound for the runner queue: a row that cannot be scored within this is
 shed with 503 (it is not a flush timer). Sized from the load benchmark."""
 
+BATCHES_IN_FLIGHT: Final = 4
+"""Decision batches one API worker has under way at once (runner call, then the store's
+commit); what arrives meanwhile waits for one to finish and goes as one batch
+(serving/coalesce.py). At 64 connections batches hold ~12 requests either way; the bound keeps
+a burst from fanning out into hundreds of concurrent runner calls and commits."""
+
 RUNNER_CALL_ATTEMPTS: Final = 3
 """Tries of one API -> runner call. Under bursts the internal keep-alive connection is
 sometimes closed under a request (aiohttp `Cannot write to closing transport`); one retry on a

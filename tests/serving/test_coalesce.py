@@ -88,3 +88,28 @@ def test_a_submission_larger_than_a_batch_is_refused() -> None:
 
     with pytest.raises(ValueError, match="11 items in one call; a batch takes at most 10"):
         asyncio.run(run())
+
+
+def test_with_batches_under_way_what_arrives_waits_and_goes_as_one() -> None:
+    async def run() -> list[int]:
+        release = asyncio.Event()
+        sizes: list[int] = []
+
+        async def slow(items: list[float]) -> list[float]:
+            sizes.append(len(items))
+            await release.wait()
+            return items
+
+        co: Coalescer[float, float] = Coalescer(slow, max_items=1000, in_flight=1)
+        first = asyncio.ensure_future(co.submit([1.0]))
+        while not sizes:  # the first batch is under way
+            await asyncio.sleep(0)
+        later = [asyncio.ensure_future(co.submit([2.0])) for _ in range(5)]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert sizes == [1], "nothing more starts while the one batch allowed is under way"
+        release.set()
+        await asyncio.gather(first, *later)
+        return sizes
+
+    assert asyncio.run(run()) == [1, 5]

@@ -34,6 +34,31 @@ def test_window_counts_match_a_brute_force_recount() -> None:
     assert monitor.full
 
 
+def test_several_signals_keep_their_own_counts() -> None:
+    rng = np.random.default_rng(2)
+    column = FEATURES.index("housing")
+    signals = [
+        Signal("score", np.array([10.0, 20.0, 30.0]), np.full(4, 0.25)),
+        Signal("housing", None, np.full(3, 1 / 3)),
+    ]
+    monitor = DriftMonitor(signals, window=40)
+    scores_seen: list[float] = []
+    housing_seen: list[float] = []
+    for size in [5, 33, 41, 2, 90]:
+        scores = rng.uniform(0, 40, size)
+        codes = np.zeros((size, len(FEATURES)))
+        codes[:, column] = rng.integers(0, 3, size)
+        scores_seen.extend(scores)
+        housing_seen.extend(codes[:, column])
+        monitor.observe(codes, scores)
+        want_scores = np.bincount(signals[0].bins(np.asarray(scores_seen[-40:])), minlength=4)
+        want_housing = np.bincount(np.asarray(housing_seen[-40:], dtype=int), minlength=3)
+        assert monitor.psi() == {
+            "score": psi(signals[0].expected, want_scores),
+            "housing": psi(signals[1].expected, want_housing),
+        }
+
+
 @pytest.fixture(scope="module")
 def reference() -> tuple[dict, np.ndarray]:
     codes = encode_frame(load_dataset().X)
