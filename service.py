@@ -17,10 +17,8 @@ import numpy as np
 from starlette.responses import Response
 
 from credit_risk.decision_store import open_store
-from credit_risk.decision_store.chain import process_writer_id
-from credit_risk.decision_store.writer import DecisionRecorder
 from credit_risk.schema import Application, ApplicationBatch, Decision, Decisions
-from credit_risk.serving import metrics, startup
+from credit_risk.serving import startup
 from credit_risk.serving.batch_scoring import BatchScoring
 from credit_risk.serving.classify import Classifier
 from credit_risk.serving.edge import EdgeService, install_edge, install_runner_edge
@@ -107,23 +105,13 @@ class CreditRiskService:
         with refuse_unservable_model():
             champion = self.model_ref.info
             challenger = self.challenger_ref.info if self.challenger_ref else None
-        self.recorder = DecisionRecorder(
-            open_store(SETTINGS.decision_store),
-            process_writer_id(),
-            on_failure=lambda cause: metrics.DECISION_STORE_ERRORS.labels(cause=cause).inc(),
-        )
-        self.classifier = Classifier.for_models(
-            champion,
-            challenger,
-            RunnerClient.for_dependency(type(self).runner),
-            self.recorder,
-            coalesce=SETTINGS.batching and SETTINGS.coalescing,
-        )
+        runner = RunnerClient.for_dependency(type(self).runner)
+        self.classifier = Classifier.serving(champion, challenger, runner, SETTINGS)
         self.card = model_card(champion, challenger, SERVED)
 
     async def __is_ready__(self) -> bool:
         """Ready while the decision store takes writes (BentoML's /readyz asks this)."""
-        return await self.recorder.ready()
+        return await self.classifier.recorder.ready()
 
     @bentoml.on_deployment
     def _deployed() -> None:  # type: ignore[misc]  # a static hook, run by `bentoml serve`

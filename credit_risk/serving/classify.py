@@ -21,7 +21,8 @@ from pydantic_core import to_json
 from starlette.responses import Response
 
 from credit_risk.arrays import FloatArray
-from credit_risk.decision_store import StoreUnavailableError, new_records
+from credit_risk.decision_store import StoreUnavailableError, new_records, open_store
+from credit_risk.decision_store.chain import process_writer_id
 from credit_risk.decision_store.writer import DecisionRecorder
 from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import encode_applicants
@@ -34,6 +35,7 @@ from credit_risk.serving.runner_client import (
     RunnerClient,
     RunnerUnavailableError,
 )
+from credit_risk.serving.settings import Settings
 from credit_risk.serving.shadow import WIDTH, Shadow
 from credit_risk.serving.tuning import (
     BATCHES_IN_FLIGHT,
@@ -107,6 +109,20 @@ class Classifier:
             else None
         )
         return cls(rule, shadow, runner, recorder, coalesce=coalesce)
+
+    @classmethod
+    def serving(
+        cls, champion: Any, challenger: Any | None, runner: RunnerClient, settings: Settings
+    ) -> Classifier:
+        """The API worker's classifier: its own writer into the configured decision store
+        (errors counted by cause), coalescing as the settings say."""
+        recorder = DecisionRecorder(
+            open_store(settings.decision_store),
+            process_writer_id(),
+            on_failure=lambda cause: metrics.DECISION_STORE_ERRORS.labels(cause=cause).inc(),
+        )
+        coalesce = settings.batching and settings.coalescing
+        return cls.for_models(champion, challenger, runner, recorder, coalesce=coalesce)
 
     async def answer(self, applicants: Sequence[Application], *, single: bool = False) -> Answer:
         """The JSON answer: one decision (`single`) or the list, in input order; 503 if the
