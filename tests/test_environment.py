@@ -26,16 +26,7 @@ def test_importing_the_package_changes_no_environment_variable() -> None:
         "if before.get(k) != os.environ.get(k))\n"
         "print('CHANGED', changed)"
     )
-    clean = {k: v for k, v in os.environ.items() if k not in environment.DEFAULTS}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**clean, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
+    out = _fresh_python(code)
     assert "CHANGED []" in out, out
 
 
@@ -47,8 +38,14 @@ def test_the_command_line_switches_telemetry_off() -> None:
         "CliRunner().invoke(main, ['policy'])\n"
         "print('OFF', os.environ.get('BENTOML_DO_NOT_TRACK'), os.environ.get('DO_NOT_TRACK'))"
     )
+    out = _fresh_python(code)
+    assert "OFF true 1" in out, out
+
+
+def _fresh_python(code: str) -> str:
+    """Run `code` in a new interpreter whose environment has none of the telemetry switches."""
     clean = {k: v for k, v in os.environ.items() if k not in environment.DEFAULTS}
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
         env={**clean, "PYTHONPATH": str(ROOT)},
@@ -57,4 +54,3 @@ def test_the_command_line_switches_telemetry_off() -> None:
         check=True,
         timeout=120,
     ).stdout
-    assert "OFF true 1" in out, out

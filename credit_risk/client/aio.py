@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from credit_risk.client.base import BaseClient
 from credit_risk.client.errors import CreditRiskError
-from credit_risk.client.retry import RetryEvent, RetryPolicy
 from credit_risk.client.wire import (
     CLASSIFY,
     CLASSIFY_BATCH,
-    DEFAULT_URL,
     MODEL_CARD,
     READY,
     Answer,
@@ -23,43 +22,18 @@ from credit_risk.client.wire import (
     answer,
     applicant_body,
     batch_body,
-    headers,
-    timeout,
     transport_error,
 )
 from credit_risk.schema import Decision, Decisions
 
 
-class AsyncCreditRiskClient:
+class AsyncCreditRiskClient(BaseClient[httpx.AsyncClient]):
     """Score applicants with the credit-risk service from asyncio code.
 
     The same calls as `CreditRiskClient`, awaited: `await client.classify(applicant)`.
-
-    `token` is sent as a bearer token; `connect_timeout_s` bounds making a connection and
-    `read_timeout_s` each wait for the server (keep it above the service's 10 s request
-    timeout, so the server ends a slow request with a 504 rather than the client guessing).
-    429 and 503 are retried as `retry` allows, honouring Retry-After; `on_retry` hears of each
-    retry before its wait (for logs or metrics).
     """
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_URL,
-        *,
-        token: str | None = None,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 30.0,
-        retry: RetryPolicy | None = None,
-        on_retry: Callable[[RetryEvent], None] | None = None,
-    ) -> None:
-        self.base_url = base_url
-        self.retry = retry or RetryPolicy()
-        self.on_retry = on_retry
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers=headers(token),
-            timeout=timeout(connect_timeout_s, read_timeout_s),
-        )
+    _pool = httpx.AsyncClient
 
     async def classify(self, applicant: ApplicantLike | None = None, /, **fields: Any) -> Decision:
         """Decide one applicant: an `Applicant`, a mapping of its fields, or the fields."""

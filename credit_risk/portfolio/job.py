@@ -133,8 +133,17 @@ def run(job: Job, *, progress: bool | None = None) -> Summary:
         quarantine=str(job.quarantine_path()),
     )
     show = sys.stderr.isatty() if progress is None else progress
-    try:
+    with audited(summary, job.audit_log, start):
         _score(job, summary, show)
+    return summary
+
+
+@contextmanager
+def audited(summary: Summary, audit_log: Path | None, start: float) -> Iterator[None]:
+    """Append the run's audit record however the run ends (refused and failed runs too), so
+    both engines leave the same trail."""
+    try:
+        yield
     except RefusedInputError as exc:
         summary.status, summary.message = "refused", str(exc)
         raise
@@ -143,8 +152,7 @@ def run(job: Job, *, progress: bool | None = None) -> Summary:
         raise
     finally:
         summary.seconds = round(time.perf_counter() - start, 3)
-        append_run(job.audit_log or default_audit_log(), asdict(summary))
-    return summary
+        append_run(audit_log or default_audit_log(), asdict(summary))
 
 
 def _score(job: Job, summary: Summary, show_progress: bool) -> None:

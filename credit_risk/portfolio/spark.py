@@ -33,7 +33,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -45,7 +44,6 @@ import pyarrow.compute as pc
 
 from credit_risk.model_store import RegistryError, load_serving_model
 from credit_risk.portfolio import RefusedInputError
-from credit_risk.portfolio.audit import append_run, default_audit_log
 from credit_risk.portfolio.ids import spark_id_counts
 from credit_risk.portfolio.io import (
     BATCH_ROWS,
@@ -53,7 +51,7 @@ from credit_risk.portfolio.io import (
     file_format,
     malformed_reason,
 )
-from credit_risk.portfolio.job import Summary, file_sha256
+from credit_risk.portfolio.job import Summary, audited, file_sha256
 from credit_risk.portfolio.scoring import ROW_COLUMN, BatchScorer, Layout, malformed_rows
 from credit_risk.promotion import PromotionError, served_tags
 
@@ -322,19 +320,9 @@ def run(args: argparse.Namespace, spark: SparkSession) -> Summary:
         quarantine=quarantine_dir,
         engine="spark",
     )
-    start = time.perf_counter()
-    try:
+    audit_log = Path(args.audit_log) if args.audit_log else None
+    with audited(summary, audit_log, time.perf_counter()):
         _score(args, spark, summary)
-    except RefusedInputError as exc:
-        summary.status, summary.message = "refused", str(exc)
-        raise
-    except Exception as exc:
-        summary.status, summary.message = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        summary.seconds = round(time.perf_counter() - start, 3)
-        audit_log = Path(args.audit_log) if args.audit_log else default_audit_log()
-        append_run(audit_log, asdict(summary))
     return summary
 
 
