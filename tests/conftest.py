@@ -9,13 +9,14 @@ started, awaited and stopped through `load_tests/harness.py`, as the load tools 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -80,18 +81,28 @@ def model_tag() -> str:
     return str(tag)
 
 
-def imported_modules(code: str, env: dict[str, str] | None = None) -> set[str]:
-    """Every module a fresh interpreter has loaded after running `code` from the repository."""
-    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
+def fresh_python(
+    code: str,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    base: Mapping[str, str] = os.environ,
+) -> str:
+    """What a new interpreter prints running `code` from the repository (import side effects
+    and optional extras can only be seen from a process of their own)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**base, "PYTHONPATH": str(ROOT), **(env or {})},
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     ).stdout
+
+
+def imported_modules(code: str, env: dict[str, str] | None = None) -> set[str]:
+    """Every module a fresh interpreter has loaded after running `code` from the repository."""
+    out = fresh_python(f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))", env=env)
     return set(json.loads(out.strip().splitlines()[-1]))
 
 
@@ -136,6 +147,23 @@ def start_server(
             print(server.log()[-5000:])
             raise
     return server
+
+
+REFUSAL_BOUND_S = 120.0
+"""Longest wait for a server to refuse a bad start: the refusal itself takes ~5 s (imports)."""
+
+
+def refused_start(target: str, log_path: Path, env: dict[str, str]) -> tuple[int | None, str]:
+    """Start a server that should refuse to start: its exit code (None if still running after
+    `REFUSAL_BOUND_S`) and its log."""
+    server = start_server(target, log_path, env=env, wait=False)
+    try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # still running: the caller asserts
+            server.process.wait(timeout=REFUSAL_BOUND_S)
+        code = server.process.poll()
+    finally:
+        stop_server(server)
+    return code, server.log()
 
 
 @pytest.fixture(scope="session")

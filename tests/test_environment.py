@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 from credit_risk import environment
-from tests.conftest import ROOT
+from tests.conftest import fresh_python
+
+_WITHOUT_TELEMETRY_SWITCHES = {k: v for k, v in os.environ.items() if k not in environment.DEFAULTS}
 
 
 def test_prepare_keeps_what_the_caller_chose() -> None:
@@ -26,7 +26,7 @@ def test_importing_the_package_changes_no_environment_variable() -> None:
         "if before.get(k) != os.environ.get(k))\n"
         "print('CHANGED', changed)"
     )
-    out = _fresh_python(code)
+    out = fresh_python(code, base=_WITHOUT_TELEMETRY_SWITCHES)
     assert "CHANGED []" in out, out
 
 
@@ -38,19 +38,5 @@ def test_the_command_line_switches_telemetry_off() -> None:
         "CliRunner().invoke(main, ['policy'])\n"
         "print('OFF', os.environ.get('BENTOML_DO_NOT_TRACK'), os.environ.get('DO_NOT_TRACK'))"
     )
-    out = _fresh_python(code)
+    out = fresh_python(code, base=_WITHOUT_TELEMETRY_SWITCHES)
     assert "OFF true 1" in out, out
-
-
-def _fresh_python(code: str) -> str:
-    """Run `code` in a new interpreter whose environment has none of the telemetry switches."""
-    clean = {k: v for k, v in os.environ.items() if k not in environment.DEFAULTS}
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**clean, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from bentoml.exceptions import BentoMLConfigException
 
 from service import CreditRiskService
 from tests.conftest import ROOT
+from tests.deploy.manifests import KUBECTL, needs_kubectl, one, render
 
 K8S_DIR = ROOT / "deploy" / "k8s"
 BASE = K8S_DIR / "base"
@@ -40,7 +39,6 @@ SERVICES = {name: svc.config for name, svc in CreditRiskService.all_services().i
 OPERATOR_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
 """prometheus-operator CRDs (deploy/monitoring): kubernetes-validate has no schema for them, so
 they are skipped here and checked by tests/deploy/test_monitoring.py."""
-KUBECTL = shutil.which("kubectl")
 DOCKERFILE_TEMPLATE = ROOT / "deploy" / "image" / "Dockerfile.template"
 
 
@@ -56,7 +54,6 @@ def image_uid() -> int:
 
 
 IMAGE_UID = image_uid()
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl not on PATH (kustomize)")
 
 
 def _ids(paths: list[Path]) -> list[str]:
@@ -85,22 +82,6 @@ def _config_files() -> list[Path]:
         for gen in _kustomization(k).get("configMapGenerator", []):
             files += [k / f for f in gen.get("files", [])]
     return files
-
-
-@cache
-def _render(path: Path) -> tuple[dict[str, Any], ...]:
-    assert KUBECTL is not None
-    out = subprocess.run(
-        [KUBECTL, "kustomize", str(path)], capture_output=True, text=True, check=False
-    )
-    assert out.returncode == 0, out.stderr
-    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
-
-
-def _one(docs: tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
-    found = [d for d in docs if d["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
-    return found[0]
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +219,7 @@ def test_manifest_file_is_schema_valid(path: Path, version: str) -> None:
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
 def test_rendered_output_is_schema_valid(path: Path, version: str) -> None:
-    docs = _render(path)
+    docs = render(path)
     assert {d["kind"] for d in docs} >= {
         "Deployment",
         "Service",
@@ -291,8 +272,8 @@ def test_config_check_catches_a_typo(tmp_path: Path) -> None:
 @needs_kubectl
 @pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
 def test_selectors_and_references_line_up(path: Path) -> None:
-    docs = _render(path)
-    deployment = _one(docs, "Deployment")
+    docs = render(path)
+    deployment = one(docs, "Deployment")
     pod = deployment["spec"]["template"]
     pod_labels = pod["metadata"]["labels"]
 
@@ -300,15 +281,15 @@ def test_selectors_and_references_line_up(path: Path) -> None:
         return bool(selector) and selector.items() <= pod_labels.items()
 
     assert selects_pods(deployment["spec"]["selector"]["matchLabels"])
-    assert selects_pods(_one(docs, "Service")["spec"]["selector"])
-    assert selects_pods(_one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
-    target = _one(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
+    assert selects_pods(one(docs, "Service")["spec"]["selector"])
+    assert selects_pods(one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
+    target = one(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
 
     container = _container(deployment)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["http"] == 3000  # BentoML's default serving port, EXPOSEd by the image
-    assert _one(docs, "Service")["spec"]["ports"][0]["targetPort"] in ports
+    assert one(docs, "Service")["spec"]["ports"][0]["targetPort"] in ports
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["port"] in ports
     annotations = pod["metadata"]["annotations"]
@@ -323,7 +304,7 @@ def test_selectors_and_references_line_up(path: Path) -> None:
 @needs_kubectl
 @pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
 def test_probes_use_bentoml_health_endpoints(path: Path) -> None:
-    container = _container(_one(_render(path), "Deployment"))
+    container = _container(one(render(path), "Deployment"))
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
@@ -335,8 +316,8 @@ def test_probes_use_bentoml_health_endpoints(path: Path) -> None:
 @needs_kubectl
 @pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
 def test_config_map_is_mounted_where_bentoml_config_points(path: Path, tmp_path: Path) -> None:
-    docs = _render(path)
-    deployment = _one(docs, "Deployment")
+    docs = render(path)
+    deployment = one(docs, "Deployment")
     container = _container(deployment)
     config_path = Path(_env(container)["BENTOML_CONFIG"])
     assert config_path.suffix in {".yaml", ".yml"}  # BentoML refuses other suffixes
@@ -353,8 +334,8 @@ def test_config_map_is_mounted_where_bentoml_config_points(path: Path, tmp_path:
 @pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
 def test_every_write_path_is_a_volume(path: Path) -> None:
     """The root filesystem is read-only; each place BentoML writes must be a mounted volume."""
-    docs = _render(path)
-    deployment = _one(docs, "Deployment")
+    docs = render(path)
+    deployment = one(docs, "Deployment")
     container = _container(deployment)
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     for mount in container["volumeMounts"]:
@@ -385,7 +366,7 @@ def test_every_write_path_is_a_volume(path: Path) -> None:
 @pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
 def test_no_shared_decision_log_volume(path: Path) -> None:
     """Decisions go to the decision store, not to files on a volume shared by the pods."""
-    docs = _render(path)
+    docs = render(path)
     assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
     config_map = next(d for d in docs if d["kind"] == "ConfigMap")
     config = yaml.safe_load(next(iter(config_map["data"].values())))
@@ -397,7 +378,7 @@ def test_no_shared_decision_log_volume(path: Path) -> None:
 def test_the_decision_store_url_is_read_from_a_mounted_secret(path: Path) -> None:
     """The store's URL (and its password) comes from a Secret mounted as a file, never from
     an environment variable's value in the manifests."""
-    deployment = _one(_render(path), "Deployment")
+    deployment = one(render(path), "Deployment")
     container = _container(deployment)
     env = _env(container)
     assert "CREDIT_RISK_DECISION_STORE" not in env
@@ -418,17 +399,17 @@ EXAMPLES = K8S_DIR / "examples"
 @needs_kubectl
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_the_postgresql_statefulset_example_renders_and_validates(version: str) -> None:
-    docs = _render(EXAMPLES / "postgres")
+    docs = render(EXAMPLES / "postgres")
     assert {d["kind"] for d in docs} == {"Service", "StatefulSet"}
     for doc in docs:
         _validate(doc, version)
-    statefulset = _one(docs, "StatefulSet")
+    statefulset = one(docs, "StatefulSet")
     pod = statefulset["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     (container,) = pod["containers"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert "POSTGRES_PASSWORD" not in _env(container), "the password comes from a Secret file"
-    service = _one(docs, "Service")
+    service = one(docs, "Service")
     assert service["spec"]["selector"] == statefulset["spec"]["selector"]["matchLabels"]
 
 
@@ -439,7 +420,7 @@ def test_the_postgresql_statefulset_example_renders_and_validates(version: str) 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
 def test_pod_runs_restricted(path: Path) -> None:
     """What the `restricted` Pod Security Standard asks, with the image's own user."""
-    pod_spec = _one(_render(path), "Deployment")["spec"]["template"]["spec"]
+    pod_spec = one(render(path), "Deployment")["spec"]["template"]["spec"]
     pod_ctx = pod_spec["securityContext"]
     assert pod_ctx["runAsNonRoot"] is True
     assert IMAGE_UID >= 10_000, "a high UID maps to no account on the node"
@@ -460,21 +441,21 @@ def test_pod_runs_restricted(path: Path) -> None:
 @needs_kubectl
 @pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
 def test_resources_and_scaling_are_coherent(path: Path) -> None:
-    docs = _render(path)
-    deployment = _one(docs, "Deployment")
+    docs = render(path)
+    deployment = one(docs, "Deployment")
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     resources = _container(deployment)["resources"]
     requests, limits = resources["requests"], resources["limits"]
     assert 0 < _cpu(requests["cpu"]) <= _cpu(limits["cpu"])
     assert 0 < _memory(requests["memory"]) <= _memory(limits["memory"])
 
-    hpa = _one(docs, "HorizontalPodAutoscaler")["spec"]
+    hpa = one(docs, "HorizontalPodAutoscaler")["spec"]
     assert 2 <= hpa["minReplicas"] <= hpa["maxReplicas"]
     (metric,) = hpa["metrics"]
     assert metric["resource"]["name"] == "cpu"
     assert 0 < metric["resource"]["target"]["averageUtilization"] <= 100
 
-    pdb = _one(docs, "PodDisruptionBudget")["spec"]
+    pdb = one(docs, "PodDisruptionBudget")["spec"]
     # A drain must be able to make progress at the minimum replica count.
     if "maxUnavailable" in pdb:
         assert 1 <= pdb["maxUnavailable"] < hpa["minReplicas"]
@@ -487,15 +468,15 @@ def test_resources_and_scaling_are_coherent(path: Path) -> None:
 
 @needs_kubectl
 def test_base_runs_the_bento_image() -> None:
-    container = _container(_one(_render(BASE), "Deployment"))
+    container = _container(one(render(BASE), "Deployment"))
     assert container["image"].split(":")[0] == IMAGE_NAME
 
 
 @needs_kubectl
 @pytest.mark.parametrize("path", OVERLAYS, ids=_ids(OVERLAYS))
 def test_overlay_pins_a_registry_image_in_a_restricted_namespace(path: Path) -> None:
-    docs = _render(path)
-    image = _container(_one(docs, "Deployment"))["image"]
+    docs = render(path)
+    image = _container(one(docs, "Deployment"))["image"]
     repository, _, digest = image.partition("@")
     assert repository.endswith("/" + IMAGE_NAME), image
     assert "." in repository.split("/")[0], f"no registry host in {image}"
@@ -514,7 +495,7 @@ def test_overlay_pins_a_registry_image_in_a_restricted_namespace(path: Path) -> 
 @needs_kubectl
 @pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
 def test_tokens_come_from_a_required_secret_mounted_as_a_file(path: Path) -> None:
-    pod_spec = _one(_render(path), "Deployment")["spec"]["template"]["spec"]
+    pod_spec = one(render(path), "Deployment")["spec"]["template"]["spec"]
     container = _container({"spec": {"template": {"spec": pod_spec}}})
     assert not any("valueFrom" in e and "secretKeyRef" in e["valueFrom"] for e in container["env"])
     tokens_file = Path(_env(container)["CREDIT_RISK_API_TOKENS_FILE"])
@@ -547,9 +528,9 @@ def _peers(rules: list[dict[str, Any]], side: str) -> list[dict[str, list[str]]]
 def test_network_policy_lets_in_the_ingress_and_prometheus_and_out_dns_and_the_database(
     path: Path,
 ) -> None:
-    docs = _render(path)
-    policy = _one(docs, "NetworkPolicy")["spec"]
-    pod_labels = _one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    docs = render(path)
+    policy = one(docs, "NetworkPolicy")["spec"]
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     assert _peers(policy["ingress"], "from") == [

@@ -5,21 +5,13 @@ for these CRDs ships with kubernetes-validate, so the fields used are checked he
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from functools import cache
-from typing import Any
-
-import pytest
-import yaml
-
 from credit_risk.monitoring.alerts import rule_groups
 from tests.conftest import ROOT
+from tests.deploy.manifests import needs_kubectl, one, render
 
 K8S = ROOT / "deploy" / "k8s"
 PRODUCTION = K8S / "overlays" / "production"
-KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl not on PATH (kustomize)")
+pytestmark = needs_kubectl
 
 ENDPOINT_FIELDS = frozenset(
     {
@@ -33,42 +25,28 @@ ENDPOINT_FIELDS = frozenset(
 a misspelt one would be dropped by the API server without a word."""
 
 
-@cache
-def _render(path: str) -> tuple[dict[str, Any], ...]:
-    assert KUBECTL is not None
-    out = subprocess.run([KUBECTL, "kustomize", path], capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
-    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
-
-
-def _one(docs: tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
-    found = [d for d in docs if d["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
-    return found[0]
-
-
 def test_production_carries_the_operator_manifests_and_the_base_does_not() -> None:
-    production = _render(str(PRODUCTION))
-    namespace = _one(production, "Namespace")["metadata"]["name"]
+    production = render(PRODUCTION)
+    namespace = one(production, "Namespace")["metadata"]["name"]
     for kind in ("ServiceMonitor", "PrometheusRule"):
-        doc = _one(production, kind)
+        doc = one(production, kind)
         assert doc["apiVersion"] == "monitoring.coreos.com/v1"
         assert doc["metadata"]["namespace"] == namespace
-    base_kinds = {d["kind"] for d in _render(str(K8S / "base"))}
+    base_kinds = {d["kind"] for d in render(K8S / "base")}
     assert not base_kinds & {"ServiceMonitor", "PrometheusRule"}, "the base needs no CRDs"
 
 
 def test_the_service_monitor_scrapes_the_pods_metrics() -> None:
-    docs = _render(str(PRODUCTION))
-    monitor = _one(docs, "ServiceMonitor")["spec"]
-    service = _one(docs, "Service")
+    docs = render(PRODUCTION)
+    monitor = one(docs, "ServiceMonitor")["spec"]
+    service = one(docs, "Service")
     wanted = monitor["selector"]["matchLabels"]
     assert wanted.items() <= service["metadata"]["labels"].items(), "selects the Service"
     assert set(monitor) <= {"selector", "endpoints", "namespaceSelector", "jobLabel"}
     (endpoint,) = monitor["endpoints"]
     assert set(endpoint) <= ENDPOINT_FIELDS, set(endpoint) - ENDPOINT_FIELDS
     (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
-    pod = _one(docs, "Deployment")["spec"]["template"]
+    pod = one(docs, "Deployment")["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     annotations = pod["metadata"]["annotations"]
@@ -79,5 +57,5 @@ def test_the_service_monitor_scrapes_the_pods_metrics() -> None:
 
 
 def test_the_prometheus_rule_is_the_generated_rules() -> None:
-    rule = _one(_render(str(PRODUCTION)), "PrometheusRule")
+    rule = one(render(PRODUCTION), "PrometheusRule")
     assert rule["spec"] == rule_groups()

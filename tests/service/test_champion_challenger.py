@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,11 @@ from credit_risk.model_store import SCORECARD_FILE, load_serving_model
 from credit_risk.promotion import STATE_FILE
 from credit_risk.schema import CATEGORIES, FEATURES, Applicant
 from load_tests.applicants import sample_applicants
-from tests.conftest import Server, copy_model, start_server, stop_server
+from tests.conftest import Server, copy_model, refused_start, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
 TARGET = "service:CreditRiskService"
-REFUSAL_BOUND_S = 120.0
 
 
 def decision_records(home: Path, expected: int) -> list[dict[str, Any]]:
@@ -205,17 +203,6 @@ def test_a_failing_challenger_loses_only_its_own_records(
     assert failures == len(lost)
 
 
-def _refusal(tmp_path: Path, env: dict[str, str]) -> tuple[int | None, str]:
-    server = start_server(TARGET, tmp_path / "server.log", env=env, wait=False)
-    try:
-        with contextlib.suppress(subprocess.TimeoutExpired):  # still running: asserted below
-            server.process.wait(timeout=REFUSAL_BOUND_S)
-        code = server.process.poll()
-    finally:
-        stop_server(server)
-    return code, server.log()
-
-
 @pytest.mark.parametrize("case", ["unreadable", "schema-mismatch"])
 def test_an_unservable_challenger_is_refused_with_one_line(
     case: str, model_tag: str, challenger_tag: str, tmp_path: Path
@@ -234,7 +221,7 @@ def test_an_unservable_challenger_is_refused_with_one_line(
         must_say = ("challenger: model", "applicant schema '0000000000000000'")
     env = {"BENTOML_HOME": str(home), "CREDIT_RISK_MODEL": model_tag}
     env["CREDIT_RISK_CHALLENGER"] = challenger_tag
-    code, log = _refusal(tmp_path, env)
+    code, log = refused_start(TARGET, tmp_path / "server.log", env)
     assert code not in {None, 0}, log[-3000:]
     lines = [ln for ln in log.splitlines() if all(s in ln for s in must_say)]
     assert len(lines) == 1, log[-3000:]

@@ -39,13 +39,11 @@ from credit_risk.policy import ScoreScaling
 from credit_risk.schema import Applicant, Decision
 from load_tests import harness
 from load_tests.applicants import sample_applicants
-from tests.conftest import Server, copy_model, start_server, stop_server
+from tests.conftest import REFUSAL_BOUND_S, Server, copy_model, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
 TARGET = "service:CreditRiskService"
-REFUSAL_BOUND_S = 120.0
-"""Longest wait for a server to refuse a bad model: the refusal itself takes ~5 s (imports)."""
 RECOVERY_BOUND_S = 90.0
 """Longest wait for the restarted runner to answer: the supervisor's 10 s check plus a cold
 worker start (~5-15 s on 2 busy cores), with room for a slow CI machine. A liveness bound, not a

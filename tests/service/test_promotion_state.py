@@ -3,8 +3,6 @@ without a pin the start is refused with one line naming the file and the problem
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -12,12 +10,11 @@ import pytest
 
 from credit_risk.promotion import STATE_FILE
 from load_tests.applicants import sample_applicants
-from tests.conftest import copy_model, start_server, stop_server
+from tests.conftest import copy_model, refused_start, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
 TARGET = "service:CreditRiskService"
-REFUSAL_BOUND_S = 120.0
 TRUNCATED = '{"champion": "credit_risk:abc", "chall'
 
 
@@ -31,14 +28,7 @@ def _home(tmp_path: Path, model_tag: str, state: str) -> Path:
 def test_without_a_pin_the_start_is_refused_with_one_line(model_tag: str, tmp_path: Path) -> None:
     home = _home(tmp_path, model_tag, TRUNCATED)
     env = {"BENTOML_HOME": str(home), "CREDIT_RISK_MODEL": "", "CREDIT_RISK_CHALLENGER": ""}
-    server = start_server(TARGET, tmp_path / "server.log", env=env, wait=False)
-    try:
-        with contextlib.suppress(subprocess.TimeoutExpired):  # still running: asserted below
-            server.process.wait(timeout=REFUSAL_BOUND_S)
-        code = server.process.poll()
-    finally:
-        stop_server(server)
-    log = server.log()
+    code, log = refused_start(TARGET, tmp_path / "server.log", env)
     assert code not in {None, 0}, log[-3000:]
     lines = [ln for ln in log.splitlines() if "cannot choose the model to serve" in ln]
     assert len(lines) == 1, log[-3000:]

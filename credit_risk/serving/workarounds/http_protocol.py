@@ -11,7 +11,8 @@ connections served. A malformed request gets a plain-text "Invalid HTTP request 
 
 `EdgeProtocol` is uvicorn's httptools protocol with those bounds: a head (request line and
 headers) over `HeadLimits.max_bytes` or with more than `max_headers` fields is answered 431
-and the connection closed; a head not complete within `head_timeout_s` of its first byte is
+and the connection closed (lingering, as below, so the client reads the 431 rather than a
+reset); a head not complete within `head_timeout_s` of its first byte is
 answered 408 and closed; a new connection that sends nothing is closed after uvicorn's
 keep-alive timeout, as an idle one is after an answer. It reads a body off the socket only once
 the app asks for it, so an unread body stays in the kernel's buffers, and a body left unread by
@@ -168,6 +169,12 @@ class EdgeProtocol(HttpToolsProtocol):
         if self.cycle is None or not self.cycle.more_body or self.transport.is_closing():
             self.transport.close()
             return
+        self._drain_then_close()
+
+    def _drain_then_close(self) -> None:
+        """End our side after an answer the client may still be sending into, and drop what
+        it sends until its end, `LINGER_MAX_BYTES` or the head deadline."""
+        self._cancel_timers()
         self._lingering = True
         self.flow.resume_reading()
         try:
@@ -236,7 +243,7 @@ class EdgeProtocol(HttpToolsProtocol):
                 ]
             )
         )
-        self._close_quietly()
+        self._drain_then_close()  # a plain close with unread head bytes may reset the answer
 
     def _close_quietly(self) -> None:
         self._cancel_timers()

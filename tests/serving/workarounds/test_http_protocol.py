@@ -153,8 +153,10 @@ def _json(answer: bytes) -> dict[str, str]:
     [
         (b"X-Big: " + b"a" * 3000 + b"\r\n", "the request head exceeds 2048 bytes"),
         (b"".join(b"X-%d: 1\r\n" % i for i in range(11)), "the request has more than 10 headers"),
+        # still sending when refused: the answer must not be lost to a reset
+        (b"".join(b"X-%d: 1\r\n" % i for i in range(5000)), "the request has more than 10 headers"),
     ],
-    ids=["size", "count"],
+    ids=["size", "count", "count, still sending"],
 )
 def test_a_head_past_its_limits_is_431_and_the_connection_closed(
     edge: int, refusals: list[tuple[str | None, int]], extra: bytes, error: str

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import subprocess
-import sys
 
 import bentoml
 import numpy as np
@@ -22,7 +19,7 @@ from credit_risk.serving.workarounds.runner_hop import (
     decode_rows,
     encode_rows,
 )
-from tests.conftest import ROOT
+from tests.conftest import fresh_python
 
 # --- canaries -----------------------------------------------------------------------------------
 
@@ -92,15 +89,7 @@ print("ANSWERS", json.dumps(out))
 
 def _post(*bodies: tuple[bytes, str]) -> list[tuple[int, str | None, bytes]]:
     calls = json.dumps([[body.hex(), media_type] for body, media_type in bodies])
-    out = subprocess.run(
-        [sys.executable, "-c", RUNNER, calls],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
+    out = fresh_python(RUNNER, calls)
     line = next(ln for ln in out.splitlines() if ln.startswith("ANSWERS "))
     return [(s, c, bytes.fromhex(b)) for s, c, b in json.loads(line.removeprefix("ANSWERS "))]
 
