@@ -5,7 +5,9 @@ under load_tests/results/ quotes that file, and so does a table right after a pa
 links one. Every number in such a sentence, or in such a table's cells, must be in the linked
 file, as written there or rounded from a number there (to the quote's decimals, as is, as a
 percentage, or in milli- or micro-units of the file's unit). Numbers in code spans, in link
-targets and in fenced blocks are not quotes.
+targets and in fenced blocks are not quotes. The check is that the file holds the number, not
+that it holds it in the same place: a changed figure is caught unless the file happens to hold
+the new number elsewhere (likelier for small whole numbers than for 1,732 or 53.4).
 """
 
 from __future__ import annotations
