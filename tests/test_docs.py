@@ -11,7 +11,8 @@ from credit_risk.backtest.inputs import OUTCOME_COLUMNS
 from tests.conftest import ROOT
 
 README = ROOT / "README.md"
-PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [README, ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+PACKAGE = ROOT / "credit_risk"
 MAX_README_LINES = 260
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)|<img [^>]*src=\"([^\"]+)\"")
 EXTERNAL = ("http://", "https://", "mailto:")
@@ -82,3 +83,94 @@ def test_every_description_of_the_outcomes_file_names_the_columns_backtest_reads
                 missing = [c for c in OUTCOME_COLUMNS if not re.search(rf"\b{c}\b", paragraph)]
                 assert not missing, f"{page.relative_to(ROOT)} omits {missing}: {paragraph!r}"
     assert described >= 3
+
+
+def test_no_page_refers_to_a_commit() -> None:
+    """History lives in CHANGELOG.md, told by theme: no page points the reader at a commit."""
+    commit = re.compile(r"`[0-9a-f]{7,12}`|\bcommits? [0-9a-f]{7,40}\b|\bcommit `")
+    for page in PAGES:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+        found = [m.group(0) for m in commit.finditer(text) if re.search(r"\d", m.group(0))]
+        assert not found, f"{page.relative_to(ROOT)} refers to commits: {found}"
+
+
+def tree_entries(text: str) -> dict[str, set[str]]:
+    """The README's layout block: each directory it lists, with the names listed under it."""
+    blocks = re.findall(r"```text\n(.*?)```", text, re.DOTALL)
+    block = next(b for b in blocks if b.startswith("credit_risk/"))
+    listed: dict[str, set[str]] = {"": set()}
+    parents: list[tuple[int, str]] = []
+    for line in block.splitlines():
+        entry = re.match(r"^( *)(\S.*?)(?: {2,}|$)", line)
+        if entry is None or not line.strip() or line.startswith(" " * 12):
+            continue  # a continued description
+        indent = len(entry.group(1))
+        parents = [(i, p) for i, p in parents if i < indent]
+        parent = parents[-1][1] if parents else ""
+        for name in entry.group(2).split(", "):
+            listed.setdefault(parent, set()).add(name)
+            if name.endswith("/"):
+                parents.append((indent, parent + name))
+                listed.setdefault(parent + name, set())
+    return listed
+
+
+def _package_entries(directory: Path) -> set[str]:
+    modules = {p.name for p in directory.glob("*.py") if p.name != "__init__.py"}
+    return modules | {f"{p.name}/" for p in directory.iterdir() if (p / "__init__.py").is_file()}
+
+
+def layout_problems(text: str, root: Path) -> list[str]:
+    """Where the tree in `text` and the files under `root` disagree."""
+    listed = tree_entries(text)
+    problems = [
+        f"{directory}{name} is listed but missing"
+        for directory, names in listed.items()
+        for name in sorted(names)
+        if not (root / directory / name).exists()
+    ]
+    package = root / "credit_risk"
+    for directory in [package, *sorted(p.parent for p in package.rglob("*/__init__.py"))]:
+        key = directory.relative_to(root).as_posix() + "/"
+        entries = _package_entries(directory)  # the package's modules; a part's sub-packages
+        if directory != package:
+            entries = {e for e in entries if e.endswith("/")}
+        unlisted = entries - listed.get(key, set())
+        problems += [f"{key}{name} is not listed" for name in sorted(unlisted)]
+    return problems
+
+
+def test_the_readme_tree_is_the_layout() -> None:
+    """Every module and sub-package of credit_risk/ (and the sub-packages of those) is in the
+    README's tree, everything the tree names exists, and it lists the top-level directories
+    beside the package."""
+    text = README.read_text(encoding="utf-8")
+    assert layout_problems(text, ROOT) == []
+    assert {"credit_risk/", "load_tests/", "deploy/", "tests/"} <= tree_entries(text)[""]
+
+
+def test_the_tree_check_finds_a_missing_and_an_unlisted_entry(tmp_path: Path) -> None:
+    for path in ("credit_risk/__init__.py", "credit_risk/schema.py", "credit_risk/new/__init__.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("", encoding="utf-8")
+    tree = (
+        "```text\ncredit_risk/   the package\n  schema.py, gone.py   the contract\n"
+        "                          a description, continued\n  old/   a part\n"
+        "    mod.py   in it\n```\n"
+    )
+    assert layout_problems(tree, tmp_path) == [
+        "credit_risk/gone.py is listed but missing",
+        "credit_risk/old/ is listed but missing",
+        "credit_risk/old/mod.py is listed but missing",
+        "credit_risk/new/ is not listed",
+    ]
+
+
+def test_the_design_notes_name_every_sub_package() -> None:
+    """docs/design.md's layout names each part of credit_risk/, and names none that is gone."""
+    text = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`credit_risk/([\w/]+?)/?`", text))
+    packages = {p.parent.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*/__init__.py")}
+    assert packages <= named, f"docs/design.md does not name {sorted(packages - named)}"
+    for path in named:
+        assert (PACKAGE / path).exists() or (PACKAGE / f"{path}.py").exists(), path
