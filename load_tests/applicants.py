@@ -50,29 +50,22 @@ class BadRequest:
 def bad_requests() -> list[BadRequest]:
     """The bad-input mix: each kind of mistake a client makes, with the answer it must get."""
     good = example_applicant()
-
-    def variant(**changes: Any) -> bytes:
-        return json.dumps({**good, **changes}).encode()
-
-    missing = dict(good)
-    del missing["age_years"]
-    oversize_row = json.dumps(good).encode()
-    oversize = b"[" + b",".join([oversize_row] * (MAX_BODY_BYTES // len(oversize_row) + 1)) + b"]"
+    missing = {k: v for k, v in good.items() if k != "age_years"}
+    row = json.dumps(good).encode()
+    oversize = b"[" + b",".join([row] * (MAX_BODY_BYTES // len(row) + 1)) + b"]"
+    variants = [  # name, what changes, the field the answer must name
+        ("unknown category", {"purpose": "yacht"}, "purpose"),
+        ("string for int", {"duration_months": "24"}, "duration_months"),
+        ("float for int", {"age_years": 35.5}, "age_years"),
+        ("out of range", {"installment_rate": 9}, "installment_rate"),
+        ("negative amount", {"credit_amount": -1.0}, "credit_amount"),
+        ("extra field", {"foreign_worker": "yes"}, "foreign_worker"),
+    ]
     return [
         BadRequest("missing field", "/classify", json.dumps(missing).encode(), 400, "age_years"),
-        BadRequest("unknown category", "/classify", variant(purpose="yacht"), 400, "purpose"),
-        BadRequest(
-            "string for int", "/classify", variant(duration_months="24"), 400, "duration_months"
-        ),
-        BadRequest("float for int", "/classify", variant(age_years=35.5), 400, "age_years"),
-        BadRequest(
-            "out of range", "/classify", variant(installment_rate=9), 400, "installment_rate"
-        ),
-        BadRequest(
-            "negative amount", "/classify", variant(credit_amount=-1.0), 400, "credit_amount"
-        ),
-        BadRequest(
-            "extra field", "/classify", variant(foreign_worker="yes"), 400, "foreign_worker"
+        *(
+            BadRequest(name, "/classify", json.dumps(good | change).encode(), 400, field)
+            for name, change, field in variants
         ),
         BadRequest("malformed JSON", "/classify", b'{"checking_account": ', 400, None),
         BadRequest("empty batch", "/classify_batch", b"[]", 400, None),

@@ -1,24 +1,9 @@
-"""Side-by-side benchmark: our service (batching on and off, a challenger in shadow, decisions on
-SQLite and on PostgreSQL), the floor, the Flask baseline, and optionally ours at an earlier commit.
+"""Side-by-side benchmark under wrk: our service (batching on and off, a challenger in shadow,
+decisions on SQLite and on PostgreSQL), the floor, the Flask baseline, and optionally ours at an
+earlier commit (`--before COMMIT`, served from a temporary worktree). The method and the figures:
+docs/performance.md, "The benchmark". Results: `<out>/benchmark.{json,md,png}`.
 
     python -m load_tests.bench [--rounds 2] [--duration 10] [--out reports]
-
-Each round starts every configuration in turn (fresh processes, a free loopback port), times it
-to ready, checks that its answers are valid and come from the same model, then drives it with
-wrk at each concurrency: a warm-up, then a measured run while the server's process tree is
-sampled for CPU time and proportional set size (PSS). Rounds alternate the order of the
-configurations, so drift shows up as spread rather than bias. The floor (load_tests/floor/) is a
-bare Starlette app under uvicorn that validates the same applicant and answers a constant: what
-an HTTP decision costs here with no framework, no model and no record; the report states ours as
-ratios of it. `--before COMMIT` adds our service as it was at that commit, served from a
-temporary worktree with the same interpreter, for before/after figures from one run. Results:
-`<out>/benchmark.json` (every measurement), `.md` (the tables) and `.png`.
-
-With the defaults, 2 rounds x 21 runs x (2 s warm-up + 10 s) = 8.4 min of load, plus 12 server
-starts and the drains around each run: about 11 min (`run` prints its schedule first).
-
-wrk is the load generator because it costs microseconds of CPU per request; Locust costs ~0.5 ms,
-which on a 2-core machine would be taken from the server being measured.
 """
 
 from __future__ import annotations
@@ -33,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,11 +27,8 @@ from pydantic import TypeAdapter
 
 from credit_risk.decision_store import STORE_ENV
 from credit_risk.schema import Decision
-from load_tests import harness
+from load_tests import harness, postgres
 from load_tests.applicants import sample_applicants, write_bodies
-from load_tests.postgres import MISSING as POSTGRES_MISSING
-from load_tests.postgres import installed as postgres_installed
-from load_tests.postgres import postgres_server
 
 WRK_SCRIPT: Final = Path(__file__).resolve().parent / "wrk_bodies.lua"
 BATCH_SIZE: Final = 1000
@@ -61,21 +43,22 @@ SAME_MODEL: Final = 1e-9
 WRK_TIMEOUT_S: Final = 5
 """wrk's per-request timeout, shorter than a run: a slower answer is a timeout, not a latency."""
 OURS, SHADOW, NO_BATCHING = "ours-batching", "ours-shadow", "ours-no-batching"
-"""Our service: the headline configuration, a challenger in shadow beside it, batching off."""
-POSTGRES, BEFORE, FLOOR = "ours-postgres", "ours-before", "floor"
-"""Decisions on a local PostgreSQL; ours at `--before COMMIT`; the bare validation floor."""
+POSTGRES, BEFORE, FLOOR, BASELINE = "ours-postgres", "ours-before", "floor", "flask-gunicorn"
 DECISIONS: Final = TypeAdapter(list[Decision])
 
 
 @dataclass(frozen=True)
 class Load:
-    """What a configuration is driven with: a path, a body file, a set of concurrencies."""
+    """What a configuration is driven with: a load name, a path, a set of concurrencies."""
 
     name: str
     path: str
-    bodies: str  # "single" or "batch"
-    applicants_per_request: int
     concurrency: tuple[int, ...]
+
+    @property
+    def batch(self) -> bool:
+        """Whether each request carries BATCH_SIZE applicants."""
+        return self.name == "classify_batch"
 
 
 @dataclass(frozen=True)
@@ -85,8 +68,8 @@ class Config:
     key: str
     label: str
     argv: tuple[str, ...]  # "{port}" filled in per start
-    env: dict[str, str]
     loads: tuple[Load, ...]
+    env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/readyz"
     check_path: str = "/classify"
     ours: bool = True
@@ -100,45 +83,36 @@ def configs(
     concurrency: tuple[int, ...], batch_concurrency: tuple[int, ...], before: Path | None = None
 ) -> list[Config]:
     """The configurations under test, in their first-round order."""
-    classify = Load("classify", "/classify", "single", 1, concurrency)
-    batch = Load("classify_batch", "/classify_batch", "batch", BATCH_SIZE, batch_concurrency)
-    one_and_64 = Load("classify", "/classify", "single", 1, (1, 64))
-    at_64 = Load("classify", "/classify", "single", 1, (64,))
-    serve = (*harness.bentoml_serve("service:CreditRiskService", 0, None)[:-1], "{port}")
-    bindir = Path(sys.executable).parent
-    gunicorn = (str(bindir / "gunicorn"), "--no-control-socket", "-w", "2")
-    gunicorn += ("--bind", "127.0.0.1:{port}", "load_tests.baseline.app:app")
-    floor = (str(bindir / "uvicorn"), "load_tests.floor.app:app", "--workers", "2")
-    floor += (
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-    )
-    flask = Load("classify", "/predict", "single", 1, concurrency)
-
-    def ours(key: str, label: str, batching: bool, *loads: Load, **env: str) -> Config:
-        # the token list empty: measure the service, not a 401 from its authentication
-        env |= {"CREDIT_RISK_API_TOKENS": "", "CREDIT_RISK_BATCHING": str(int(batching))}
-        return Config(key, label, serve, env, loads)
-
+    bindir, port = Path(sys.executable).parent, "127.0.0.1:{port}"
+    serve = tuple(harness.bentoml_serve("service:CreditRiskService", "{port}", None))
+    gunicorn = (str(bindir / "gunicorn"), "--no-control-socket", "-w", "2", "--bind", port)
+    uvicorn = (str(bindir / "uvicorn"), "load_tests.floor.app:app", "--workers", "2")
+    uvicorn += ("--no-access-log", "--log-level", "warning", "--host", "127.0.0.1")
+    classify = Load("classify", "/classify", concurrency)
+    batch = Load("classify_batch", "/classify_batch", batch_concurrency)
+    one_and_64, at_64 = Load("classify", "/classify", (1, 64)), Load("classify", "/classify", (64,))
+    # ours with the token list empty: measure the service, not a 401 from its authentication
+    table = [
+        (OURS, "ours, adaptive batching, decisions on SQLite", "1", (classify, batch)),
+        (SHADOW, "ours, adaptive batching, challenger in shadow", "1", (at_64,)),
+        (NO_BATCHING, "ours, batching off", "0", (one_and_64,)),
+        (POSTGRES, "ours, adaptive batching, decisions on PostgreSQL", "1", (at_64,)),
+    ]
     chosen = [
-        ours(OURS, "ours, adaptive batching, decisions on SQLite", True, classify, batch),
-        ours(SHADOW, "ours, adaptive batching, challenger in shadow", True, at_64),
-        ours(NO_BATCHING, "ours, batching off", False, one_and_64),
-        ours(POSTGRES, "ours, adaptive batching, decisions on PostgreSQL", True, at_64),
-        Config(FLOOR, "floor: Starlette + uvicorn, 2 workers, validation only", floor, {},
-               (classify,), ready_path="/readyz", ours=False, scores_model=False),
-        Config("flask-gunicorn", "Flask + gunicorn, 2 sync workers", gunicorn, {}, (flask,),
-               "/health", "/predict", ours=False),
-    ]  # fmt: skip
+        Config(key, label, serve, loads, {"CREDIT_RISK_API_TOKENS": "", "CREDIT_RISK_BATCHING": on})
+        for key, label, on, loads in table
+    ]
+    floor = "floor: Starlette + uvicorn, 2 workers, validation only"
+    uvicorn += ("--port", "{port}")
+    chosen.append(Config(FLOOR, floor, uvicorn, (classify,), ours=False, scores_model=False))
+    flask = (Load("classify", "/predict", concurrency),)
+    gunicorn += ("load_tests.baseline.app:app",)
+    label = "Flask + gunicorn, 2 sync workers"
+    chosen.append(Config(BASELINE, label, gunicorn, flask, {}, "/health", "/predict", ours=False))
     if before is not None:
         label = f"ours at {before.name.rsplit('-', 1)[-1]} (before)"
-        chosen.insert(1, Config(BEFORE, label, serve, {"CREDIT_RISK_API_TOKENS": ""},
-                                (one_and_64, batch), cwd=before))  # fmt: skip
+        env = {"CREDIT_RISK_API_TOKENS": ""}
+        chosen.insert(1, Config(BEFORE, label, serve, (one_and_64, batch), env, cwd=before))
     return chosen
 
 
@@ -153,6 +127,12 @@ def run_wrk(url: str, bodies: Path, path: str, connections: int, seconds: int) -
         raise RuntimeError(msg)
     summary: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
     return summary
+
+
+def batch_bodies(path: Path, seed: int = 0) -> Path:
+    """BATCH_BODIES distinct /classify_batch bodies of BATCH_SIZE applicants, for wrk."""
+    batches = [sample_applicants(BATCH_SIZE, seed=seed + i) for i in range(BATCH_BODIES)]
+    return write_bodies(path, batches)
 
 
 def check_answers(base: str, config: Config, applicants: list[Any]) -> tuple[list[float], Any]:
@@ -170,19 +150,28 @@ def check_answers(base: str, config: Config, applicants: list[Any]) -> tuple[lis
         probabilities = [float(b["probability_of_default"]) for b in bodies]
         if config.ours:
             batch = client.post("/classify_batch", json=applicants).json()
-            ps = [float(d["probability_of_default"]) for d in batch]
             if current:
                 DECISIONS.validate_python(batch)
-            if len(ps) != len(applicants) or max_gap(ps, probabilities) > SAME_MODEL:
+            ps = [float(d["probability_of_default"]) for d in batch]
+            pairs = zip(ps, probabilities, strict=True)
+            if len(ps) != len(applicants) or max(abs(a - b) for a, b in pairs) > SAME_MODEL:
                 raise RuntimeError("/classify_batch disagrees with /classify")
     if len(versions := {str(b["model_version"]) for b in bodies}) != 1:
         raise RuntimeError(f"answers came from several models: {sorted(versions)}")
     return (probabilities, versions.pop()) if config.scores_model else ([], None)
 
 
-def max_gap(a: Sequence[float], b: Sequence[float]) -> float:
-    """Largest difference between two lists of probabilities."""
-    return max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
+@dataclass(frozen=True)
+class Plan:
+    """What every start in a run shares: its settings, the pinned model, bodies and checks."""
+
+    args: argparse.Namespace
+    tag: str
+    bodies: dict[bool, Path]
+    """wrk's body file, by whether the load is a batch."""
+    check: list[dict[str, Any]]
+    work: Path
+    """Scratch space of the run: each start's decision records go here, not the user's home."""
 
 
 def measure(
@@ -190,7 +179,7 @@ def measure(
 ) -> dict[str, Any]:
     """Drain, warm up, drain, then one measured wrk run with the server's tree sampled (draining
     matters after overload: requests wrk abandons stay queued in the server)."""
-    args, bodies = plan.args, plan.bodies[load.bodies]
+    args, bodies = plan.args, plan.bodies[load.batch]
     harness.drain(server, config.ready_path)
     if args.warmup > 0:
         run_wrk(server.url, bodies, load.path, connections, args.warmup)
@@ -202,7 +191,7 @@ def measure(
     return {
         **{"concurrency": connections, "duration_s": wall, "requests": requests},
         "requests_per_s": answered / wall,
-        "applicants_per_s": answered * load.applicants_per_request / wall,
+        "applicants_per_s": answered * (BATCH_SIZE if load.batch else 1) / wall,
         **{f"{k}_ms": lat[k] / 1e3 if requests else None for k in PERCENTILES},
         "errors": {k: int(v) for k, v in s["errors"].items()},
         "server_cpu_cores": window.server_cpu_s / window.wall_s,
@@ -210,18 +199,6 @@ def measure(
         "generator_cpu_cores": window.generator_cpu_s / window.wall_s,
         **{"machine_busy_cores": window.host["busy"], "pss_peak_mb": window.peak_pss_mb},
     }
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What every start in a run shares: its settings, the pinned model, bodies and checks."""
-
-    args: argparse.Namespace
-    tag: str
-    bodies: dict[str, Path]
-    check: list[dict[str, Any]]
-    work: Path
-    """Scratch space of the run: each start's decision records go here, not the user's home."""
 
 
 def records_env(config: Config, where: Path) -> dict[str, str]:
@@ -248,25 +225,25 @@ def start_and_drive(round_: int, config: Config, plan: Plan) -> tuple[dict[str, 
     points: list[dict[str, Any]] = []
     port = harness.free_port()
     argv, url = [a.format(port=port) for a in config.argv], f"http://127.0.0.1:{port}"
-    log = plan.args.out / "bench-logs" / f"{config.key}-round{round_}.log"
-    env = config.env | records_env(config, plan.work / f"{config.key}-round{round_}")
+    name = f"{config.key}-round{round_}"
+    log, env = plan.args.out / "bench-logs" / f"{name}.log", records_env(config, plan.work / name)
     cwd = config.cwd or harness.REPO
-    with harness.running(argv, log, url=url, env=env, ready_path=None, cwd=cwd) as server:
+    with harness.running(argv, log, url=url, env=config.env | env, ready_path=None, cwd=cwd) as srv:
         try:
-            start["ready_s"] = harness.wait_ready(server, config.ready_path, 120.0)
+            start["ready_s"] = harness.wait_ready(srv, config.ready_path, 120.0)
             start["probabilities"], start["model_version"] = check_answers(url, config, plan.check)
-            start["first_answer_s"] = time.perf_counter() - server.started
+            start["first_answer_s"] = time.perf_counter() - srv.started
             if config.scores_model and start["model_version"] != plan.tag:
                 raise RuntimeError(f"serves {start['model_version']}, expected {plan.tag}")
             time.sleep(1.0)  # let start-up work settle before reading memory at rest
-            start["pss_idle_mb"] = harness.pss_mb(server.root)
-            start["processes"] = len(harness.processes(server.root))
+            start["pss_idle_mb"] = harness.pss_mb(srv.root)
+            start["processes"] = len(harness.processes(srv.root))
             print(f"  ready in {start['ready_s']:.1f} s, {start['processes']} processes, "
                   f"{start['pss_idle_mb']:.0f} MB PSS idle")  # fmt: skip
             for load in config.loads:
                 for connections in load.concurrency:
                     p = {"round": round_, "server": config.key, "load": load.name}
-                    points.append(p := p | measure(server, config, load, connections, plan))
+                    points.append(p := p | measure(srv, config, load, connections, plan))
                     print(f"  {load.name:>14} c={connections:<4} {p['requests_per_s']:8.1f} req/s"
                           f"  p99 {p['p99_ms'] or 0:7.1f} ms  errors {sum(p['errors'].values())}",
                           flush=True)  # fmt: skip
@@ -295,22 +272,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             c.env["CREDIT_RISK_CHALLENGER"] = (
                 (args.challenger or tag) if c.key == SHADOW else "none"
             )
-        if any(c.key == POSTGRES for c in chosen) and not postgres_installed():
-            print(f"skipping {POSTGRES}: {POSTGRES_MISSING}", flush=True)
+        if any(c.key == POSTGRES for c in chosen) and not postgres.installed():
+            print(f"skipping {POSTGRES}: {postgres.MISSING}", flush=True)
             chosen = [c for c in chosen if c.key != POSTGRES]
-        if any(c.key == POSTGRES for c in chosen):  # one local server for the whole run
-            next(c for c in chosen if c.key == POSTGRES).env[STORE_ENV] = stack.enter_context(
-                postgres_server()
-            ).create_database()
+        for c in chosen:  # one local PostgreSQL server for the whole run
+            if c.key == POSTGRES:
+                c.env[STORE_ENV] = stack.enter_context(postgres.postgres_server()).create_database()
         runs = args.rounds * sum(len(load.concurrency) for c in chosen for load in c.loads)
         print(f"schedule: {runs} runs x ({args.warmup} s warm-up + {args.duration} s) = "
               f"{runs * (args.warmup + args.duration) / 60:.1f} min of load, plus "
               f"{args.rounds * len(chosen)} server starts", flush=True)  # fmt: skip
-        bodies = {
-            "single": write_bodies(work / "single.jsonl", sample_applicants(2000, seed=1)),
-            "batch": write_bodies(work / "batch.jsonl", [
-                sample_applicants(BATCH_SIZE, seed=100 + i) for i in range(BATCH_BODIES)]),
-        }  # fmt: skip
+        single = write_bodies(work / "single.jsonl", sample_applicants(2000, seed=1))
+        bodies = {False: single, True: batch_bodies(work / "batch.jsonl", seed=100)}
         plan = Plan(args, tag, bodies, sample_applicants(CHECK_APPLICANTS, seed=7), work)
         for round_ in range(1, args.rounds + 1):
             for config in chosen if round_ % 2 else chosen[::-1]:
@@ -334,16 +307,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def worktree(commit: str, work: Path) -> Iterator[Path]:
     """The repository at `commit`, checked out under `work` for as long as the block runs."""
     git = ["git", "-C", str(harness.REPO)]
-    sha = subprocess.run([*git, "rev-parse", "--short", commit], capture_output=True,
-                         text=True, check=True).stdout.strip()  # fmt: skip
+    sha = subprocess.check_output([*git, "rev-parse", "--short", commit], text=True).strip()
     path = work / f"before-{sha}"
-    subprocess.run([*git, "worktree", "add", "--detach", str(path), sha], capture_output=True,
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [*git, "worktree", "add", "--detach", str(path), sha], capture_output=True, check=True
+    )
     try:
         yield path
     finally:
-        subprocess.run([*git, "worktree", "remove", "--force", str(path)], capture_output=True,
-                       check=False)  # fmt: skip
+        remove = [*git, "worktree", "remove", "--force", str(path)]
+        subprocess.run(remove, capture_output=True, check=False)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -374,8 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (`make bench`)."""
     args = parse_args(argv)
     if shutil.which("wrk") is None:
-        print("make bench needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu), brew install "
-              "wrk (macOS); nothing is installed automatically.", file=sys.stderr)  # fmt: skip
+        print("make bench needs wrk: make wrk (Debian's wrk) or brew install wrk (macOS); "
+              "nothing is installed automatically.", file=sys.stderr)  # fmt: skip
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # servers stopped
     results = run(args)

@@ -1,11 +1,9 @@
-"""How connections spread over the API workers: wrk rounds at 64 connections.
+"""How connections spread over the API workers: per round, a fresh server (which worker takes the
+connections is decided at their start) driven by wrk on /classify; one JSON line: requests/s,
+the client connections each API worker holds halfway through, each one's share of their CPU
+time (docs/reliability.md). Needs wrk and a model in the store (`make train`).
 
     python -m load_tests.connection_spread [--rounds 3] [--seconds 10] [--connections 64]
-
-Each round starts a fresh server (which worker takes the connections is decided at their
-start), drives /classify with wrk and prints one JSON line: requests/s, the client connections
-each API worker holds halfway through the round, and each worker's share of the API workers'
-CPU time in it. Needs wrk and a model in the store (`make train`).
 """
 
 from __future__ import annotations
@@ -19,51 +17,37 @@ from pathlib import Path
 
 import psutil
 
-from load_tests import bench
-
-
-def api_workers(root: psutil.Process) -> list[psutil.Process]:
-    """The server's API workers (not the runner, not the supervisor)."""
-    return [
-        p
-        for p in bench.process_tree(root)
-        if "credit_risk_service" in " ".join(p.cmdline()) and p.pid != root.pid
-    ]
+from credit_risk.decision_store import STORE_ENV
+from load_tests import harness
+from load_tests.applicants import sample_applicants, write_bodies
+from load_tests.bench import run_wrk
 
 
 def clients(workers: list[psutil.Process], port: int) -> list[int]:
     """Client connections each worker holds on the service's port, now."""
-    return [
-        sum(
-            1
-            for c in w.net_connections(kind="tcp")
-            if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
-        )
-        for w in workers
-    ]
+    held = [w.net_connections(kind="tcp") for w in workers]
+    mine = psutil.CONN_ESTABLISHED, port
+    return [sum(1 for c in conns if c.laddr and (c.status, c.laddr.port) == mine) for conns in held]
 
 
-def one_round(
-    server: bench.Server, bodies: Path, workdir: Path, seconds: int, connections: int
-) -> dict[str, object]:
-    """Start the server, drive it, and return requests/s and each worker's CPU share."""
-    port = bench.free_port()
-    url = f"http://127.0.0.1:{port}"
-    with bench.running(server, port, workdir / "server.log") as (root, started):
-        bench.wait_ready(url + server.ready_path, root, started, workdir / "server.log")
-        workers = api_workers(root)
+def one_round(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict[str, object]:
+    """Start the server, drive it, and return requests/s and each worker's connections and CPU."""
+    port = harness.free_port()
+    argv, url = harness.bentoml_serve("service:CreditRiskService", port), f"http://127.0.0.1:{port}"
+    with harness.running(argv, work / "server.log", url=url, env=env) as server:
+        roles = harness.roles(server.root).items()
+        workers = [psutil.Process(pid) for pid, r in roles if r.startswith("credit_risk_service:")]
         before = [sum(w.cpu_times()[:2]) for w in workers]
         held: list[int] = []
-        counting = threading.Timer(seconds / 2, lambda: held.extend(clients(workers, port)))
+        counting = threading.Timer(args.seconds / 2, lambda: held.extend(clients(workers, port)))
         counting.start()
-        summary = bench.run_wrk(url, bodies, "/classify", connections, seconds)
+        summary = run_wrk(url, work / "single.jsonl", "/classify", args.connections, args.seconds)
         counting.join()
         used = [sum(w.cpu_times()[:2]) - b for w, b in zip(workers, before, strict=True)]
-    total = sum(used) or 1.0
     return {
-        "requests_per_s": round(float(summary["requests"]) / seconds),
+        "requests_per_s": round(float(summary["requests"]) / args.seconds),
         "worker_connections": held,
-        "worker_cpu_share": [round(u / total, 2) for u in used],
+        "worker_cpu_share": [round(u / (sum(used) or 1.0), 2) for u in used],
         "worker_cpu_s": [round(u, 1) for u in used],
     }
 
@@ -75,14 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args(argv)
-    tag = bench.resolve_model_tag()
-    server = bench.ours("ours", "ours", batching=True, loads=())
-    server = bench.Server(**{**server.__dict__, "env": {**server.env, "CREDIT_RISK_MODEL": tag}})
+    env = {"CREDIT_RISK_MODEL": harness.resolve_model_tag(), "CREDIT_RISK_API_TOKENS": ""}
     with tempfile.TemporaryDirectory(prefix="spread-") as tmp:
-        workdir = Path(tmp)
-        bodies = bench.write_load_bodies(workdir)["single"]
+        work = Path(tmp)
+        write_bodies(work / "single.jsonl", sample_applicants(2000, seed=1))
+        env |= {"CREDIT_RISK_CHALLENGER": "none", STORE_ENV: f"sqlite:///{work / 'd.sqlite'}"}
         for number in range(1, args.rounds + 1):
-            result = one_round(server, bodies, workdir, args.seconds, args.connections)
+            result = one_round(args, env, work)
             print(json.dumps({"round": number, "connections": args.connections, **result}))
     return 0
 

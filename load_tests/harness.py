@@ -1,8 +1,7 @@
 """Servers under test and under load: start one on a free loopback port, wait until it is
-ready, stop its process group, find its processes and measure what they use.
+ready, stop its process group, find its processes and measure what they use; the reports.
 
-The tests (tests/conftest.py) and the load tools (bench, overload, startup, portfolio_bench)
-all start and watch servers through this module.
+The tests (tests/conftest.py) and every load tool start and watch servers through this module.
 """
 
 from __future__ import annotations
@@ -33,8 +32,7 @@ REPO: Final = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S: Final = 180.0
 """Generous for a 2-core machine starting several Python processes with its other core busy."""
 STARTUP_FAILED: Final = ("Application startup failed", "Worker failed to boot")
-"""Log lines of BentoML and gunicorn when a worker cannot start: their supervisors stay up (and
-may restart the worker), so waiting stops at once."""
+"""BentoML's and gunicorn's log lines when a worker cannot start (their supervisors stay up)."""
 STOP_GRACE_S: Final = 20.0
 QUIET: Final = {"BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "1", "PYTHONPATH": str(REPO)}
 """Environment of every server started here: no usage data sent, the repository importable."""
@@ -47,10 +45,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bentoml_serve(target: str, port: int, working_dir: Path | None = REPO) -> list[str]:
+def bentoml_serve(target: str, port: int | str, working_dir: Path | None = REPO) -> list[str]:
     """`bentoml serve TARGET` on 127.0.0.1:port with this interpreter."""
-    argv = [sys.executable, "-m", "bentoml", "serve", target]
-    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1"]
+    argv += ["--port", str(port)]
     return argv + (["--working-dir", str(working_dir)] if working_dir else [])
 
 
@@ -95,21 +93,20 @@ def spawn(
 def wait_ready(server: Server, path: str = "/readyz", timeout: float = READY_TIMEOUT_S) -> float:
     """Poll `path` until 200; seconds since the spawn. Fails at once if the process exits or a
     worker fails to start."""
-    deadline = time.perf_counter() + timeout
     with httpx.Client(timeout=2.0) as client:
-        while time.perf_counter() < deadline:
+
+        def ready() -> bool:
             if server.process.poll() is not None:
                 msg = f"server exited with code {server.process.returncode} before it was ready"
                 raise RuntimeError(msg)
             if any(marker in server.log() for marker in STARTUP_FAILED):
-                msg = "a worker failed to start (see the server's log)"
-                raise RuntimeError(msg)
+                raise RuntimeError("a worker failed to start (see the server's log)")
             with contextlib.suppress(httpx.HTTPError):
-                if client.get(server.url + path).status_code == 200:
-                    return time.perf_counter() - server.started
-            time.sleep(0.05)
-    msg = f"server not ready after {timeout:.0f} s"
-    raise TimeoutError(msg)
+                return client.get(server.url + path).status_code == 200
+            return False
+
+        wait_for(ready, f"server ready at {path}", timeout)
+    return time.perf_counter() - server.started
 
 
 def stop(server: Server) -> None:
@@ -147,17 +144,13 @@ def running(
         stop(server)
 
 
-# --- waiting on conditions -------------------------------------------------------------------
-
-
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> float:
     """Poll until `condition()` is truthy; seconds it took. The timeout is a liveness bound,
     never a measurement."""
     start = time.perf_counter()
     while not condition():
         if time.perf_counter() - start > timeout:
-            msg = f"not true within {timeout:g} s: {what}"
-            raise TimeoutError(msg)
+            raise TimeoutError(f"not true within {timeout:g} s: {what}")
         time.sleep(0.02)
     return time.perf_counter() - start
 
@@ -167,8 +160,7 @@ async def until(condition: Callable[[], object], what: str, timeout: float = 60.
     start = time.perf_counter()
     while not condition():
         if time.perf_counter() - start > timeout:
-            msg = f"not true within {timeout:g} s: {what}"
-            raise TimeoutError(msg)
+            raise TimeoutError(f"not true within {timeout:g} s: {what}")
         await asyncio.sleep(0.02)
     return time.perf_counter() - start
 
@@ -200,10 +192,8 @@ def roles(root: psutil.Process) -> dict[int, str]:
 
 def service_process(root: psutil.Process, service: str = "credit_scorer") -> psutil.Process | None:
     """The live worker of one BentoML service (the runner by default), found by its argv."""
-    for pid, name in roles(root).items():
-        if name.split(":")[0] == service:
-            return psutil.Process(pid)
-    return None
+    pids = [pid for pid, name in roles(root).items() if name.split(":")[0] == service]
+    return psutil.Process(pids[0]) if pids else None
 
 
 def cpu_seconds(root: psutil.Process) -> dict[int, float]:
@@ -211,8 +201,7 @@ def cpu_seconds(root: psutil.Process) -> dict[int, float]:
     out = {}
     for proc in processes(root):
         with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            out[proc.pid] = times.user + times.system
+            out[proc.pid] = sum(proc.cpu_times()[:2])
     return out
 
 
@@ -276,10 +265,8 @@ class Window:
         # a process that appeared during the window counts from zero; one that vanished is lost
         self.server_cpu_s = sum(t - self._cpu0.get(pid, 0.0) for pid, t in cpu1.items())
         self.host = {k: (host1[k] - self._host0[k]) / self.wall_s for k in host1}
-        own = (own1.children_user + own1.children_system) - (
-            self._own0.children_user + self._own0.children_system
-        )
-        self.generator_cpu_s = own
+        own = own1.children_user + own1.children_system
+        self.generator_cpu_s = own - self._own0.children_user - self._own0.children_system
 
     @property
     def peak_pss_mb(self) -> float:
@@ -304,12 +291,15 @@ def drain(server: Server, ready_path: str = "/readyz", idle_cores: float = 0.2) 
     return waited
 
 
+# --- reports ---------------------------------------------------------------------------------
+
+
 def machine_facts(tools: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
     """What figures depend on: CPU, memory, kernel, versions (and of `tools`), the commit."""
     cpu = "unknown"
-    with contextlib.suppress(OSError):
-        names = [ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln]
-        cpu = names[0].split(":", 1)[1].strip() if names else cpu
+    with contextlib.suppress(OSError, IndexError):
+        cpu = Path("/proc/cpuinfo").read_text().split("model name")[1].split(":", 1)[1]
+        cpu = cpu.splitlines()[0].strip()
     versions = {}
     for dist in ("bentoml", "scikit-learn", "pandas", "numpy", "flask", "gunicorn"):
         with contextlib.suppress(Exception):
@@ -318,10 +308,8 @@ def machine_facts(tools: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
         out = subprocess.run(list(argv), capture_output=True, text=True, check=False)
         first = (out.stdout or out.stderr).strip().splitlines()[0].split(" Copyright")[0]
         versions[argv[0]] = first.removeprefix(argv[0]).strip()
-    commit = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO,
-        check=False,
-    ).stdout.strip()  # fmt: skip
+    git = ["git", "describe", "--always", "--dirty"]
+    commit = subprocess.run(git, capture_output=True, text=True, cwd=REPO, check=False).stdout
     return {
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
@@ -330,12 +318,9 @@ def machine_facts(tools: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
         "kernel": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "versions": versions,
-        "commit": commit or "unknown",
+        "commit": commit.strip() or "unknown",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-
-
-# --- reports ---------------------------------------------------------------------------------
 
 
 def resolve_model_tag() -> str:
@@ -361,5 +346,5 @@ def write_report(out: Path, name: str, result: dict[str, Any], markdown: str) ->
     """`<out>/<name>.json` (every figure) and `<out>/<name>.md`; the Markdown printed too."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / f"{name}.md").write_text(markdown)
+    (out / f"{name}.md").write_text(markdown, encoding="utf-8")
     print(markdown, f"\nwrote {out / name}.md and .json", flush=True)

@@ -1,15 +1,9 @@
-"""Locust users for the credit-risk service: realistic applicants, batches, and bad input.
+"""Locust users for the credit-risk service: realistic applicants, batches, and bad input; every
+answer checked, not just its status (docs/performance.md, "Load tests").
 
     locust -f load_tests/locustfile.py --host http://127.0.0.1:3000      # web UI
     make load-test                                                     # headless, bounded
 
-Every answer is checked, not just its status: a 200 whose body is not a valid `Decision` (or
-a batch with the wrong number of answers) is a failure, and so is bad input that is not refused
-with the documented 4xx naming the field. Locust spends ~0.5 ms of CPU per request, so on a
-small machine it measures behaviour under load; the headline throughput comes from
-`make bench` (wrk).
-
-Locust exits non-zero when any request failed (its --exit-code-on-error, default 1).
 Environment: LOCUST_BATCH_SIZE (applicants per /classify_batch request, default 50).
 """
 
@@ -17,7 +11,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Final
+from typing import Any, Final
 
 import gevent
 from locust import FastHttpUser, between, task
@@ -29,7 +23,6 @@ from load_tests.applicants import bad_requests, refusal_problem, training_applic
 BATCH_SIZE: Final = int(os.environ.get("LOCUST_BATCH_SIZE", "50"))
 """Applicants per batch request; 50 is a typical overnight re-scoring chunk, not a limit."""
 
-JSON_HEADERS: Final = {"Content-Type": "application/json"}
 _DECISIONS: Final = TypeAdapter(list[Decision])
 _APPLICANTS: Final = training_applicants()
 _BAD: Final = bad_requests()
@@ -40,59 +33,42 @@ _BAD: Final = bad_requests()
 gevent.get_hub().loop.update_now()
 
 
-def _problem_with_decision(body: bytes) -> str | None:
-    try:
-        Decision.model_validate_json(body)
-    except ValidationError as exc:
-        return f"not a Decision: {exc.errors()[0]}"
-    return None
-
-
 class LoanOfficer(FastHttpUser):
     """Scores applicants one at a time, sometimes a batch, sometimes makes a mistake."""
 
     wait_time = between(0, 0.01)
 
+    def post(self, path: str, body: Any, count: int | None) -> None:
+        """One request whose answer must be 200 with a Decision (or `count` of them)."""
+        with self.client.post(path, json=body, name=path, catch_response=True) as resp:
+            try:
+                if resp.status_code != 200:
+                    resp.failure(f"status {resp.status_code}: {resp.text[:200]}")
+                elif count is None:
+                    Decision.model_validate_json(resp.content or b"")
+                elif (n := len(_DECISIONS.validate_json(resp.content or b""))) != count:
+                    resp.failure(f"{n} answers for {count} applicants")
+            except ValidationError as exc:
+                resp.failure(f"not a Decision: {exc.errors()[0]}")
+
     @task(20)
     def classify(self) -> None:
         """One applicant, as the loan officer's form sends it."""
-        applicant = random.choice(_APPLICANTS)
-        with self.client.post(
-            "/classify", json=applicant, name="/classify", catch_response=True
-        ) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"status {resp.status_code}: {resp.text[:200]}")
-            elif (problem := _problem_with_decision(resp.content or b"")) is not None:
-                resp.failure(problem)
+        self.post("/classify", random.choice(_APPLICANTS), None)
 
     @task(2)
     def classify_batch(self) -> None:
         """A batch, as a portfolio re-scoring job sends it; answers must come back in order."""
-        applicants = random.choices(_APPLICANTS, k=BATCH_SIZE)
-        with self.client.post(
-            "/classify_batch", json=applicants, name="/classify_batch", catch_response=True
-        ) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"status {resp.status_code}: {resp.text[:200]}")
-                return
-            try:
-                decisions = _DECISIONS.validate_json(resp.content or b"")
-            except ValidationError as exc:
-                resp.failure(f"not a list of Decisions: {exc.errors()[0]}")
-                return
-            if len(decisions) != len(applicants):
-                resp.failure(f"{len(decisions)} answers for {len(applicants)} applicants")
+        self.post("/classify_batch", random.choices(_APPLICANTS, k=BATCH_SIZE), BATCH_SIZE)
 
     @task(1)
     def bad_input(self) -> None:
         """A malformed request: must be refused with a clear 4xx, never a 5xx or a hang."""
         bad = random.choice(_BAD)
+        name = f"bad input: {bad.name}"
+        headers = {"Content-Type": "application/json"}
         with self.client.post(
-            bad.path,
-            data=bad.body,
-            headers=JSON_HEADERS,
-            name=f"bad input: {bad.name}",
-            catch_response=True,
+            bad.path, data=bad.body, headers=headers, name=name, catch_response=True
         ) as resp:
             problem = refusal_problem(bad, resp.status_code or 0, resp.content or b"")
             if problem is None:

@@ -2,20 +2,10 @@
 
     python -m load_tests.overload [--capacity RPS] [--factor 4] [--flood 30] [--out reports]
 
-1. Capacity: h2load over 64 keep-alive connections (a closed loop, as `make bench`), about
-   `--seconds` of requests, unless `--capacity` is given.
-2. An open loop of three h2load runs in rate mode, each started on its schedule whatever the one
-   before is still doing: `--before` s at half the capacity, `--flood` s at `--factor` x it,
-   `--after` s at half. One connection per request, opened on a timer: arrivals never slow down
-   with the server. Latency counts from each request's send, so each phase also reports how far
-   the sends fell behind the schedule (docs/reliability.md, "Overload").
-3. Capacity again: is the throughput back once the load drops?
-
-Recorded: each request's status and latency (per phase and per second), the refusals (429 from
-the admission gate, 503 from the runner's admission bound), the server's PSS every second, its
-PIDs before and after (a restarted worker has a new PID), and the decision store, which must hold
-one record per 200 answered. Results go to `<out>/overload.json` and `<out>/overload.md`.
-About 2 minutes with the defaults: 83 s of load, the server's start and the drains.
+h2load's capacity (64 keep-alive connections), then an open loop of three h2load runs in rate
+mode (`--before` s at half the capacity, `--flood` s at `--factor` x it, `--after` s at half),
+then the capacity again; the method and what is recorded: docs/reliability.md, "Overload".
+Results go to `<out>/overload.json` and `<out>/overload.md`.
 """
 
 from __future__ import annotations
@@ -48,16 +38,12 @@ CONNECTIONS: Final = 64
 NORMAL: Final = 0.5
 """Normal load, as a share of capacity: a service runs with headroom."""
 REQUEST_TIMEOUT_S: Final = 15
-"""h2load's limit on a connection, above the service's 10 s timeout: the server ends a slow
-request, not the client."""
+"""h2load's limit on a request, above the service's 10 s: the server ends a slow request."""
 BOUND_MS: Final = RUNNER_MAX_LATENCY_MS
-"""The documented p99 bound under overload, for accepted requests and for refusals alike: the
-runner's admission bound (an API worker admits 64 requests; the runner sheds a row it cannot
-score within 1 s), and a refused client learns it no later than an accepted one is answered."""
+"""The documented p99 bound under overload, for accepted requests and refusals alike."""
 ONSET_S: Final = 2.0
-"""The flood's first seconds, reported but left out of the bounds: when the rate steps up, the
-accept queue (BentoML's backlog, 2,048) can overflow, and the kernel retries the dropped
-connection attempts 1 and 3 s later."""
+"""The flood's first seconds, reported but left out of the bounds (the accept queue may
+overflow when the rate steps up; the kernel retries those connections 1 and 3 s later)."""
 FLAT_PSS: Final = 0.02
 """Memory is flat when, from mid-flood to the end, the tree's PSS stays within 2 % of its value
 then (the rise at the onset is the flood's extra connections)."""
@@ -90,15 +76,11 @@ class Phase:
 
     def __post_init__(self) -> None:
         # the shortest period whose whole number of connections is within 1 % of the rate
-        def per(ms: int) -> int:
-            return max(1, round(self.rate * ms / 1e3))
-
-        def error(ms: int) -> float:
-            return abs(per(ms) * 1e3 / ms / self.rate - 1)
-
-        periods = range(1, 1001)
-        self.period_ms = next((ms for ms in periods if error(ms) <= 0.01), min(periods, key=error))
-        self.per_period = per(self.period_ms)
+        per = {ms: max(1, round(self.rate * ms / 1e3)) for ms in range(1, 1001)}
+        error = {ms: abs(n * 1e3 / ms / self.rate - 1) for ms, n in per.items()}
+        close = [ms for ms, e in error.items() if e <= 0.01]
+        self.period_ms = close[0] if close else min(error, key=error.__getitem__)
+        self.per_period = per[self.period_ms]
         self.rate = self.per_period * 1e3 / self.period_ms  # what is really offered
         self.requests = round(self.rate * self.seconds)
 
@@ -115,6 +97,12 @@ def h2load(url: str, body: Path, log: Path, n: int, phase: Phase | None = None) 
     return [*argv, f"--rate-period={phase.period_ms}ms"]
 
 
+def start(url: str, body: Path, log: Path, n: int, phase: Phase | None = None) -> Any:
+    """One h2load run under way."""
+    argv = h2load(url, body, log, n, phase)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+
+
 def finished(proc: subprocess.Popen[str], log: Path, t0: float, phase: Phase | None) -> list[Shot]:
     """Wait for an h2load run: its log's requests (start, us since the epoch; status; us), and a
     failed request for each it counted but could not log (no connection, or no answer in time),
@@ -123,19 +111,16 @@ def finished(proc: subprocess.Popen[str], log: Path, t0: float, phase: Phase | N
     if (counts := SUMMARY.search(out)) is None:
         raise RuntimeError(f"h2load printed no summary:\n{out[-2000:]}")
     name, end = (phase.name, phase.start + phase.seconds - 1e-3) if phase else ("", 0.0)
-    shots = [
-        Shot(name, int(start) / 1e6 - t0, int(status), int(us) / 1e6)
-        for start, status, us in (line.split("\t") for line in log.read_text().splitlines())
-    ]
+    lines = (line.split("\t") for line in log.read_text().splitlines())
+    shots = [Shot(name, int(t) / 1e6 - t0, int(status), int(us) / 1e6) for t, status, us in lines]
     return shots + [Shot(name, end, -1, math.inf)] * (int(counts[1]) - len(shots))
 
 
 def capacity(url: str, body: Path, work: Path, n: int) -> dict[str, Any]:
     """One closed-loop run of `n` requests: requests/s answered 200, latency, every status."""
-    log, started = work / f"capacity-{time.monotonic_ns()}.log", time.perf_counter()
-    argv = h2load(url, body, log, n)
-    shots = finished(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True), log, 0.0, None)
-    wall, ok = time.perf_counter() - started, [s.latency for s in shots if s.status == 200]
+    log, began = work / f"capacity-{time.monotonic_ns()}.log", time.perf_counter()
+    shots = finished(start(url, body, log, n), log, 0.0, None)
+    wall, ok = time.perf_counter() - began, [s.latency for s in shots if s.status == 200]
     return {
         **{"connections": CONNECTIONS, "seconds": round(wall, 2), "requests": len(shots)},
         **{"ok": len(ok), "requests_per_s": round(len(ok) / wall, 1)},
@@ -149,8 +134,7 @@ def open_loop(url: str, body: Path, phases: Sequence[Phase], work: Path) -> list
     for p in phases:
         time.sleep(max(0.0, t0 + p.start - time.time()))
         log = work / f"open-loop-{p.name}.log"
-        argv = h2load(url, body, log, p.requests, p)
-        runs.append((p, log, subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)))
+        runs.append((p, log, start(url, body, log, p.requests, p)))
     return [s for p, log, proc in runs for s in finished(proc, log, t0, p)]
 
 
@@ -242,7 +226,7 @@ def pss_figures(samples: Sequence[tuple[float, float]], mid_flood: float) -> dic
     drift = (max(settled) - min(settled)) / settled[0] if settled else None
     return {
         "samples": [(round(t, 1), round(mb, 1)) for t, mb in samples],
-        **{k: round(v, 1) for k, v in zip(("first", "last"), (values[0], values[-1]), strict=True)},
+        **{"first": round(values[0], 1), "last": round(values[-1], 1)},
         "mid_flood": round(settled[0], 1) if settled else None,
         "peak": round(max(values), 1),
         "range_from_mid_flood": None if drift is None else round(drift, 4),
@@ -274,8 +258,10 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
     os.sched_setaffinity(0, server_cpus)  # the server's processes inherit this at spawn
     port, store = harness.free_port(), f"sqlite:///{work / 'decisions.sqlite'}"
     url, server_log = f"http://127.0.0.1:{port}", args.out / "bench-logs" / "overload-server.log"
+    env = {"CREDIT_RISK_MODEL": tag, "CREDIT_RISK_API_TOKENS": "", STORE_ENV: store}
+    env |= dict(kv.split("=", 1) for kv in args.server_env)
     argv = harness.bentoml_serve("service:CreditRiskService", port)
-    with harness.running(argv, server_log, url=url, env=server_env(args, tag, store)) as server:
+    with harness.running(argv, server_log, url=url, env=env) as server:
         os.sched_setaffinity(0, generator_cpus)  # this process and h2load
         ready_s, pids = time.perf_counter() - server.started, harness.roles(server.root)
         with harness.Window(server.root, every_s=1.0) as window:
@@ -286,14 +272,11 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
             rate = args.capacity or runs["before"]["requests_per_s"]
             print(f"capacity: {rate:.0f} requests/s at {CONNECTIONS} connections", flush=True)
             harness.drain(server)
-            starts = (0.0, args.before, args.before + args.flood)
             phases = [
-                Phase(name, share * rate, seconds, start)
-                for name, share, seconds, start in zip(
-                    ("before", "flood", "after"), (NORMAL, args.factor, NORMAL),
-                    (args.before, args.flood, args.after), starts, strict=True,
-                )
-            ]  # fmt: skip
+                Phase("before", NORMAL * rate, args.before, 0.0),
+                Phase("flood", args.factor * rate, args.flood, args.before),
+                Phase("after", NORMAL * rate, args.after, args.before + args.flood),
+            ]
             mid_flood = window.elapsed() + args.before + args.flood / 2
             overflows = listen_overflows()
             with harness.Window(server.root, every_s=3600) as loop:
@@ -301,19 +284,14 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
             overflows = listen_overflows() - overflows
             runs["after"] = capacity(url, body, work, n)
             harness.drain(server)
-        answered = sum(s.status == 200 for s in shots) + sum(r["ok"] for r in runs.values())
-        logged: Counter[str] = Counter()
-
         decisions = open_store(store)
-        logged.update(r.decision_id for r in decisions.records())  # committed before answered
+        logged = Counter(r.decision_id for r in decisions.records())  # committed before answered
         decisions.close()
         pids_after = harness.roles(server.root)
     os.sched_setaffinity(0, server_cpus | generator_cpus)
-    loop_figures = open_loop_figures(shots, phases)
-    given_up = sum(s.status == -1 for s in shots) + sum(
-        r["statuses"].get("-1", 0) for r in runs.values()
-    )
-    env = dict(kv.split("=", 1) for kv in args.server_env)
+    answered = sum(s.status == 200 for s in shots) + sum(r["ok"] for r in runs.values())
+    given_up = sum(s.status == -1 for s in shots)
+    given_up += sum(r["statuses"].get("-1", 0) for r in runs.values())
     machine = harness.machine_facts([["h2load", "--version"]])
     return {
         **{"model": tag, "machine": machine | {"busy_before_cores": round(busy, 2)}},
@@ -337,17 +315,11 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
         "throughput_after_vs_before": round(
             runs["after"]["requests_per_s"] / runs["before"]["requests_per_s"], 3
         ),
-        **loop_figures,
+        **open_loop_figures(shots, phases),
         "pss_mb": pss_figures(window.pss, mid_flood),
         "processes": {"before": pids, "after": pids_after, "unchanged": pids == pids_after},
         "decision_log": decision_log_figures(logged, answered, given_up),
     }
-
-
-def server_env(args: argparse.Namespace, tag: str, store: str) -> dict[str, str]:
-    """Our service's defaults, the model pinned, its decision store at `store`, `--server-env`."""
-    env = {"CREDIT_RISK_MODEL": tag, "CREDIT_RISK_API_TOKENS": "", STORE_ENV: store}
-    return env | dict(kv.split("=", 1) for kv in args.server_env)
 
 
 def listen_overflows() -> int:

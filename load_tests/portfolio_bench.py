@@ -1,15 +1,7 @@
-"""Portfolio benchmark: `credit-risk score` Parquet in -> Parquet out, beside the API and Spark.
+"""Portfolio benchmark: `credit-risk score` Parquet in -> Parquet out, beside the API and Spark
+(what it measures: docs/portfolio.md, "Speed and memory").
 
     python -m load_tests.portfolio_bench [--rows 1000000] [--rss-rows 5000000] [--out reports]
-
-Builds a portfolio resampled (with replacement) from the training data through the training
-data loader, with an `account_id` per row, then in one run measures:
-- the job on ROWS rows in a child process: applicants/s end to end (the job's own clock and the
-  wall clock including start-up) and where the time goes (the run's audit record);
-- its peak RSS on RSS_ROWS rows (GNU time);
-- `/classify_batch` with 1,000 applicants per request, under wrk, on a real `bentoml serve`;
-- the Spark twin (`local[2]`) on the same ROWS file, and its session start-up.
-Results go to `<out>/portfolio-bench.json` and `<out>/portfolio-bench.md`.
 """
 
 from __future__ import annotations
@@ -30,10 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from credit_risk.decision_store import STORE_ENV
 from credit_risk.schema import CATEGORIES, FEATURES
 from credit_risk.training.data import load_dataset
 from load_tests import bench, harness
-from load_tests.applicants import sample_applicants, write_bodies
 
 BIN: Final = Path(sys.executable).parent
 GNU_TIME: Final = "/usr/bin/time"
@@ -67,23 +59,26 @@ def build_portfolio(path: Path, rows: int, seed: int = 14) -> None:
             writer.write_table(table, row_group_size=ROW_GROUP)
 
 
+def child(what: str, argv: list[str], audit: Path) -> tuple[float, str, dict[str, Any]]:
+    """Run a job in a child process: its wall seconds, its stderr, its audit log's last record."""
+    began = time.perf_counter()
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    wall, stderr = time.perf_counter() - began, done.stderr.decode(errors="replace")
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} exited {done.returncode}: {stderr[-2000:]}")
+    return wall, stderr, json.loads(audit.read_text().splitlines()[-1])
+
+
 def run_job(src: Path, out: Path, tag: str, audit: Path) -> dict[str, Any]:
-    """The CLI in a child process: its wall time, exit code, peak RSS and audit record."""
-    argv = [str(BIN / "credit-risk"), "score", str(src), str(out), "--model", tag]
-    argv += ["--id-column", "account_id", "--audit-log", str(audit)]
+    """The CLI in a child process: its wall time, peak RSS, CPU time and audit record."""
     # GNU time reports the job's own peak RSS; a child's ru_maxrss seen from here would also
     # count pages it shared with this (large) process before exec
     rss_file = audit.with_name("maxrss.txt")
-    argv = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_file), *argv]
-    start = time.perf_counter()
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        msg = f"credit-risk score exited {done.returncode}: {done.stderr.decode()[-2000:]}"
-        raise RuntimeError(msg)
+    argv = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_file), str(BIN / "credit-risk"), "score"]
+    argv += [str(src), str(out), "--model", tag, "--id-column", "account_id"]
+    wall, _, record = child("credit-risk score", [*argv, "--audit-log", str(audit)], audit)
     peak_kib, user_s, system_s = rss_file.read_text().split()[-3:]
     cpu_s = float(user_s) + float(system_s)
-    record = json.loads(audit.read_text().splitlines()[-1])
     return {
         "rows": record["rows_read"],
         "job_seconds": record["seconds"],
@@ -100,14 +95,14 @@ def run_job(src: Path, out: Path, tag: str, audit: Path) -> dict[str, Any]:
     }
 
 
-def run_api(workdir: Path, tag: str) -> dict[str, Any]:
-    """/classify_batch (1,000 applicants per request) under wrk on a real server."""
-    batches = [sample_applicants(bench.BATCH_SIZE, seed=i) for i in range(bench.BATCH_BODIES)]
-    bodies = write_bodies(workdir / "batch.json", batches)
-    port = harness.free_port()
+def run_api(work: Path, tag: str) -> dict[str, Any]:
+    """/classify_batch (1,000 applicants per request) under wrk on a real server (its decisions
+    stored under `work`)."""
+    bodies, port = bench.batch_bodies(work / "batch.json"), harness.free_port()
     argv, url = harness.bentoml_serve("service:CreditRiskService", port), f"http://127.0.0.1:{port}"
     env = {"CREDIT_RISK_MODEL": tag, "CREDIT_RISK_API_TOKENS": "", "CREDIT_RISK_CHALLENGER": "none"}
-    with harness.running(argv, workdir / "server.log", url=url, env=env):
+    env[STORE_ENV] = f"sqlite:///{work / 'decisions.sqlite'}"
+    with harness.running(argv, work / "server.log", url=url, env=env):
         bench.run_wrk(url, bodies, "/classify_batch", API_CONNECTIONS, 3)  # warm-up
         result = bench.run_wrk(url, bodies, "/classify_batch", API_CONNECTIONS, API_SECONDS)
     seconds = result["duration_us"] / 1e6
@@ -125,20 +120,12 @@ def run_spark(src: Path, out: Path, tag: str, rows: int) -> dict[str, Any]:
     audit = out.with_name(f"{out.name}-runs.jsonl")
     argv = [sys.executable, "-m", "credit_risk.portfolio.spark", str(src), str(out)]
     argv += ["--id-column", "account_id", "--model", tag, "--master", "local[2]"]
-    argv += ["--audit-log", str(audit)]
-    start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        msg = f"spark job exited {done.returncode}: {done.stderr[-2000:]}"
-        raise RuntimeError(msg)
-    line = next(ln for ln in reversed(done.stderr.splitlines()) if ln.startswith("run "))
-    startup_s = float(line.rsplit("started in ", 1)[1].split(" s")[0])
-    record = json.loads(audit.read_text().splitlines()[-1])
+    wall, stderr, record = child("spark job", [*argv, "--audit-log", str(audit)], audit)
+    line = next(ln for ln in reversed(stderr.splitlines()) if ln.startswith("run "))
     scored_s = float(record["stage_seconds"]["score and write"])
     return {
         "rows": rows,
-        "session_start_seconds": startup_s,
+        "session_start_seconds": float(line.rsplit("started in ", 1)[1].split(" s")[0]),
         "account_seconds": record["stage_seconds"]["account"],
         "score_and_write_seconds": scored_s,
         "run_seconds": record["seconds"],

@@ -2,8 +2,7 @@
 package, in a temporary directory, on a loopback port, stopped afterwards.
 
 PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user over a
-data directory it owns. Where no server binaries are installed `MISSING` says how to get them
-(`make postgresql`, Debian's postgresql package).
+data directory it owns. Where no server binaries are installed `MISSING` says how to get them.
 """
 
 from __future__ import annotations
@@ -37,42 +36,28 @@ class Postgres:
     port: int
     as_user: list[str]
 
-    @property
-    def admin_url(self) -> str:
-        """The superuser's URL to the default database."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def url(self, database: str) -> str:
-        """The URL of one database on this server."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run pg_ctl on this server's data directory (as its owner)."""
-        return subprocess.run(
-            [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), *args],
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=120,
-        )
+    def run(self, tool: str, *args: str, check: bool = True) -> None:
+        """One of the server's tools (initdb, pg_ctl) on its data directory, as its owner."""
+        argv = [*self.as_user, str(self.bin / tool), "-D", str(self.data), *args]
+        subprocess.run(argv, capture_output=True, text=True, check=check, timeout=120)
 
     def start(self) -> None:
         """Start (or start again) on the same port."""
         options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=on"
-        self.pg_ctl("-o", options, "-l", str(self.data / "server.log"), "-w", "start")
+        self.run("pg_ctl", "-o", options, "-l", str(self.data / "server.log"), "-w", "start")
 
     def stop(self) -> None:
         """A fast shutdown: open connections are terminated, as when the database goes down."""
-        self.pg_ctl("-m", "fast", "-w", "stop", check=False)
+        self.run("pg_ctl", "-m", "fast", "-w", "stop", check=False)
 
     def create_database(self) -> str:
         """A fresh, empty database; returns its URL."""
         import psycopg  # noqa: PLC0415
 
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+        name, url = f"t_{uuid.uuid4().hex[:12]}", f"postgresql://postgres@127.0.0.1:{self.port}"
+        with psycopg.connect(f"{url}/postgres", autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name}")
-        return self.url(name)
+        return f"{url}/{name}"
 
 
 def installed() -> bool:
@@ -86,18 +71,12 @@ def postgres_server() -> Iterator[Postgres]:
     if not BIN_DIRS:
         raise RuntimeError(MISSING)
     root = Path(tempfile.mkdtemp(prefix="credit-risk-pg-"))
-    data = root / "data"
     as_user: list[str] = []
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    server = Postgres(BIN_DIRS[0], data, free_port(), as_user)
-    subprocess.run(
-        [*as_user, str(server.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
+    server = Postgres(BIN_DIRS[0], root / "data", free_port(), as_user)
+    server.run("initdb", "-A", "trust", "-U", "postgres")
     server.start()
     try:
         yield server

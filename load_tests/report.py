@@ -19,16 +19,26 @@ import matplotlib as mpl
 mpl.use("Agg")
 import matplotlib.pyplot as plt
 
+from load_tests.bench import BASELINE, BEFORE, FLOOR, NO_BATCHING, OURS, POSTGRES, SHADOW
 from load_tests.harness import md_table
+from load_tests.harness import write_report as write_json_and_markdown
 
-OURS, NO_BATCHING, BASELINE = "ours-batching", "ours-no-batching", "flask-gunicorn"
-SHADOW, POSTGRES, BEFORE, FLOOR = "ours-shadow", "ours-postgres", "ours-before", "floor"
 HEADLINE: Final = 64
 """The headline load of the targets: 64 concurrent connections."""
 OTHER_LOAD_WARNING_CORES: Final = 0.25
 """Background CPU beyond which the report warns: a tenth of a 2-core machine plus noise."""
 
 Key = tuple[str, str, int]  # server, load, connections
+
+
+def largest(values: Sequence[float | None]) -> float | None:
+    """The largest of the measured values."""
+    return max((v for v in values if v is not None), default=None)
+
+
+def quotient(x: float | None, y: float | None) -> float | None:
+    """x / y where both were measured."""
+    return x / y if x is not None and y else None
 
 
 class Summary:
@@ -61,27 +71,21 @@ class Summary:
 
     def ratio(self, a: str, b: str, metric: str = "requests_per_s") -> float | None:
         """Headline `metric` of `a` over `b`."""
-        x, y = self.headline(a, metric), self.headline(b, metric)
-        return x / y if x is not None and y else None
+        return quotient(self.headline(a, metric), self.headline(b, metric))
 
     def batch_rate(self, server: str) -> float | None:
         """The best median applicants/s of `server`'s `/classify_batch`."""
-        return self.largest(
-            [
-                self.median(k, "applicants_per_s")
-                for k in self.groups
-                if k[:2] == (server, "classify_batch")
-            ]
-        )
+        keys = [k for k in self.groups if k[:2] == (server, "classify_batch")]
+        return largest([self.median(k, "applicants_per_s") for k in keys])
 
     def round_spread(self, server: str) -> float | None:
         """The worst round's headline throughput over the best round's (1 = every round alike)."""
         values = self.values((server, "classify", HEADLINE), "requests_per_s")
         return min(values) / max(values) if values else None
 
-    def largest(self, values: Sequence[float | None]) -> float | None:
-        """The largest of the measured values."""
-        return max((v for v in values if v is not None), default=None)
+    def ours(self, part: str, metric: str) -> float | None:
+        """The largest `metric` of ours over its `points` or `starts`."""
+        return largest([x[metric] for x in self.results[part] if x["server"] == OURS])
 
 
 Figure = Callable[[Summary], float | None]
@@ -99,13 +103,13 @@ TARGETS: Final[list[tuple[str, str, Callable[[float, float], bool], float, Figur
     ("adaptive batching on vs off at 64 connections: >= 3x", "x", operator.ge, 3,
      lambda s: s.ratio(OURS, NO_BATCHING)),
     ("`/classify_batch` applicants/s: >= 25x `/classify` requests/s at 64", "x", operator.ge, 25,
-     lambda s: (b / h) if (b := s.batch_rate(OURS)) and (h := s.headline(OURS)) else None),
+     lambda s: quotient(s.batch_rate(OURS), s.headline(OURS))),
     ("decisions on SQLite: >= 90 % of ours before at 64 connections", "x", operator.ge, 0.9,
      lambda s: s.ratio(OURS, BEFORE)),
     ("decisions on PostgreSQL: >= 90 % of SQLite's at 64 connections", "x", operator.ge, 0.9,
      lambda s: s.ratio(POSTGRES, OURS)),
     ("`/classify_batch` no slower than before", "x", operator.ge, 1,
-     lambda s: (a / b) if (a := s.batch_rate(OURS)) and (b := s.batch_rate(BEFORE)) else None),
+     lambda s: quotient(s.batch_rate(OURS), s.batch_rate(BEFORE))),
     ("challenger in shadow: >= 90 % of champion only at 64 connections", "x", operator.ge, 0.9,
      lambda s: s.ratio(SHADOW, OURS)),
     ("`/classify` at 64 connections: >= 4x Flask + gunicorn", "x", operator.ge, 4,
@@ -113,9 +117,8 @@ TARGETS: Final[list[tuple[str, str, Callable[[float, float], bool], float, Figur
     ("one client alone: p50 <= 5 ms", "ms", operator.le, 5,
      lambda s: s.median((OURS, "classify", 1), "p50_ms")),
     ("PSS of all server processes under load: <= 800 MB", "MB", operator.le, 800,
-     lambda s: s.largest([p["pss_peak_mb"] for p in s.results["points"] if p["server"] == OURS])),
-    ("ready <= 5 s after start", "s", operator.le, 5,
-     lambda s: s.largest([x["ready_s"] for x in s.results["starts"] if x["server"] == OURS])),
+     lambda s: s.ours("points", "pss_peak_mb")),
+    ("ready <= 5 s after start", "s", operator.le, 5, lambda s: s.ours("starts", "ready_s")),
 ]  # fmt: skip
 """Each performance target: its text, unit, test and bound, and the figure measured for it."""
 
@@ -127,14 +130,10 @@ def fmt(value: float | None, digits: int = 0) -> str:
 
 def spread(values: Sequence[float], digits: int = 0) -> str:
     """Median, with the range over rounds when they differ."""
-    if not values:
-        return "-"
-    mid = fmt(statistics.median(values), digits)
-    return (
-        mid
-        if len(values) == 1
-        else f"{mid} ({fmt(min(values), digits)} to {fmt(max(values), digits)})"
-    )
+    if len(values) < 2:
+        return fmt(values[0] if values else None, digits)
+    mid, low, high = (fmt(f(values), digits) for f in (statistics.median, min, max))
+    return f"{mid} ({low} to {high})"
 
 
 def other_cores(p: dict[str, Any]) -> float:
@@ -179,7 +178,7 @@ def markdown(results: dict[str, Any]) -> str:
             ["configuration", "ready after start, s (per round)", "processes", "PSS idle MB",
              "machine busy before start (cores)", "failure"],
             [[s.labels[key], ", ".join(fmt(x["ready_s"], 1) for x in starts),
-              fmt(s.largest([x["processes"] or None for x in starts])),
+              fmt(largest([x["processes"] or None for x in starts])),
               spread([x["pss_idle_mb"] for x in starts if x["pss_idle_mb"] is not None]),
               ", ".join(fmt(x.get("busy_before_cores"), 2) for x in starts),
               "; ".join(x["failure"] for x in starts if x["failure"]) or "none"]
@@ -243,7 +242,7 @@ def same_model(results: dict[str, Any]) -> str:
             for a, b in zip(ps[0], other, strict=True)]  # fmt: skip
     versions = sorted({s["model_version"] for s in results["starts"] if s["model_version"]})
     noop = " The floor scores no model: its constant answers were checked against the schema only."
-    noop = noop if FLOOR in {s["key"] for s in results["servers"]} else ""
+    noop *= FLOOR in {s["key"] for s in results["servers"]}
     if not gaps:
         return "Only one configuration answered; nothing to compare." + noop
     n = len(next(iter(by_round.values()))[0])
@@ -260,7 +259,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     series = sorted({k[:2] for k in s.groups}, key=lambda k: (s.order.index(k[0]), k[1]))
     for server, load in series:
-        conns = sorted(c for k, _, c in ((g[:2], 0, g[2]) for g in s.groups) if k == (server, load))
+        conns = sorted(g[2] for g in s.groups if g[:2] == (server, load))
         label = s.labels[server] + (" — /classify_batch x 1000" if load == "classify_batch" else "")
         for ax, metric in zip(axes, ("applicants_per_s", "p99_ms"), strict=True):
             medians = [s.median((server, load, c), metric) for c in conns]
@@ -282,10 +281,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     m = results["machine"]
-    fig.suptitle(
-        f"credit-risk-bento — {m['usable_cpus']} CPUs, wrk on the same machine, {m['date']}",
-        fontsize=10,
-    )
+    title = f"credit-risk-bento — {m['usable_cpus']} CPUs, wrk on the same machine, {m['date']}"
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))  # room below the panels for the shared legend
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -293,11 +290,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def write_report(results: dict[str, Any], out: Path) -> None:
     """benchmark.json, benchmark.md and benchmark.png under `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmark.json").write_text(json.dumps(results, indent=2))
-    (out / "benchmark.md").write_text(markdown(results), encoding="utf-8")
+    write_json_and_markdown(out, "benchmark", results, markdown(results))
     plot(results, out / "benchmark.png")
-    print(f"wrote {out / 'benchmark.md'} and {out / 'benchmark.png'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,13 @@
-"""Start-up: from spawning `bentoml serve` to the first 200 on /classify, and where it goes.
+"""Start-up: from spawning `bentoml serve` to the first 200 on /classify, and where it goes
+(the method: docs/performance.md, "Start-up"). Results: `<out>/startup.{md,json}`.
 
     python -m load_tests.startup [--runs 5] [--out reports]
-
-Each run spawns the server as `make serve` does and posts one applicant to /classify every
-20 ms until it is answered 200 (ready), while the process tree is watched every 10 ms for the
-supervisor's first worker: its share is importing BentoML's CLI and the service, proving the
-model loads and starting circus; the rest is the workers importing, initialising and the API
-reaching its runner. Each piece a process repeats (the interpreter, `import bentoml`,
-`import service`, loading the served model) is also timed in a fresh interpreter. The load
-average is recorded beside the figures: on a shared host they compare only at similar load.
-Results go to `<out>/startup.md` and `<out>/startup.json`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -47,34 +40,34 @@ without its imports)."""
 
 
 def one_start(log: Path) -> dict[str, float]:
-    """Spawn a server; seconds to its first worker and to the first 200 on /classify, and the
-    CPU seconds its processes used by then."""
+    """Spawn a server; seconds to its first worker (the process tree watched every 10 ms) and to
+    the first 200 on /classify (one applicant every 20 ms), and its processes' CPU seconds then."""
     port = harness.free_port()
     argv, url = harness.bentoml_serve("service:CreditRiskService", port), f"http://127.0.0.1:{port}"
-    with harness.running(argv, log, url=url, ready_path=None) as server:
+    with (
+        harness.running(argv, log, url=url, ready_path=None) as server,
+        httpx.Client(timeout=5) as client,
+    ):
         spawned: list[float] = []
-        threading.Thread(target=_first_worker, args=(server, spawned), daemon=True).start()
-        with httpx.Client(timeout=5) as client:
 
-            def answered() -> bool:
-                if server.process.poll() is not None:
-                    raise RuntimeError(f"server exited:\n{server.log()[-3000:]}")
-                try:
-                    return client.post(f"{url}/classify", json=example_applicant()).is_success
-                except httpx.TransportError:
-                    return False
+        def first_worker() -> None:
+            while server.process.poll() is None and not harness.processes(server.root)[1:]:
+                time.sleep(0.01)
+            spawned.append(time.perf_counter() - server.started)
 
-            harness.wait_for(answered, "the server answers /classify", harness.READY_TIMEOUT_S)
+        def answered() -> bool:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{server.log()[-3000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                return client.post(f"{url}/classify", json=example_applicant()).is_success
+            return False
+
+        threading.Thread(target=first_worker, daemon=True).start()
+        harness.wait_for(answered, "the server answers /classify", harness.READY_TIMEOUT_S)
         ready = time.perf_counter() - server.started
         harness.wait_for(lambda: spawned, "the supervisor's first worker was seen", 5)
-        return {"workers_spawned_s": spawned[0], "ready_s": ready,
-                "cpu_s": sum(harness.cpu_seconds(server.root).values())}  # fmt: skip
-
-
-def _first_worker(server: harness.Server, spawned: list[float]) -> None:
-    while server.process.poll() is None and not harness.processes(server.root)[1:]:
-        time.sleep(0.01)
-    spawned.append(time.perf_counter() - server.started)
+        cpu_s = sum(harness.cpu_seconds(server.root).values())
+        return {"workers_spawned_s": spawned[0], "ready_s": ready, "cpu_s": cpu_s}
 
 
 def piece_s(code: str) -> float:

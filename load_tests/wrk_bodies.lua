@@ -5,15 +5,6 @@
 -- BODIES_FILE holds one JSON body per line (load_tests/applicants.py writes it). Requests are
 -- formatted once, in init(), so the generator's per-request cost stays a table lookup.
 
-local threads = {}
-local counter = 0
-
-function setup(thread)
-   counter = counter + 1
-   thread:set("id", counter)
-   table.insert(threads, thread)
-end
-
 local requests_ = {}
 local index = 0
 
@@ -31,9 +22,6 @@ function init(args)
    if #requests_ == 0 then
       error("no bodies in " .. bodies_file)
    end
-   -- threads start at different places in the list so they do not send the same sequence
-   local id = tonumber(wrk.thread:get("id")) or 1
-   index = ((id - 1) * 7919) % #requests_
 end
 
 function request()

@@ -1,11 +1,7 @@
-"""The classic tutorial service, for comparison: Flask behind gunicorn, pandas in, JSON out.
-
-Built the way most "deploy your scikit-learn model" guides build it, on purpose: the model is
-loaded at import in every worker, each request becomes a one-row DataFrame, and
-`predict_proba` runs once per request. It serves the same saved model from the BentoML store
-as the real service, so `make bench` compares serving stacks, not models.
-
-    gunicorn -w 2 -b 127.0.0.1:5000 load_tests.baseline.app:app
+"""The classic tutorial service, for comparison: Flask behind gunicorn, pandas in, JSON out, built
+the way most "deploy your scikit-learn model" guides build it (the model loaded at import in
+every worker, a one-row DataFrame and one `predict_proba` per request), serving the same stored
+model as the real service, so `make bench` compares serving stacks, not models.
 """
 
 from __future__ import annotations

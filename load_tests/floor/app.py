@@ -1,11 +1,7 @@
-"""The floor: what a decision's HTTP round trip costs on this machine with no framework around it.
-
-A bare Starlette app under uvicorn, with as many workers as our API service, that validates the
-same `Applicant` with the same pydantic model and answers one constant decision: no model, no
-runner, no record, no metrics. `make bench` measures it beside our service in the same run and
-states our CPU per request and requests/s as ratios of it.
-
-    uvicorn load_tests.floor.app:app --workers 2 --no-access-log
+"""The floor: a decision's HTTP round trip on this machine with no framework around it. A bare
+Starlette app under uvicorn, as many workers as our API service, validating the same `Applicant`
+with the same pydantic model and answering one constant decision: no model, runner, record or
+metrics. `make bench` states ours as ratios of it (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -13,12 +13,15 @@ What each benchmark stands behind (docs/performance.md, "Micro-benchmarks", has 
 - `test_building_*`: answers built as dicts cost a fraction of pydantic objects (design.md);
 - `test_decision_store_*`: one commit holds a turn's records (operations.md, the store's cost);
 - `test_coalescing_*`: gathering a turn's runner calls into one costs little per call
-  (design.md).
+  (design.md);
+- `test_runner_scores_*`: the runner's batch function with the recourse of its declines and
+  with a rule that declines nothing (what an approval costs), 1 to 1,000 rows (model.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,9 @@ from credit_risk.decision_store.chain import ChainWriter
 from credit_risk.decisions import DecisionRule
 from credit_risk.encoding import encode_applicants
 from credit_risk.model_store import ServingModel, load_serving_model
+from credit_risk.recourse import APPROVED, RECOURSE_COLUMNS
 from credit_risk.schema import Applicant, Decision
+from credit_risk.serving.batch_scoring import BatchScoring
 from credit_risk.serving.coalesce import Coalescer
 from load_tests.applicants import sample_applicants
 
@@ -140,3 +145,32 @@ def test_coalescing_64_concurrent_calls_into_one(benchmark: Any, codes: np.ndarr
         loop.close()
     assert set(calls) == {64}, "one batch per turn"
     np.testing.assert_array_equal(np.vstack([a[0] for a in answers]), codes[:64])
+
+
+class DeclinesNone:
+    """A decision rule under which nothing is declined: the recourse step then computes nothing."""
+
+    threshold = 1.0
+
+    def declines(self, probability: np.ndarray) -> np.ndarray:
+        return np.zeros(len(probability), dtype=np.bool_)
+
+
+@pytest.mark.parametrize("rows", [1, 10, 100, 1000])
+@pytest.mark.parametrize("rule_kind", ["served", "declines_none"])
+def test_runner_scores_a_batch(
+    benchmark: Any, served: ServingModel, codes: np.ndarray, rows: int, rule_kind: str
+) -> None:
+    scoring = BatchScoring(served, None, window=1000)
+    scoring._drift_publish_scheduled = True  # as in steady state: the drift update is scheduled
+    if rule_kind == "declines_none":
+        scoring.recourse = dataclasses.replace(scoring.recourse, rule=DeclinesNone())
+    out = benchmark(scoring.score, codes[:rows])
+    state = out[:, -RECOURSE_COLUMNS]  # the recourse columns come last: APPROVED where approved
+    declined = scoring.recourse.rule.declines(out[:, 0])
+    assert out.shape[0] == rows
+    if rule_kind == "declines_none":
+        assert not declined.any()
+    elif rows == 1000:
+        assert declined.any(), "the sample holds declines, so the recourse is computed"
+    np.testing.assert_array_equal(state != APPROVED, declined)

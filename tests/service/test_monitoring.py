@@ -30,6 +30,7 @@ from credit_risk.monitoring.dashboard import dashboard
 from credit_risk.monitoring.files import RULES_FILE
 from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.schema import example_applicant
+from load_tests import harness
 from load_tests.applicants import sample_applicants
 from tests.conftest import ROOT, Server, free_port, start_server, stop_server
 
@@ -246,12 +247,8 @@ def _shown(result: list[dict[str, Any]]) -> str:
 
 def test_worker_processes_publish_their_own_process_metrics(server: Server) -> None:
     """CPU, memory, descriptors and start time per worker, each the real process's own."""
-    processes = {}
-    for child in psutil.Process(server.process.pid).children(recursive=True):
-        argv = child.cmdline()
-        if "--service-name" in argv:
-            key = (argv[argv.index("--service-name") + 1], argv[argv.index("--worker-id") + 1])
-            processes[key] = child
+    roles = harness.roles(server.root).items()  # found by their argv, as the load tools do
+    processes = {tuple(r.split(":")): psutil.Process(p) for p, r in roles if r != "supervisor"}
     assert set(processes) == WORKERS
 
     def every_worker_started() -> dict[tuple[str, str], float]:
@@ -340,11 +337,8 @@ def test_a_killed_runner_fires_the_restart_alert(
     alert fires in Prometheus with the runner's labels."""
     runner_key = ("credit_scorer", "1")
     before = _worker_values(server, "process_start_time_seconds")[runner_key]
-    (runner,) = [
-        p
-        for p in psutil.Process(server.process.pid).children(recursive=True)
-        if "credit_scorer" in p.cmdline()
-    ]
+    runner = harness.service_process(server.root, "credit_scorer")
+    assert runner is not None
     runner.send_signal(signal.SIGKILL)
 
     def restarted() -> float:
