@@ -114,16 +114,12 @@ def create_app(open_store: Callable[[], DecisionStore]) -> Starlette:
             return _error(503, f"the decision store is unavailable ({exc.cause})", cause=exc.cause)
         return JSONResponse({"application_id": ref, "decisions": [r.view() for r in records]})
 
-    async def no_route(request: Request, _exc: Exception) -> Response:
-        return _error(404, f"no such route: {request.url.path}")
-
     return Starlette(
         routes=[
             Route("/", by_application, methods=["GET"]),
             Route("/{decision_id}", by_id, methods=["GET"]),
             Route("/{decision_id}/notice", notice, methods=["GET"]),
-        ],
-        exception_handlers={404: no_route},
+        ]
     )
 
 
