@@ -95,8 +95,8 @@ class NotADeclineError(ValueError):
 
     def __init__(self, decision_id: str, decision: str) -> None:
         super().__init__(
-            f"decision {decision_id} is an {decision}, not a decline: a notice of adverse "
-            "action is only given for a declined application"
+            f"decision {decision_id} is not a decline (it is {decision!r}): a notice of "
+            "adverse action is only given for a declined application"
         )
 
 
