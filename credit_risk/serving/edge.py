@@ -41,7 +41,7 @@ from credit_risk.schema import FEATURES
 from credit_risk.serving import metrics
 from credit_risk.serving.middleware import BearerAuthMiddleware, BodyFormatMiddleware
 from credit_risk.serving.request_metrics import RequestMetricsMiddleware
-from credit_risk.serving.retrieval import DECISIONS_PATH, BarePathMiddleware
+from credit_risk.serving.retrieval import DECISIONS_PATH, DECISIONS_SUBPATHS, BarePathMiddleware
 from credit_risk.serving.routes import KnownRoutesMiddleware, RouteTable
 from credit_risk.serving.settings import Settings
 from credit_risk.serving.tuning import (
@@ -93,6 +93,7 @@ def route_table() -> RouteTable:
         ),
         plain=PROBE_PATHS,
         get_trees=(DECISIONS_PATH,),
+        shapes={DECISIONS_PATH: DECISIONS_SUBPATHS},
     )
 
 

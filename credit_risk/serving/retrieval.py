@@ -33,6 +33,9 @@ DECISIONS_PATH: Final = "/decisions"
 """Where BentoML mounts this app (service.py), and the prefix the bearer token guards."""
 DECISION_ID: Final = re.compile(r"[0-9a-f]{32}")
 """A decision id as the service makes them: 128 random bits in lowercase hex."""
+DECISIONS_SUBPATHS: Final = r"(?:[^/]+(?:/notice)?)?"
+"""The paths below the prefix the routes serve: `/`, `/<id>` and `/<id>/notice` (any id: a
+malformed one is answered by its route). The edge answers every other one (serving/routes.py)."""
 MALFORMED_ID: Final = (
     "decision_id must be 32 lowercase hexadecimal characters, as in an answer's decision_id"
 )

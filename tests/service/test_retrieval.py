@@ -173,6 +173,8 @@ def test_a_notice_is_refused_in_json_for_approved_unknown_and_malformed_ids(
     assert (unknown.status_code, "no decision" in unknown.json()["error"]) == (404, True)
     malformed = _get(secured, "/decisions/not-an-id/notice", headers=AUTH)
     assert (malformed.status_code, "decision_id" in malformed.json()["error"]) == (400, True)
+    beyond = _get(secured, f"/decisions/{'b' * 32}/other", headers=AUTH)
+    assert (beyond.status_code, "no such route" in beyond.json()["error"]) == (404, True)
 
 
 ROUTE_LABEL = "/decisions/*"
