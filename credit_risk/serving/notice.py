@@ -16,6 +16,8 @@ from datetime import datetime
 from html import escape
 from typing import Any, Final
 
+import numpy as np
+
 from credit_risk.decision_store.records import TIME_FORMAT, DecisionRecord
 from credit_risk.policy import BAND_FLOORS, SCALING
 from credit_risk.schema import describe_recourse
@@ -123,9 +125,9 @@ def band_ranges() -> list[tuple[str, str]]:
 
 def approval_score(threshold: float) -> float:
     """The score at the model's probability cut-off: applications scoring at or above about
-    this are approved (the decision is made on the probability, the score is its scale)."""
-    odds_bad = threshold / (1.0 - threshold)
-    return SCALING.offset - SCALING.factor * math.log(odds_bad)
+    this are approved (the decision is made on the probability, the score is its scale; every
+    model is trained with the published scaling, `policy.SCALING`)."""
+    return float(SCALING.score(np.array([threshold]))[0])
 
 
 def render_notice(record: DecisionRecord) -> str:
