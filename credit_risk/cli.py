@@ -523,9 +523,26 @@ def _store_failure(exc: Exception) -> click.ClickException:
     return click.ClickException(f"decision store unavailable ({cause_of(exc)}): {exc}")
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` under a temporary name in its directory, then rename it: a
+    failure leaves no partial file and any earlier file as it was. The file is readable by its
+    owner only (mkstemp's mode): a notice holds personal data."""
+    import os  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @main.group()
 def decisions() -> None:
-    """The decision store: show, verify, import, export, purge."""
+    """The decision store: show, notice, verify, import, export, purge."""
 
 
 @decisions.command("show")
@@ -555,6 +572,46 @@ def decisions_show(
     except Exception as exc:  # the store's failure in one line
         raise _store_failure(exc) from None
     click.echo(json.dumps(shown, indent=2))
+
+
+@decisions.command("notice")
+@click.argument("decision_id")
+@click.option(
+    "--out",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The HTML file to write (replaced whole, or left as it was).",
+)
+@STORE_OPTION
+def decisions_notice(decision_id: str, output: Path, store_url: str | None) -> None:
+    """Write a declined decision's adverse-action notice (printable HTML) to --out.
+
+    An unknown, approved or malformed DECISION_ID is one line and exit code 2.
+    """
+    from credit_risk.serving.notice import NotADeclineError, render_notice  # noqa: PLC0415
+    from credit_risk.serving.retrieval import DECISION_ID, MALFORMED_ID  # noqa: PLC0415
+
+    if not DECISION_ID.fullmatch(decision_id):
+        raise InputError(f"{MALFORMED_ID}, not {decision_id!r}")
+    store = _open_store(store_url)
+    try:
+        record = store.get(decision_id)
+    except Exception as exc:  # the store's failure in one line
+        raise _store_failure(exc) from None
+    finally:
+        store.close()
+    if record is None:
+        raise InputError(f"no decision {decision_id} in the decision store")
+    try:
+        page = render_notice(record)
+    except NotADeclineError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        _write_atomically(output, page)
+    except OSError as exc:
+        raise InputError(f"{output}: {exc.strerror}") from None
+    click.echo(f"{output}: notice of the declined decision {decision_id}")
 
 
 @decisions.command("verify")

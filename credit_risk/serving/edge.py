@@ -15,8 +15,9 @@ Order matters, and lives here only. Outermost first:
    (workarounds/scoring_route.py);
 7. for anything else with a body, it is JSON without repeated keys (400);
 8. the docs page, from the image's own files;
-9. BentoML's stack (tracing, its request metrics, the request deadline: 504), and inside it
-   ours: 400s that name their fields, the OpenAPI document made truthful.
+9. BentoML's stack (tracing, its request metrics labelled by route as ours are:
+   workarounds/metric_labels.py, the request deadline: 504), and inside it ours: 400s that
+   name their fields, the OpenAPI document made truthful.
 
 A middleware class with `outside_bentoml = True` wraps the whole app BentoML builds rather than
 joining its stack; `EdgeService` (the services' `service_class`) puts it there, hands BentoML's
@@ -40,7 +41,7 @@ from credit_risk.schema import FEATURES
 from credit_risk.serving import metrics
 from credit_risk.serving.middleware import BearerAuthMiddleware, BodyFormatMiddleware
 from credit_risk.serving.request_metrics import RequestMetricsMiddleware
-from credit_risk.serving.retrieval import DECISIONS_PATH, BarePathMiddleware
+from credit_risk.serving.retrieval import DECISIONS_PATH, DECISIONS_SUBPATHS, BarePathMiddleware
 from credit_risk.serving.routes import KnownRoutesMiddleware, RouteTable
 from credit_risk.serving.settings import Settings
 from credit_risk.serving.tuning import (
@@ -56,6 +57,7 @@ from credit_risk.serving.workarounds.admission_gate import AdmissionGate, BodyRe
 from credit_risk.serving.workarounds.docs_page import DOCS_PATH, DocsPageMiddleware, static_paths
 from credit_risk.serving.workarounds.json_body import JsonBodyMiddleware
 from credit_risk.serving.workarounds.listening_socket import spread_connections
+from credit_risk.serving.workarounds.metric_labels import label_by_route
 from credit_risk.serving.workarounds.openapi_document import (
     OPENAPI_DOCUMENT_PATH,
     OpenAPIDocumentMiddleware,
@@ -91,6 +93,7 @@ def route_table() -> RouteTable:
         ),
         plain=PROBE_PATHS,
         get_trees=(DECISIONS_PATH,),
+        shapes={DECISIONS_PATH: DECISIONS_SUBPATHS},
     )
 
 
@@ -145,7 +148,9 @@ def count_protocol_refusal(path: str | None, status: int) -> None:
 
 class EdgeService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml is untyped here
     """A `bentoml.Service` whose app has BentoML's timeout without its leak
-    (workarounds/request_deadline.py), wrapped in the middleware marked `outside_bentoml`;
+    (workarounds/request_deadline.py) and, as the entry service, BentoML's request metrics
+    labelled by route (workarounds/metric_labels.py), wrapped in the middleware marked
+    `outside_bentoml`;
     as the entry service, its worker speaks HTTP through `EdgeProtocol`.
 
     Pass it as `@bentoml.service(service_class=EdgeService)`: BentoML adds user middleware
@@ -166,6 +171,8 @@ class EdgeService(bentoml.Service[Any]):  # type: ignore[misc]  # bentoml is unt
         finally:
             self.middlewares[:] = installed
         replace_timeout(app)
+        if is_main:
+            label_by_route(app, route_table().label)
         for cls, options in reversed(outer):  # the first installed ends up outermost
             wants = getattr(cls, "needs_app_factory", False)
             app = cls(app, **({**options, "factory": factory} if wants else options))

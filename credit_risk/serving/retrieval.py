@@ -1,5 +1,6 @@
-"""Finding a decision again: `GET /decisions/{decision_id}` and
-`GET /decisions?application_id=...`, a small Starlette app BentoML mounts at /decisions.
+"""Finding a decision again: `GET /decisions/{decision_id}`, `GET /decisions?application_id=...`
+and a decline's adverse-action notice, `GET /decisions/{decision_id}/notice` (serving/notice.py),
+a small Starlette app BentoML mounts at /decisions.
 
 Behind the same bearer-token auth as scoring (service.py registers the prefix). Each API worker
 reads through a store connection of its own, opened at the first lookup and used from one
@@ -18,18 +19,26 @@ from typing import Any, Final, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from credit_risk.decision_store import DecisionStore, StoreUnavailableError
+from credit_risk.decision_store import DecisionRecord, DecisionStore, StoreUnavailableError
 from credit_risk.decision_store.errors import cause_of
 from credit_risk.schema import APPLICATION_ID_PATTERN
 from credit_risk.serving.asgi import ASGIApp, Receive, Scope, Send
+from credit_risk.serving.notice import HEADERS as NOTICE_HEADERS
+from credit_risk.serving.notice import NotADeclineError, render_notice
 
 DECISIONS_PATH: Final = "/decisions"
 """Where BentoML mounts this app (service.py), and the prefix the bearer token guards."""
 DECISION_ID: Final = re.compile(r"[0-9a-f]{32}")
 """A decision id as the service makes them: 128 random bits in lowercase hex."""
+DECISIONS_SUBPATHS: Final = r"(?:[^/]+(?:/notice)?)?"
+"""The paths below the prefix the routes serve: `/`, `/<id>` and `/<id>/notice` (any id: a
+malformed one is answered by its route). The edge answers every other one (serving/routes.py)."""
+MALFORMED_ID: Final = (
+    "decision_id must be 32 lowercase hexadecimal characters, as in an answer's decision_id"
+)
 APPLICATION_ID: Final = re.compile(APPLICATION_ID_PATTERN)
 
 T = TypeVar("T")
@@ -66,21 +75,32 @@ def create_app(open_store: Callable[[], DecisionStore]) -> Starlette:
     """The retrieval routes over the store `open_store` opens (once per worker)."""
     reader = StoreReader(open_store)
 
-    async def by_id(request: Request) -> Response:
+    async def lookup(request: Request) -> DecisionRecord | Response:
+        """The record the path names, or the JSON refusal (400, 404, 503) in its place."""
         decision_id = request.path_params["decision_id"]
         if not DECISION_ID.fullmatch(decision_id):
-            return _error(
-                400,
-                "decision_id must be 32 lowercase hexadecimal characters, as in an answer's "
-                "decision_id",
-            )
+            return _error(400, MALFORMED_ID)
         try:
             record = await reader.run(lambda store: store.get(decision_id))
         except StoreUnavailableError as exc:
             return _error(503, f"the decision store is unavailable ({exc.cause})", cause=exc.cause)
         if record is None:
             return _error(404, f"no decision {decision_id} in the decision store")
-        return JSONResponse(record.view())
+        return record
+
+    async def by_id(request: Request) -> Response:
+        found = await lookup(request)
+        return found if isinstance(found, Response) else JSONResponse(found.view())
+
+    async def notice(request: Request) -> Response:
+        found = await lookup(request)
+        if isinstance(found, Response):
+            return found
+        try:
+            page = render_notice(found)
+        except NotADeclineError as exc:
+            return _error(409, str(exc), decision=found.decision)
+        return HTMLResponse(page, headers=NOTICE_HEADERS)
 
     async def by_application(request: Request) -> Response:
         ref = request.query_params.get("application_id")
@@ -101,6 +121,7 @@ def create_app(open_store: Callable[[], DecisionStore]) -> Starlette:
         routes=[
             Route("/", by_application, methods=["GET"]),
             Route("/{decision_id}", by_id, methods=["GET"]),
+            Route("/{decision_id}/notice", notice, methods=["GET"]),
         ]
     )
 

@@ -7,8 +7,10 @@ with `Allow`, both at the edge; the request metrics label every path outside the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final
 
 from credit_risk.serving.asgi import (
@@ -35,7 +37,9 @@ class RouteTable:
     methods: Mapping[str, frozenset[str]]
     plain: frozenset[str] = field(default_factory=frozenset)
     trees: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    """Prefixes whose every sub-path is served (`/decisions/<id>`), with their methods."""
+    """Prefixes whose sub-paths are served (`/decisions/<id>`), with their methods."""
+    shapes: Mapping[str, re.Pattern[str]] = field(default_factory=dict)
+    """For a tree listed here, the sub-paths it serves (after its `/`); any other is unknown."""
 
     def label(self, path: str | None) -> str:
         """The path as a metric label: itself when served, its tree's (`/decisions/*`) when
@@ -56,7 +60,11 @@ class RouteTable:
         return self.trees[tree] if tree is not None else None
 
     def _tree(self, path: str) -> str | None:
-        return next((t for t in self.trees if path.startswith(t + "/")), None)
+        tree = next((t for t in self.trees if path.startswith(t + "/")), None)
+        shape = self.shapes.get(tree) if tree is not None else None
+        if tree is None or shape is None or shape.fullmatch(path[len(tree) + 1 :]):
+            return tree
+        return None
 
     @classmethod
     def of(
@@ -65,12 +73,15 @@ class RouteTable:
         gets: Iterable[str],
         plain: Iterable[str] = (),
         get_trees: Iterable[str] = (),
+        shapes: Mapping[str, str] = MappingProxyType({}),
     ) -> RouteTable:
         """A table from the POST-only and GET-only paths; `plain` ones are GET paths too, and
-        everything under a `get_trees` prefix is a GET path."""
+        what is under a `get_trees` prefix is a GET path (every sub-path, or for a tree in
+        `shapes` those its regular expression matches)."""
         methods = dict.fromkeys(posts, POST)
         methods.update(dict.fromkeys((*gets, *plain), GET))
-        return cls(methods, frozenset(plain), dict.fromkeys(get_trees, GET))
+        compiled = {tree: re.compile(shape) for tree, shape in shapes.items()}
+        return cls(methods, frozenset(plain), dict.fromkeys(get_trees, GET), compiled)
 
 
 class KnownRoutesMiddleware:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
+
+import numpy as np
 
 from credit_risk.decision_store import DecisionRecord, new_records
 from credit_risk.decision_store.records import utc_text
-from credit_risk.schema import Applicant, example_applicant
+from credit_risk.decisions import DecisionRule
+from credit_risk.policy import SCALING
+from credit_risk.recourse import APPROVED, FOUND, NONE, RecourseColumns
+from credit_risk.schema import FEATURES, Applicant, example_applicant
 
 
 def decision(p: float = 0.3, ref_code: str = "RC02") -> dict[str, Any]:
@@ -48,3 +53,37 @@ def make_records(
         policy_version="policy:test",
         decided_at=utc_text(when) if when else None,
     )
+
+
+NOTICE_RULE: Final = DecisionRule(threshold=0.17, scaling=SCALING, model_version="credit_risk:test")
+"""The real decision function at a threshold of 0.17 (what training picks is near it)."""
+
+
+def decided_record(
+    probability: float,
+    excess_logit: dict[str, float],
+    recourse: tuple[float, int] | None = None,
+    application_id: str | None = "loan-2026-000123",
+    when: datetime | None = None,
+) -> DecisionRecord:
+    """One record as the service makes it from model output: the real policy scores, bands,
+    ranks the reasons (`excess_logit` per field) and, for a decline, carries the recourse
+    (an amount and a term, or none found)."""
+    excess = np.zeros((1, len(FEATURES)))
+    for name, value in excess_logit.items():
+        excess[0, FEATURES.index(name)] = value
+    p = np.array([probability])
+    state = APPROVED if not NOTICE_RULE.declines(p)[0] else FOUND if recourse else NONE
+    amount, term = recourse or (0.0, 0)
+    columns = RecourseColumns(
+        np.array([state]), np.zeros(1, dtype=np.intp), np.array([amount]), np.array([term])
+    )
+    [record] = new_records(
+        [Applicant.model_validate(example_applicant())],
+        NOTICE_RULE.records(p, excess, columns),
+        None,
+        application_ids=[application_id],
+        policy_version=NOTICE_RULE.policy_version,
+        decided_at=utc_text(when) if when else None,
+    )
+    return record

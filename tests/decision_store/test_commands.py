@@ -15,7 +15,8 @@ from credit_risk.decision_store import DecisionRecord, DecisionStore, open_store
 from credit_risk.decision_store.chain import ChainWriter, verify
 from credit_risk.decision_store.records import COLUMNS
 from credit_risk.schema import example_applicant
-from tests.decision_store.records_for_tests import make_records
+from credit_risk.serving.notice import render_notice
+from tests.decision_store.records_for_tests import decided_record, make_records
 
 
 def cli(store_url: str, *args: str) -> Result:
@@ -203,3 +204,48 @@ def test_a_store_that_cannot_be_reached_is_one_line(tmp_path: Path) -> None:
         "does not exist"
     ]
     assert open_store(url).path.parent.exists() is False  # type: ignore[attr-defined]
+
+
+def test_notice_writes_a_declined_decisions_notice_whole(
+    store: DecisionStore, tmp_path: Path
+) -> None:
+    [declined] = ChainWriter(store, "api:test").append(
+        [decided_record(0.4, {"credit_history": 0.9, "savings": 0.3}, recourse=(3200.0, 24))]
+    )
+    out = tmp_path / "notices" / "notice.html"
+    out.parent.mkdir()
+    result = cli(store.url, "notice", declined.decision_id, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8") == render_notice(declined)
+    assert [p.name for p in out.parent.iterdir()] == ["notice.html"], "no temporary file left"
+
+
+@pytest.mark.parametrize("case", ["unknown", "approved", "malformed"])
+def test_notice_refuses_an_unknown_approved_or_malformed_id_in_one_line(
+    store: DecisionStore, tmp_path: Path, case: str
+) -> None:
+    [approved] = ChainWriter(store, "api:test").append([decided_record(0.05, {})])
+    decision_id = {"unknown": "e" * 32, "approved": approved.decision_id, "malformed": "E" * 32}
+    expected = {
+        "unknown": "no decision",
+        "approved": "not a decline",
+        "malformed": "32 lowercase hexadecimal",
+    }
+    out = tmp_path / "notices" / "notice.html"
+    out.parent.mkdir()
+    out.write_text("an earlier notice")
+    result = cli(store.url, "notice", decision_id[case], "--out", str(out))
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert expected[case] in line
+    assert out.read_text() == "an earlier notice", "left as it was"
+    assert [p.name for p in out.parent.iterdir()] == ["notice.html"]
+
+
+def test_notice_into_a_missing_directory_is_one_line(store: DecisionStore, tmp_path: Path) -> None:
+    [declined] = ChainWriter(store, "api:test").append([decided_record(0.4, {"savings": 0.3})])
+    out = tmp_path / "nowhere" / "notice.html"
+    result = cli(store.url, "notice", declined.decision_id, "--out", str(out))
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert "nowhere" in result.output

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from credit_risk.schema import FEATURES, example_applicant
+from load_tests.harness import wait_for
 from tests.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -128,3 +130,93 @@ def test_the_openapi_document_describes_the_reference(secured: Server) -> None:
     text = str(doc)
     assert "application_id" in text
     assert "Not used for scoring" in text
+
+
+def _declined(server: Server, ref: str = "loan-2026-000456") -> dict[str, object]:
+    applicant = example_applicant() | {"credit_amount": 15_000.0, "duration_months": 60}
+    answer: dict[str, object] = _classify(server, applicant | {"application_id": ref}).json()
+    assert answer["decision"] == "decline", answer
+    return answer
+
+
+def test_a_declines_notice_is_printable_html_behind_the_token(secured: Server) -> None:
+    answer = _declined(secured)
+    path = f"/decisions/{answer['decision_id']}/notice"
+    r = _get(secured, path, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "text/html; charset=utf-8"
+    assert r.headers["cache-control"] == "no-store"
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert "Notice of credit decision" in r.text
+    assert str(answer["decision_id"]) in r.text
+    assert "loan-2026-000456" in r.text
+    for reason in answer["reason_codes"]:  # type: ignore[attr-defined]
+        assert reason["description"] in r.text
+    assert _get(secured, path).status_code == 401
+    assert _get(secured, path, headers={"authorization": "Bearer nope"}).status_code == 401
+
+
+def test_a_notice_is_refused_in_json_for_approved_unknown_and_malformed_ids(
+    secured: Server,
+) -> None:
+    declined = _classify(secured, example_applicant()).json()
+    recourse = declined["recourse"]
+    assert recourse, declined
+    assert recourse["found"], declined  # and what it names is approved
+    asked = {k: recourse[k] for k in ("credit_amount", "duration_months")}
+    approved = _classify(secured, example_applicant() | asked).json()
+    assert approved["decision"] == "approve"
+    r = _get(secured, f"/decisions/{approved['decision_id']}/notice", headers=AUTH)
+    assert r.status_code == 409
+    assert "not a decline" in r.json()["error"]
+    unknown = _get(secured, f"/decisions/{'b' * 32}/notice", headers=AUTH)
+    assert (unknown.status_code, "no decision" in unknown.json()["error"]) == (404, True)
+    malformed = _get(secured, "/decisions/not-an-id/notice", headers=AUTH)
+    assert (malformed.status_code, "decision_id" in malformed.json()["error"]) == (400, True)
+    beyond = _get(secured, f"/decisions/{'b' * 32}/other", headers=AUTH)
+    assert (beyond.status_code, "no such route" in beyond.json()["error"]) == (404, True)
+
+
+ROUTE_LABEL = "/decisions/*"
+"""The one label every request under /decisions/<id> is counted under."""
+
+
+def _metric_lines(server: Server) -> list[str]:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+def _counted(lines: list[str], metric: str, label: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line.startswith(metric + "{") and label in line
+    )
+
+
+def test_lookups_and_notices_add_no_metric_series_per_id(secured: Server) -> None:
+    declined = str(_declined(secured, "loan-metrics")["decision_id"])
+    ids = [secrets.token_hex(16) for _ in range(20)]
+    _metric_lines(secured)  # the scrape itself is counted (route /metrics) once it is answered
+    before = _metric_lines(secured)
+    for decision_id in [*ids, declined]:
+        expected = 200 if decision_id == declined else 404
+        for suffix in ("", "/notice"):
+            r = _get(secured, f"/decisions/{decision_id}{suffix}", headers=AUTH)
+            assert r.status_code == expected, r.text
+    requests = 2 * (len(ids) + 1)
+    ours, theirs = "credit_risk_http_requests_total", "bentoml_service_request_total"
+    ours_label, their_label = f'route="{ROUTE_LABEL}"', f'endpoint="{ROUTE_LABEL}"'
+
+    def counted() -> bool:
+        grew = _counted(_metric_lines(secured), ours, ours_label)
+        return grew - _counted(before, ours, ours_label) >= requests
+
+    wait_for(counted, f"{requests} requests counted under {ROUTE_LABEL}", timeout=30)
+    after = _metric_lines(secured)
+    print(f"\n/metrics series: {len(before)} before {requests} lookups, {len(after)} after")
+    leaked = [line for line in after if any(i in line for i in [*ids, declined])]
+    assert leaked == [], f"{len(leaked)} series name a decision id"
+    assert _counted(after, theirs, their_label) - _counted(before, theirs, their_label) == (
+        requests
+    ), "BentoML's request metrics count them under the route label"

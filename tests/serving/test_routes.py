@@ -52,3 +52,16 @@ def test_the_service_table_serves_the_api_probes_docs_form_and_swagger_files() -
     for path in ("/", "/docs.json", "/ui/", "/static_content/swagger-ui-bundle.js"):
         assert "GET" in table.methods[path], path
     assert len(table.methods) < 40, "a bounded set of labels"
+
+
+def test_only_the_decision_paths_the_retrieval_routes_serve_pass_the_edge() -> None:
+    table, some_id = route_table(), "a" * 32
+    for served in ("/decisions/", f"/decisions/{some_id}", f"/decisions/{some_id}/notice"):
+        assert table.allowed(served) == frozenset({"GET", "HEAD"}), served
+        assert table.label(served) == "/decisions/*", served
+    assert table.allowed("/decisions/not-an-id") is not None, "its route names the bad id"
+    for unknown in (f"/decisions/{some_id}/other", f"/decisions/{some_id}/notice/", "/decisions//"):
+        assert table.allowed(unknown) is None, unknown
+        assert table.label(unknown) == OTHER, unknown
+    sent = call(KnownRoutesMiddleware(Echo(), table), http_scope("/decisions/x/y", method="GET"))
+    assert (sent.status, sent.json()) == (404, {"error": "no such route: /decisions/x/y"})
