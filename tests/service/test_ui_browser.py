@@ -432,6 +432,7 @@ def test_with_tokens_on_the_officer_signs_in_once_per_browser_session(
         assert page.locator("#applicant-form").is_hidden()
 
         page.fill("#s-token", TOKEN)
+        assert page.locator("#signin-error").is_hidden(), "typing clears the old answer"
         if viewport == DESKTOP:
             save_screenshot(page, "ui-signin.png", full_page=False)
         officer_continues(page, token=TOKEN)
