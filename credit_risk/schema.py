@@ -333,6 +333,18 @@ def schema_hash() -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+SAME_CONTRACT_HASHES: Final = frozenset(
+    {"af6365a215ceb7ff3b907645d316df351d833449fdd3eae6962fd9b4be973e91"}
+)
+"""Fingerprints stored by models trained for this very contract before the fingerprint left the
+wording out (it hashed the whole JSON schema, descriptions included); they still load."""
+
+
+def contract_hash(stored: str | None) -> str | None:
+    """A model's stored fingerprint as this code's, when it names the same contract."""
+    return schema_hash() if stored in SAME_CONTRACT_HASHES else stored
+
+
 def _contract(node: Any) -> Any:
     """A JSON schema without its wording keys (a property named like one stays)."""
     if isinstance(node, list):
