@@ -23,7 +23,7 @@ from bentoml.exceptions import NotFound
 from credit_risk import TRAINING_INSTALL_HINT
 from credit_risk.arrays import FloatArray
 from credit_risk.compiled import LinearScorecard, Scorer, compile_pipeline
-from credit_risk.schema import FEATURES, schema_hash
+from credit_risk.schema import FEATURES, contract_hash, schema_hash
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -235,7 +235,7 @@ def check_compatible(metadata: dict[str, Any], what: str) -> None:
             parts.append("features in a different order")
         problem = f"{what} does not match the applicant schema: {'; '.join(parts)}"
         raise ModelMismatchError(f"{problem}. Retrain with `make train`.", problem=problem)
-    if metadata.get("schema_hash") != schema_hash():
+    if contract_hash(metadata.get("schema_hash")) != schema_hash():
         problem = (
             f"{what} was trained for applicant schema {metadata.get('schema_hash')!r}, "
             f"this code has {schema_hash()!r} (field bounds or vocabularies changed)"

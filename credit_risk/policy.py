@@ -122,7 +122,7 @@ REASONS: Final[dict[str, tuple[str, str]]] = {
     "credit_amount": ("RC05", "Amount of credit requested"),
     "savings": ("RC06", "Level of savings and bonds"),
     "employment_since": ("RC07", "Time in present employment"),
-    "installment_rate": ("RC08", "Instalment high relative to disposable income"),
+    "installment_rate": ("RC08", "Instalment's share of disposable income"),
     "other_debtors": ("RC09", "No co-applicant or guarantor"),
     "residence_since": ("RC10", "Time at present residence"),
     "property": ("RC11", "Property held as security"),

@@ -55,6 +55,37 @@ Job = Literal["unemployed_or_unskilled_non_resident", "unskilled_resident", "ski
 Telephone = Literal["registered", "none"]
 
 
+INSTALMENT_RATE_CLASSES: Final[dict[int, str]] = {
+    1: "35 % or more",
+    2: "25 % to under 35 %",
+    3: "20 % to under 25 %",
+    4: "under 20 %",
+}
+"""`installment_rate`'s four codes in words: the instalment's share of disposable income
+(the data's code table, Grömping 2019; docs/api.md, "The two class fields")."""
+
+RESIDENCE_CLASSES: Final[dict[int, str]] = {
+    1: "under 1 year",
+    2: "1 to under 4 years",
+    3: "4 to under 7 years",
+    4: "7 years or more",
+}
+"""`residence_since`'s four codes in words: time at the present address (same source)."""
+
+CLASSES_KEY: Final = "x-classes"
+"""JSON-schema key of a class field's codes in words, read by the form and the OpenAPI document."""
+
+
+def class_words(classes: dict[int, str]) -> str:
+    """A class field's codes in words, for its description: '1 = 35 % or more; 2 = ...'."""
+    return "; ".join(f"{code} = {text}" for code, text in classes.items())
+
+
+def class_key(classes: dict[int, str]) -> dict[str, str]:
+    """A class field's codes in words as its JSON-schema extension (JSON keys are text)."""
+    return {str(code): text for code, text in classes.items()}
+
+
 _EXAMPLE: Final[dict[str, Any]] = {
     "checking_account": "0_to_200",
     "duration_months": 24,
@@ -136,9 +167,10 @@ class Applicant(BaseModel):
         Field(
             ge=1,
             le=4,
-            description="Instalment as a share of disposable income, in the data set's four "
-            "classes: 1 (lowest share) to 4 (highest).",
+            description="The monthly instalment as a share of the applicant's disposable "
+            f"income, as the data set's class: {class_words(INSTALMENT_RATE_CLASSES)}.",
             examples=[3],
+            json_schema_extra={CLASSES_KEY: class_key(INSTALMENT_RATE_CLASSES)},
         ),
     ]
     other_debtors: Annotated[
@@ -150,8 +182,10 @@ class Applicant(BaseModel):
         Field(
             ge=1,
             le=4,
-            description="Years at present residence, in the data set's four classes (1 to 4).",
+            description="How long the applicant has lived at the present address, as the data "
+            f"set's class: {class_words(RESIDENCE_CLASSES)}.",
             examples=[2],
+            json_schema_extra={CLASSES_KEY: class_key(RESIDENCE_CLASSES)},
         ),
     ]
     property: Annotated[
@@ -221,17 +255,27 @@ class Applicant(BaseModel):
 APPLICATION_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,64}$"
 """The lender's own application reference: 1 to 64 of letters, digits and `. _ : -`."""
 
+OFFICER_ID_PATTERN: Final = r"^[A-Za-z0-9._:@-]{1,64}$"
+"""A loan officer's id at the lender: 1 to 64 of letters, digits and `. _ : - @`."""
+
 
 class Application(Applicant):
     """What /classify takes: the applicant's fields, and optionally the lender's reference.
 
-    `application_id` is not a model input: it is not in `FEATURES`, so the encoder, the
-    schema hash and the form never see it. It is echoed in the answer and kept with the
-    decision record, and retrieval finds every decision made for it (a repeat is a re-decision).
+    `application_id` is not a model input: it is not in `FEATURES`, so the encoder and the
+    schema hash never see it. It is echoed in the answer and kept with the decision record, and
+    retrieval finds every decision made for it (a repeat is a re-decision). `officer_id`, who
+    asked, is kept with the record too, and not echoed.
     """
 
     model_config = ConfigDict(
-        json_schema_extra={"example": {**_EXAMPLE, "application_id": "loan-2026-000123"}}
+        json_schema_extra={
+            "example": {
+                **_EXAMPLE,
+                "application_id": "loan-2026-000123",
+                "officer_id": "officer.schmidt",
+            }
+        }
     )
 
     application_id: Annotated[
@@ -244,6 +288,18 @@ class Application(Applicant):
             "answer and stored with the decision, so `GET /decisions?application_id=...` "
             "finds every decision made for it.",
             examples=["loan-2026-000123"],
+        ),
+    ] = None
+    officer_id: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=OFFICER_ID_PATTERN,
+            description="Optional: who asked for this decision (the loan officer's id at the "
+            "lender, 1 to 64 characters of letters, digits and . _ : - @). Not used for scoring "
+            "and not echoed in the answer; stored with the decision, so retrieval and exports "
+            "show who acted.",
+            examples=["officer.schmidt"],
         ),
     ] = None
 
@@ -266,10 +322,42 @@ NUMERIC_FEATURES: Final[tuple[str, ...]] = tuple(f for f in FEATURES if f not in
 CATEGORICAL_FEATURES: Final[tuple[str, ...]] = tuple(f for f in FEATURES if f in CATEGORIES)
 
 
+WORDING_KEYS: Final = frozenset({"title", "description", "examples", "example", CLASSES_KEY})
+"""JSON-schema keys that only word the contract: the fingerprint leaves them out."""
+
+
 def schema_hash() -> str:
-    """Fingerprint of the applicant contract, stored with each model to refuse a mismatch."""
-    canonical = json.dumps(Applicant.model_json_schema(), sort_keys=True).encode()
+    """Fingerprint of the applicant contract (names, types, bounds, vocabularies), stored with
+    each model to refuse a mismatch; rewording a field's description does not change it."""
+    canonical = json.dumps(_contract(Applicant.model_json_schema()), sort_keys=True).encode()
     return hashlib.sha256(canonical).hexdigest()
+
+
+SAME_CONTRACT_HASHES: Final = frozenset(
+    {"af6365a215ceb7ff3b907645d316df351d833449fdd3eae6962fd9b4be973e91"}
+)
+"""Fingerprints stored by models trained for this very contract before the fingerprint left the
+wording out (it hashed the whole JSON schema, descriptions included); they still load."""
+
+
+def contract_hash(stored: str | None) -> str | None:
+    """A model's stored fingerprint as this code's, when it names the same contract."""
+    return schema_hash() if stored in SAME_CONTRACT_HASHES else stored
+
+
+def _contract(node: Any) -> Any:
+    """A JSON schema without its wording keys (a property named like one stays)."""
+    if isinstance(node, list):
+        return [_contract(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    kept: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "properties":
+            kept[key] = {name: _contract(field) for name, field in value.items()}
+        elif key not in WORDING_KEYS:
+            kept[key] = _contract(value)
+    return kept
 
 
 class ReasonCode(BaseModel):

@@ -26,7 +26,7 @@ from credit_risk.model_store import (
     load_model,
     save_model,
 )
-from credit_risk.schema import FEATURES, schema_hash
+from credit_risk.schema import FEATURES, SAME_CONTRACT_HASHES, contract_hash, schema_hash
 from credit_risk.training.data import load_dataset
 from credit_risk.training.preprocessing import encode_frame
 from credit_risk.training.run import TrainingResult, train, train_and_save
@@ -126,6 +126,16 @@ def test_model_for_other_features_is_refused(store: Path, trained: TrainingResul
     assert "telephone" in str(info.value)
     assert "Retrain" in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_model_with_the_fingerprint_from_before_wording_was_left_out_loads(
+    store: Path, trained: TrainingResult
+) -> None:
+    (legacy,) = SAME_CONTRACT_HASHES
+    assert legacy != schema_hash()
+    assert contract_hash(legacy) == schema_hash()
+    assert contract_hash("0" * 64) == "0" * 64
+    load_model(_save_with(trained, schema_hash=legacy))
 
 
 def test_model_for_other_schema_is_refused(store: Path, trained: TrainingResult) -> None:

@@ -1,5 +1,6 @@
 """The applicant contract rejects every kind of nonsense and names the field it rejects."""
 
+import copy
 from typing import Any
 
 import pytest
@@ -8,9 +9,15 @@ from pydantic import ValidationError
 from credit_risk.schema import (
     CATEGORICAL_FEATURES,
     CATEGORIES,
+    CLASSES_KEY,
     FEATURES,
+    INSTALMENT_RATE_CLASSES,
     NUMERIC_FEATURES,
+    OFFICER_ID_PATTERN,
+    RESIDENCE_CLASSES,
     Applicant,
+    Application,
+    _contract,
     example_applicant,
     schema_hash,
 )
@@ -128,3 +135,46 @@ def test_schema_hash_is_a_stable_fingerprint() -> None:
     assert schema_hash() == schema_hash()
     assert len(schema_hash()) == 64
     int(schema_hash(), 16)
+
+
+def test_the_fingerprint_ignores_wording_and_sees_the_contract() -> None:
+    schema = Applicant.model_json_schema()
+    reworded = copy.deepcopy(schema)
+    reworded["properties"]["installment_rate"]["description"] = "reworded"
+    reworded["properties"]["installment_rate"][CLASSES_KEY] = {"1": "other words"}
+    assert _contract(reworded) == _contract(schema)
+    for change in ({"maximum": 5}, {"type": "number"}):
+        bound = copy.deepcopy(schema)
+        bound["properties"]["installment_rate"].update(change)
+        assert _contract(bound) != _contract(schema), change
+    wider = copy.deepcopy(schema)
+    wider["properties"]["housing"]["enum"].append("boat")
+    assert _contract(wider) != _contract(schema)
+
+
+@pytest.mark.parametrize(
+    ("name", "classes"),
+    [("installment_rate", INSTALMENT_RATE_CLASSES), ("residence_since", RESIDENCE_CLASSES)],
+)
+def test_the_class_fields_say_their_codes_in_words(name: str, classes: dict[int, str]) -> None:
+    prop = Applicant.model_json_schema()["properties"][name]
+    assert prop[CLASSES_KEY] == {str(code): text for code, text in classes.items()}
+    assert (prop["minimum"], prop["maximum"]) == (min(classes), max(classes))
+    for code, text in classes.items():
+        assert f"{code} = {text}" in prop["description"]
+
+
+def test_the_officer_is_optional_pattern_limited_and_not_a_model_input() -> None:
+    example = example_applicant()
+    assert Application.model_validate(example).officer_id is None
+    assert (
+        Application.model_validate({**example, "officer_id": "a.b@bank"}).officer_id == "a.b@bank"
+    )
+    for bad in ("", "x" * 65, "two words", "<script>"):
+        with pytest.raises(ValidationError) as info:
+            Application.model_validate({**example, "officer_id": bad})
+        assert info.value.errors()[0]["loc"] == ("officer_id",)
+    assert "officer_id" not in FEATURES
+    assert Application.model_json_schema()["properties"]["officer_id"]["anyOf"][0]["pattern"] == (
+        OFFICER_ID_PATTERN
+    )

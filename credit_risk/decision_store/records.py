@@ -64,6 +64,9 @@ class DecisionRecord:
     SQL NULL when no challenger was scored."""
     recourse: str | None = None
     """The answer's recourse as JSON (`Decision.recourse`); SQL NULL on approval."""
+    officer_id: str | None = None
+    """Who asked for the decision (`Application.officer_id`); SQL NULL when not given. Hashed
+    only when given, so records from before the column verify as they were written."""
     writer_id: str = ""
     seq: int = 0
     prev_hash: str = ""
@@ -72,12 +75,12 @@ class DecisionRecord:
     def content_hash(self, prev_hash: str) -> str:
         """SHA-256 of the previous hash and every content column (not `seq`: the chain itself
         is the order, so a moved record shows up as out of order, not as edited)."""
-        return hash_content(prev_hash, _content(self), self.writer_id)
+        return hash_content(prev_hash, _hashed(self), self.writer_id)
 
     def chained(self, writer_id: str, seq: int, prev_hash: str) -> DecisionRecord:
         """This record as the writer's `seq`-th, after the record hashed `prev_hash`."""
         content = _content(self)
-        digest = hash_content(prev_hash, content, writer_id)
+        digest = hash_content(prev_hash, _hashed(self, content), writer_id)
         return _record(*content, writer_id, seq, prev_hash, digest)
 
     def as_row(self) -> tuple[Any, ...]:
@@ -93,6 +96,7 @@ class DecisionRecord:
         return {
             "decision_id": self.decision_id,
             "application_id": self.application_id,
+            "officer_id": self.officer_id,
             "decided_at": self.decided_at,
             "model_version": self.model_version,
             "policy_version": self.policy_version,
@@ -123,6 +127,15 @@ CONTENT: Final = COLUMNS[: COLUMNS.index("writer_id")]
 _content = attrgetter(*CONTENT)
 _row = attrgetter(*COLUMNS)
 _record: Callable[..., DecisionRecord] = DecisionRecord  # positional, in `COLUMNS` order
+OPTIONAL_LAST: Final = "officer_id"
+"""The last content column, hashed only when set (it came after records were already stored)."""
+assert CONTENT[-1] == OPTIONAL_LAST
+
+
+def _hashed(record: DecisionRecord, content: tuple[Any, ...] | None = None) -> tuple[Any, ...]:
+    """The content a record's hash covers: every content column, the officer only if given."""
+    values = _content(record) if content is None else content
+    return values if values[-1] is not None else values[:-1]
 
 
 def hash_content(prev_hash: str, content: tuple[Any, ...], writer_id: str) -> str:
@@ -144,9 +157,12 @@ def new_records(
     application_ids: Sequence[str | None],
     policy_version: str,
     decided_at: str | None = None,
+    officer_ids: Sequence[str | None] | None = None,
 ) -> list[DecisionRecord]:
     """One record per decision (the `Decision` layout as a dict), not yet chained."""
     assert len(applicants) == len(decisions) == len(application_ids), "one record per decision"
+    officers = officer_ids if officer_ids is not None else [None] * len(decisions)
+    assert len(officers) == len(decisions), "one officer (or None) per decision"
     when = decided_at or now_text()
     scored = challenger is not None
     shadows = challenger if challenger is not None else [None] * len(decisions)
@@ -167,8 +183,11 @@ def new_records(
             reasons=_reasons_json(d["reason_codes"]),
             challenger=to_json(shadow).decode() if scored else None,
             recourse=to_json(d["recourse"]).decode() if d.get("recourse") else None,
+            officer_id=officer,
         )
-        for a, d, shadow, ref in zip(applicants, decisions, shadows, application_ids, strict=True)
+        for a, d, shadow, ref, officer in zip(
+            applicants, decisions, shadows, application_ids, officers, strict=True
+        )
     ]
 
 

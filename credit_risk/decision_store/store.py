@@ -17,7 +17,10 @@ from typing import Any, Final
 
 from credit_risk.decision_store.records import COLUMNS, GENESIS_HASH, DecisionRecord, now_text
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: the first schema; 2: `officer_id` (who asked), added to an older store where missing."""
+ADDED_COLUMNS: Final = {"officer_id": "TEXT"}
+"""Columns added to `decisions` after version 1: `ensure_schema` adds each one a store lacks."""
 PAGE: Final = 5000
 """Records per query while streaming."""
 CHUNK: Final = 500
@@ -93,6 +96,7 @@ class DecisionStore(ABC):
                 reasons TEXT NOT NULL,
                 challenger TEXT,
                 recourse TEXT,
+                officer_id TEXT,
                 writer_id TEXT NOT NULL,
                 seq {integer} NOT NULL,
                 prev_hash TEXT NOT NULL,
@@ -126,14 +130,27 @@ class DecisionStore(ABC):
                 cur.execute(self.schema_lock)
             for statement in self.ddl():
                 cur.execute(statement)
+            cur.execute("SELECT * FROM decisions WHERE 1 = 0")
+            present = {column[0] for column in cur.description}
+            for column, kind in ADDED_COLUMNS.items():
+                if column not in present:  # a store written before the column: migrate it
+                    cur.execute(f"ALTER TABLE decisions ADD COLUMN {column} {kind}")
             cur.execute(
                 self._sql(
                     "INSERT INTO decision_store_meta (name, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT (name) DO NOTHING"
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value "
+                    "WHERE decision_store_meta.value < excluded.value"
                 ),
                 (SCHEMA_VERSION,),
             )
         self._schema_ready = True
+
+    def schema_version(self) -> int:
+        """The version the store's schema is at (`SCHEMA_VERSION` once `ensure_schema` ran)."""
+        self.ensure_schema()
+        with self.transaction() as cur:
+            cur.execute("SELECT value FROM decision_store_meta WHERE name = 'schema_version'")
+            return int(cur.fetchone()[0])
 
     # --- the chained append ------------------------------------------------------------------
 

@@ -163,6 +163,7 @@ class Classifier:
                 shadow,
                 application_ids=refs,
                 policy_version=self.rule.policy_version,
+                officer_ids=[a.officer_id for a in applicants],
             )
         )
         outcomes = Counter((d["decision"], d["risk_band"]) for d in decisions)

@@ -28,7 +28,7 @@ from credit_risk.decisions import DecisionRule
 from credit_risk.model_store import ModelMismatchError
 from credit_risk.policy import MAX_REASON_CODES, REASONS, RISK_BANDS, shown_scores
 from credit_risk.recourse import RECOURSE_COLUMNS
-from credit_risk.schema import FEATURES
+from credit_risk.schema import FEATURES, contract_hash
 from credit_risk.serving import metrics
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ ShadowRecord = dict[str, Any] | None
 def check_same_schema(champion: dict[str, Any], challenger: dict[str, Any], tag: str) -> None:
     """Refuse a challenger made for other inputs than the champion: its scores would not
     be for the same applicants."""
-    if champion.get("schema_hash") != challenger.get("schema_hash"):
+    if contract_hash(champion.get("schema_hash")) != contract_hash(challenger.get("schema_hash")):
         msg = (
             f"challenger {tag} was trained for applicant schema "
             f"{challenger.get('schema_hash')!r}, the champion for {champion.get('schema_hash')!r}"

@@ -40,8 +40,10 @@ def make_records(
     application_id: str | None = None,
     when: datetime | None = None,
     challenger: bool = False,
+    officer_id: str | None = None,
 ) -> list[DecisionRecord]:
-    """`n` records decided at `when` (default now), all for `application_id`."""
+    """`n` records decided at `when` (default now), all for `application_id`, asked for by
+    `officer_id`."""
     applicants = [Applicant.model_validate(example_applicant())] * n
     decisions = [decision(0.05 + 0.9 * i / max(n, 1)) for i in range(n)]
     shadow = [{"model_version": "credit_risk:other", "decision": "approve"}] * n
@@ -52,6 +54,7 @@ def make_records(
         application_ids=[application_id] * n,
         policy_version="policy:test",
         decided_at=utc_text(when) if when else None,
+        officer_ids=[officer_id] * n,
     )
 
 

@@ -109,3 +109,21 @@ def test_deleting_the_oldest_remaining_record_after_a_purge_is_seen(store: Decis
     store.purge(before="2026-01-02")
     _tamper(store, "DELETE FROM decisions WHERE decision_id = ?", records[2].decision_id)
     assert _problems(store) == [("deleted", records[3].decision_id)]
+
+
+def test_the_officer_is_covered_by_the_hash(store: DecisionStore) -> None:
+    chain = ChainWriter(store, "w1")
+    asked = chain.append(make_records(2, officer_id="officer.a"))
+    chain.append(make_records(1))
+    assert verify(store).problems == []
+    for value in ("officer.b", None):  # another officer, or the officer removed
+        _tamper(
+            store,
+            "UPDATE decisions SET officer_id = ? WHERE decision_id = ?",
+            value,
+            asked[1].decision_id,
+        )
+        assert _problems(store) == [("edited", asked[1].decision_id)]
+    _tamper(store, "UPDATE decisions SET officer_id = 'officer.z' WHERE officer_id IS NULL")
+    edited = {decision_id for kind, decision_id in _problems(store) if kind == "edited"}
+    assert len(edited) == 2, "an officer added to a record without one shows too"

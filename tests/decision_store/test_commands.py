@@ -33,7 +33,9 @@ def cli(store_url: str, *args: str) -> Result:
 def stored(store: DecisionStore) -> list[DecisionRecord]:
     writer = ChainWriter(store, "api:test")
     old = writer.append(make_records(2, "loan-1", datetime(2024, 1, 10, tzinfo=UTC)))
-    new = writer.append(make_records(3, "loan-2", datetime(2026, 6, 1, tzinfo=UTC)))
+    new = writer.append(
+        make_records(3, "loan-2", datetime(2026, 6, 1, tzinfo=UTC), officer_id="officer.k")
+    )
     return old + new
 
 
@@ -47,6 +49,8 @@ def test_show_one_decision_and_every_decision_for_a_reference(
     assert [d["decision_id"] for d in json.loads(many.output)["decisions"]] == [
         r.decision_id for r in stored[2:]
     ]
+    assert {d["officer_id"] for d in json.loads(many.output)["decisions"]} == {"officer.k"}
+    assert json.loads(one.output)["officer_id"] is None
     missing = cli(store.url, "show", "f" * 32)
     assert (missing.exit_code, missing.output.strip()) == (
         1,
@@ -106,6 +110,7 @@ def test_export_writes_every_column_of_the_chosen_window(
 
         rows = pq.read_table(out).to_pylist()
     assert [tuple(row[c] for c in COLUMNS) for row in rows] == [r.as_row() for r in stored[2:]]
+    assert {row["officer_id"] for row in rows} == {"officer.k"}
     assert [p.name for p in out.parent.iterdir()] == [out.name], "no temporary file left"
 
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from credit_risk.decision_store import DecisionStore, StoreError, open_store, store_url
-from credit_risk.decision_store.chain import ChainWriter
-from credit_risk.decision_store.records import utc_text
-from credit_risk.decision_store.store import Outcome
+from credit_risk.decision_store.chain import ChainWriter, verify
+from credit_risk.decision_store.records import COLUMNS, CONTENT, hash_content, utc_text
+from credit_risk.decision_store.store import SCHEMA_VERSION, Outcome
 from credit_risk.schema import FEATURES, example_applicant
 from tests.decision_store.records_for_tests import make_records
 
@@ -124,3 +124,66 @@ def test_json_columns_are_stored_as_the_exact_text_that_was_hashed(store: Decisi
     assert again is not None
     assert (again.inputs, again.reasons, again.challenger) == (r.inputs, r.reasons, r.challenger)
     assert json.loads(again.inputs)["credit_amount"] == 4500.0
+
+
+def test_the_officer_who_asked_is_stored_and_shown(store: DecisionStore) -> None:
+    writer = ChainWriter(store, "w1")
+    [asked] = writer.append(make_records(1, "loan-9", officer_id="officer.schmidt"))
+    [anonymous] = writer.append(make_records(1, "loan-9"))
+    assert store.get(asked.decision_id) == asked
+    views = [r.view() for r in store.by_application("loan-9")]
+    assert [v["officer_id"] for v in views] == ["officer.schmidt", None]
+    assert list(views[0])[:3] == ["decision_id", "application_id", "officer_id"]
+    # a record without an officer hashes as records did before the column existed
+    old_content = anonymous.as_row()[: len(CONTENT) - 1]
+    assert anonymous.record_hash == hash_content(anonymous.prev_hash, old_content, "w1")
+    assert asked.record_hash != hash_content(
+        asked.prev_hash, asked.as_row()[: len(CONTENT) - 1], "w1"
+    )
+
+
+def test_a_store_from_before_the_officer_column_is_migrated(store: DecisionStore) -> None:
+    version_1 = [statement.replace("officer_id TEXT,", "") for statement in store.ddl()]
+    assert version_1 != store.ddl(), "the old schema differs only by the officer column"
+    old_columns = [c for c in COLUMNS if c != "officer_id"]
+    [old] = make_records(1, "loan-old")
+    with store.transaction() as cur:
+        for statement in version_1:
+            cur.execute(statement)
+        cur.execute("INSERT INTO decision_store_meta (name, value) VALUES ('schema_version', 1)")
+        cur.execute(
+            store._sql(
+                "INSERT INTO decision_writers (writer_id, started_at, last_seq, last_hash, "
+                "anchor_seq, anchor_hash, checked_at) VALUES (?, ?, 0, ?, 0, ?, ?)"
+            ),
+            ("old", old.decided_at, "0" * 64, "0" * 64, old.decided_at),
+        )
+    old = old.chained("old", 1, "0" * 64)  # as the old code chained it: no officer hashed
+    row = dict(zip(COLUMNS, old.as_row(), strict=True))
+    with store.transaction() as cur:
+        cur.execute(
+            store._sql(
+                f"INSERT INTO decisions ({', '.join(old_columns)}) "
+                f"VALUES ({', '.join('?' * len(old_columns))})"
+            ),
+            [row[c] for c in old_columns],
+        )
+        cur.execute(
+            store._sql(
+                "UPDATE decision_writers SET last_seq = 1, last_hash = ? WHERE writer_id = 'old'"
+            ),
+            (old.record_hash,),
+        )
+
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    found = store.get(old.decision_id)
+    assert found is not None
+    assert found.officer_id is None
+    [new] = ChainWriter(store, "new").append(make_records(1, "loan-new", officer_id="officer.n"))
+    assert store.get(new.decision_id) == new
+    assert verify(store).problems == [], "the old record verifies beside the new one"
+    again = open_store(store.url)
+    try:
+        assert again.schema_version() == 2, "opening a migrated store again changes nothing"
+    finally:
+        again.close()

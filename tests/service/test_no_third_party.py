@@ -21,6 +21,8 @@ pytestmark = pytest.mark.integration
 START = ("/", "/docs.json", "/ui/")
 ATTRIBUTE = re.compile(r"""\b(?:src|href|action|poster|data)\s*=\s*["']([^"']+)["']""", re.I)
 CSS_URL = re.compile(r"""url\(\s*["']?([^"')]+)["']?\s*\)|@import\s+["']([^"']+)["']""", re.I)
+STYLE = re.compile(r"<style\b[^>]*>(.*?)</style>|\bstyle\s*=\s*\"([^\"]*)\"", re.I | re.S)
+"""A page's CSS: its style blocks and attributes (an inline script's `new URL(...)` is no CSS)."""
 ABSOLUTE = re.compile(r"""(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s"'<>)\\]*""", re.I)
 VENDORED = frozenset(
     {
@@ -50,7 +52,8 @@ def _strings(document: Any) -> Iterator[str]:
 def _references(path: str, content_type: str, text: str) -> tuple[list[str], list[str]]:
     """(references to follow, absolute URLs found) in one served resource."""
     if content_type.startswith("text/html"):
-        refs = ATTRIBUTE.findall(text) + [a or b for a, b in CSS_URL.findall(text)]
+        css = "\n".join(a or b for a, b in STYLE.findall(text))
+        refs = ATTRIBUTE.findall(text) + [a or b for a, b in CSS_URL.findall(css)]
         found = [r for r in refs if ABSOLUTE.match(r)]
         found += [u for u in ABSOLUTE.findall(text) if not u.startswith("//www.w3.org")]
         return refs, found

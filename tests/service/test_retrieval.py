@@ -220,3 +220,28 @@ def test_lookups_and_notices_add_no_metric_series_per_id(secured: Server) -> Non
     assert _counted(after, theirs, their_label) - _counted(before, theirs, their_label) == (
         requests
     ), "BentoML's request metrics count them under the route label"
+
+
+def test_the_officer_is_stored_per_row_not_echoed_and_limited_like_the_reference(
+    secured: Server,
+) -> None:
+    rows = [
+        example_applicant() | {"application_id": "app-o1", "officer_id": "officer.a@bank"},
+        example_applicant() | {"application_id": "app-o1"},
+    ]
+    batch = _classify(secured, rows, "/classify_batch").json()
+    assert all("officer_id" not in d for d in batch), "the answer does not echo the officer"
+    listed = _get(secured, "/decisions", params={"application_id": "app-o1"}, headers=AUTH)
+    officers = {d["decision_id"]: d["officer_id"] for d in listed.json()["decisions"]}
+    assert officers == {batch[0]["decision_id"]: "officer.a@bank", batch[1]["decision_id"]: None}
+    for bad in ("", "x" * 65, "has space", 7):
+        r = _classify(secured, example_applicant() | {"officer_id": bad})
+        assert r.status_code == 400, bad
+        assert r.json()["detail"][0]["loc"] == ["officer_id"]
+
+
+def test_the_openapi_document_describes_the_officer_and_the_class_fields(secured: Server) -> None:
+    text = str(_get(secured, "/docs.json").json())
+    assert "officer_id" in text
+    assert "35 % or more" in text
+    assert "7 years or more" in text
