@@ -1,6 +1,8 @@
 """Score scaling, risk bands, reason codes and the decision policy."""
 
 import math
+import re
+import time
 
 import numpy as np
 import pytest
@@ -191,3 +193,20 @@ def test_records_carry_the_recourse_columns_of_declines_only() -> None:
     assert none.recourse.credit_amount is None
     # a library caller that computes no recourse gets null everywhere
     assert [d.recourse for d in POLICY.decide(p, np.zeros((3, len(FEATURES))))] == [None] * 3
+
+
+def test_decision_ids_are_unique_unguessable_and_ordered_by_time() -> None:
+    p, excess = np.full(1_000, 0.2), np.zeros((1_000, len(FEATURES)))
+    earlier = [r["decision_id"] for r in POLICY.records(p, excess)]
+    before_next = time.time_ns() // 1_000_000
+    while time.time_ns() // 1_000_000 == before_next:  # the next millisecond (a condition)
+        pass
+    later = [r["decision_id"] for r in POLICY.records(p, excess)]
+    ids = earlier + later
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert max(earlier) < min(later), "ids made later sort later (the store's index appends)"
+    clock = int(later[0][:12], 16)
+    assert before_next <= clock <= time.time_ns() // 1_000_000
+    tails = {i[12:] for i in earlier}
+    assert len(tails) == len(earlier), "80 random bits after the clock"

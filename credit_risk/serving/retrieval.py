@@ -32,7 +32,8 @@ from credit_risk.serving.notice import NotADeclineError, render_notice
 DECISIONS_PATH: Final = "/decisions"
 """Where BentoML mounts this app (service.py), and the prefix the bearer token guards."""
 DECISION_ID: Final = re.compile(r"[0-9a-f]{32}")
-"""A decision id as the service makes them: 128 random bits in lowercase hex."""
+"""A decision id as the service makes them: 32 lowercase hex digits (a millisecond clock, then
+80 random bits: credit_risk/decisions.py)."""
 DECISIONS_SUBPATHS: Final = r"(?:[^/]+(?:/notice)?)?"
 """The paths below the prefix the routes serve: `/`, `/<id>` and `/<id>/notice` (any id: a
 malformed one is answered by its route). The edge answers every other one (serving/routes.py)."""
