@@ -102,7 +102,7 @@ def test_a_browser_showing_the_pages_requests_nothing_from_another_host(server: 
     badge on localhost only, so a test on 127.0.0.1 alone would miss it."""
     from playwright.sync_api import sync_playwright  # noqa: PLC0415 (the browser tests' import)
 
-    from tests.service.test_ui_browser import CHROMIUM_ARGS  # noqa: PLC0415
+    from tests.service.conftest import CHROMIUM_ARGS  # noqa: PLC0415
 
     port = urlsplit(server.url).port
     origin = f"http://credit-risk.test:{port}"

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from credit_risk.decision_store import DecisionRecord, open_store
 from credit_risk.decision_store.chain import ChainWriter
@@ -24,7 +24,8 @@ from credit_risk.schema import example_applicant
 from credit_risk.serving.notice import TITLE, decision_date
 from tests.conftest import Server, start_server, stop_server
 from tests.decision_store.records_for_tests import decided_record
-from tests.service.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, IN_CI, save_screenshot
+from tests.service.conftest import CHROMIUM, IN_CI
+from tests.service.test_ui_browser import save_screenshot
 
 pytestmark = [
     pytest.mark.browser,
@@ -73,18 +74,6 @@ def secured(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )
     yield srv
     stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("CI must install Chromium before the tests: make browser")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

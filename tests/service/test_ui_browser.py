@@ -16,22 +16,12 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from credit_risk.schema import FEATURES, example_applicant
 from tests.conftest import Server, start_server, stop_server
+from tests.service.conftest import CHROMIUM, IN_CI
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # runs as root in CI containers
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-IN_CI = os.environ.get("CI") == "true"
 DESKTOP = {"width": 1000, "height": 900}
 PHONE = {"width": 390, "height": 844}
 SCREENSHOT_COLOURS = 128
@@ -66,18 +56,6 @@ EXPECTED_CONSOLE = ("status of 400", "status of 401", "status of 404")
 """Refusals the page asks for and handles (validation, the auth probe, no notice route)."""
 RECORD_PRINT = "window.__printed = 0; window.print = () => { window.__printed += 1; };"
 """Counts print() calls instead of opening the print dialogue (a headless browser has none)."""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("CI must install Chromium before the tests: make browser")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
