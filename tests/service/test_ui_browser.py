@@ -269,15 +269,11 @@ def test_a_decline_shows_its_reference_and_prints(
 
         with page.expect_response(lambda r: r.url.endswith("/notice")) as notice:
             page.click("#print-notice")
-        if notice.value.status == 404:  # no notice route: the page prints the result itself
-            page.wait_for_function("() => window.__printed === 1")
-            assert "printing this decision" in page.inner_text("#print-status")
-        else:  # the service's notice, printed from a frame of its own
-            assert notice.value.status == 200
-            frame = page.locator("iframe.print-frame")
-            frame.wait_for(state="attached")
-            assert reference in (frame.get_attribute("srcdoc") or "")
-            assert "printer" in page.inner_text("#print-status")
+        assert notice.value.status == 200  # the service's notice, printed from a frame
+        frame = page.locator("iframe.print-frame")
+        frame.wait_for(state="attached")
+        assert reference in (frame.get_attribute("srcdoc") or "")
+        assert "printer" in page.inner_text("#print-status")
 
         page.emulate_media(media="print")
         for hidden in ("#applicant-form", "#session", "#print-notice", ".lede"):

@@ -306,8 +306,9 @@
   }
 
   async function printNotice(decisionId) {
-    // The service's notice when it has one (fetched with the token, printed from a frame);
-    // where the route does not exist yet (404), the result as shown, through the print CSS.
+    // The service's notice, fetched with the token and printed from a frame. A 404 means the
+    // store no longer holds the decision (purged): this page's own result is no notice, so
+    // nothing is printed in its place.
     const status = document.getElementById("print-status");
     status.textContent = "";
     let response = null;
@@ -324,8 +325,8 @@
       return;
     }
     if (response.status === 404) {
-      status.textContent = "No notice is available from the service: printing this decision.";
-      window.print();
+      status.textContent = "The service holds no record of this decision any more, so it has " +
+        "no notice for it.";
       return;
     }
     if (!response.ok) {

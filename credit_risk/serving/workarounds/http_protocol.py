@@ -243,7 +243,10 @@ class EdgeProtocol(HttpToolsProtocol):
                 ]
             )
         )
-        self._drain_then_close()  # a plain close with unread head bytes may reset the answer
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._close_quietly()  # a pipelined answer is under way: it must not write after EOF
+        else:
+            self._drain_then_close()  # a plain close with unread head bytes may reset the answer
 
     def _close_quietly(self) -> None:
         self._cancel_timers()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import socket
 import threading
 import time
@@ -254,3 +255,16 @@ def test_a_body_still_arriving_after_an_answer_is_cut_off_at_the_deadline(edge: 
                 pass
     assert _status(answer) == 200
     assert closed, "the trickled remainder was not allowed to hold the connection"
+
+
+def test_a_refused_head_behind_an_answer_under_way_breaks_nothing(
+    edge: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="uvicorn.error")
+    answer, closed = exchange(edge, get("/a") + b"NOT HTTP\r\n\r\n")  # pipelined
+    assert closed
+    assert _status(answer) in {200, 400}
+    later, _ = exchange(edge, get("/later", b"Connection: close\r\n"))  # the loop is past /a
+    assert _status(later) == 200
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], "the answer under way wrote after the connection was ended"
