@@ -180,10 +180,7 @@ class DecisionStore(ABC):
             f"VALUES ({', '.join('?' * len(COLUMNS))})"
         )
         with self.transaction() as cur:
-            cur.executemany(
-                insert,
-                [r.as_row() for r in records],
-            )
+            cur.executemany(insert, records)  # a record is its row
             cur.execute(
                 self._sql(
                     "UPDATE decision_writers SET last_seq = ?, last_hash = ?, checked_at = ? "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import re
 from collections.abc import Iterator
@@ -173,7 +172,7 @@ def test_no_recourse_found_and_no_reference_are_said_so(store: DecisionStore) ->
 def test_a_decline_stored_before_recourse_existed_says_none_was_assessed(
     store: DecisionStore,
 ) -> None:
-    legacy = dataclasses.replace(decided_record(0.9, DECLINE, recourse=(100.0, 6)), recourse=None)
+    legacy = decided_record(0.9, DECLINE, recourse=(100.0, 6))._replace(recourse=None)
     page = Page(render_notice(stored(store, legacy)))
     assert "No lower amount or shorter term was assessed" in page.of("recourse")
 
@@ -187,8 +186,7 @@ def test_an_approval_has_no_notice(store: DecisionStore) -> None:
 
 
 def test_every_value_is_escaped(store: DecisionStore) -> None:
-    hostile = dataclasses.replace(
-        decided_record(0.4, DECLINE, recourse=(3200.0, 24)),
+    hostile = decided_record(0.4, DECLINE, recourse=(3200.0, 24))._replace(
         model_version='<script>alert("m")</script>',
         policy_version="policy:&<b>",
     )

@@ -51,8 +51,6 @@ from credit_risk.serving.workarounds.validation_errors import body_location, val
 
 SINGLE: Final = TypeAdapter(Application)
 BATCH: Final = TypeAdapter(ApplicationBatch)
-REQUIRED: Final = sum(field.is_required() for field in Application.model_fields.values())
-OPTIONAL: Final = tuple(n for n, f in Application.model_fields.items() if not f.is_required())
 SPACED_KEY: Final = re.compile(rb'"\s+:')
 """A key with white space before its colon (counted otherwise: JSON allows it, we rarely see it)."""
 ROUTES: Final = {"/classify": True, "/classify_batch": False}
@@ -156,9 +154,7 @@ def repeated_key(body: bytes, applicants: Sequence[Application]) -> dict[str, An
     last silently), else None. In a body without escapes or spaced keys every `":` closes a
     key, so one count tells whether each applicant named each of its fields once; only other
     bodies are parsed again to find out."""
-    keys = len(applicants) * REQUIRED + sum(
-        getattr(a, name) is not None for a in applicants for name in OPTIONAL
-    )
+    keys = sum(len(a.model_fields_set) for a in applicants)  # extra keys are refused
     if b"\\" not in body and body.count(b'":') == keys and not SPACED_KEY.search(body):
         return None
     return _repeated(body)
