@@ -166,17 +166,25 @@ def refused_start(target: str, log_path: Path, env: dict[str, str]) -> tuple[int
     return code, server.log()
 
 
+@contextmanager
+def serving(workdir: Path, model_tag: str, *, tokens: str = "", **env: str) -> Iterator[Server]:
+    """The service from the source tree serving `model_tag` (bearer `tokens` on when given,
+    comma-separated), its log and home in `workdir`, stopped on exit: every server fixture."""
+    env["CREDIT_RISK_MODEL"] = model_tag
+    if tokens:
+        env["CREDIT_RISK_API_TOKENS"] = tokens
+    srv = start_server("service:CreditRiskService", workdir / "server.log", env=env)
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+
+
 @pytest.fixture(scope="session")
 def server(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real service from the source tree, serving the quickly trained model."""
-    workdir = tmp_path_factory.mktemp("server")
-    srv = start_server(
-        "service:CreditRiskService",
-        workdir / "server.log",
-        env={"CREDIT_RISK_MODEL": model_tag},
-    )
-    yield srv
-    stop_server(srv)
+    with serving(tmp_path_factory.mktemp("server"), model_tag) as srv:
+        yield srv
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from credit_risk.schema import example_applicant
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, serving
 from tests.service.test_faults import runner_process
 
 TOKEN = "client-token"
@@ -28,18 +28,14 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def guarded(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Tokens on, one API worker, one request admitted at a time."""
     overrides = {"services": {"credit_risk_service": {"workers": 1}}}
-    srv = start_server(
-        "service:CreditRiskService",
-        tmp_path_factory.mktemp("guarded") / "server.log",
-        env={
-            "CREDIT_RISK_MODEL": model_tag,
-            "CREDIT_RISK_API_TOKENS": TOKEN,
-            "CREDIT_RISK_MAX_IN_FLIGHT": "1",
-            "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides),
-        },
-    )
-    yield srv
-    stop_server(srv)
+    with serving(
+        tmp_path_factory.mktemp("guarded"),
+        model_tag,
+        tokens=TOKEN,
+        CREDIT_RISK_MAX_IN_FLIGHT="1",
+        BENTOML_CONFIG_OVERRIDES=json.dumps(overrides),
+    ) as srv:
+        yield srv
 
 
 @contextmanager

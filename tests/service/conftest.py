@@ -20,6 +20,16 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 IN_CI = os.environ.get("CI") == "true"
+BROWSER_TESTS = [
+    pytest.mark.browser,
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and not IN_CI,
+        reason="no /usr/bin/chromium (make browser installs it)",
+    ),
+]
+"""Every browser test module's marks: outside CI a machine without Chromium skips them; in CI
+the `browser` fixture fails instead, so CI cannot pass without running them."""
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ from credit_risk.serving.tuning import (
     MAX_HEAD_BYTES,
     MAX_HEADERS,
 )
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, serving
 from tests.service.test_stalled_clients import Normal, _allow_client_sockets, _normal_traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -59,14 +59,8 @@ T = TypeVar("T")
 def served(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own with auth on: the flood must not disturb other tests' servers."""
     _allow_client_sockets()
-    workdir = tmp_path_factory.mktemp("edge")
-    srv = start_server(
-        "service:CreditRiskService",
-        workdir / "server.log",
-        env={"CREDIT_RISK_MODEL": model_tag, "CREDIT_RISK_API_TOKENS": TOKEN},
-    )
-    yield srv
-    stop_server(srv)
+    with serving(tmp_path_factory.mktemp("edge"), model_tag, tokens=TOKEN) as srv:
+        yield srv
 
 
 def api_workers(server: Server) -> list[psutil.Process]:

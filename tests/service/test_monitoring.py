@@ -32,7 +32,7 @@ from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.schema import example_applicant
 from load_tests import harness
 from load_tests.applicants import sample_applicants
-from tests.conftest import ROOT, Server, free_port, start_server, stop_server
+from tests.conftest import ROOT, Server, free_port, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -90,18 +90,14 @@ class Prometheus:
 def server(
     model_tag: str, challenger_tag: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    srv = start_server(
-        "service:CreditRiskService",
-        tmp_path_factory.mktemp("monitored") / "server.log",
-        env={
-            "CREDIT_RISK_MODEL": model_tag,
-            "CREDIT_RISK_CHALLENGER": challenger_tag,
-            "CREDIT_RISK_API_TOKENS": TOKEN,
-            "CREDIT_RISK_DRIFT_WINDOW": str(DRIFT_WINDOW),
-        },
-    )
-    yield srv
-    stop_server(srv)
+    with serving(
+        tmp_path_factory.mktemp("monitored"),
+        model_tag,
+        tokens=TOKEN,
+        CREDIT_RISK_CHALLENGER=challenger_tag,
+        CREDIT_RISK_DRIFT_WINDOW=str(DRIFT_WINDOW),
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

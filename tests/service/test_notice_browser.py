@@ -7,7 +7,6 @@ only changes when the notice does).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,19 +21,12 @@ from credit_risk.decision_store import DecisionRecord, open_store
 from credit_risk.decision_store.chain import ChainWriter
 from credit_risk.schema import example_applicant
 from credit_risk.serving.notice import TITLE, decision_date
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, serving
 from tests.decision_store.records_for_tests import decided_record
-from tests.service.conftest import CHROMIUM, IN_CI
+from tests.service.conftest import BROWSER_TESTS
 from tests.service.test_ui_browser import save_screenshot
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not IN_CI,
-        reason="no /usr/bin/chromium (make browser installs it)",
-    ),
-]
+pytestmark = BROWSER_TESTS
 
 TOKEN = "token-notice"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -50,8 +42,8 @@ def example_record() -> DecisionRecord:
         application_id="loan-2026-000123",
         when=datetime(2026, 12, 2, 10, 30, tzinfo=UTC),
     )
-    return dataclasses.replace(
-        record, decision_id="3f9c2a7e5b1d4c8f9a6e0b2d7c4f1a93", model_version="credit_risk:v42"
+    return record._replace(
+        decision_id="3f9c2a7e5b1d4c8f9a6e0b2d7c4f1a93", model_version="credit_risk:v42"
     )
 
 
@@ -63,17 +55,8 @@ def secured(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     store = open_store(store_url)
     ChainWriter(store, "docs:example").append([example_record()])
     store.close()
-    srv = start_server(
-        "service:CreditRiskService",
-        workdir / "server.log",
-        env={
-            "CREDIT_RISK_MODEL": model_tag,
-            "CREDIT_RISK_API_TOKENS": TOKEN,
-            "CREDIT_RISK_DECISION_STORE": store_url,
-        },
-    )
-    yield srv
-    stop_server(srv)
+    with serving(workdir, model_tag, tokens=TOKEN, CREDIT_RISK_DECISION_STORE=store_url) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from credit_risk.schema import FEATURES, example_applicant
 from load_tests.harness import wait_for
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, serving
 
 pytestmark = pytest.mark.integration
 
@@ -24,14 +23,8 @@ AUTH = {"authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def secured(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with auth on and its decision store in its own home."""
-    workdir: Path = tmp_path_factory.mktemp("retrieval")
-    srv = start_server(
-        "service:CreditRiskService",
-        workdir / "server.log",
-        env={"CREDIT_RISK_MODEL": model_tag, "CREDIT_RISK_API_TOKENS": TOKEN},
-    )
-    yield srv
-    stop_server(srv)
+    with serving(tmp_path_factory.mktemp("retrieval"), model_tag, tokens=TOKEN) as srv:
+        yield srv
 
 
 def _classify(server: Server, body: object, path: str = "/classify") -> httpx.Response:

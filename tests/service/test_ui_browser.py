@@ -19,8 +19,8 @@ from PIL import Image
 from playwright.sync_api import Browser, Page
 
 from credit_risk.schema import FEATURES, example_applicant
-from tests.conftest import Server, start_server, stop_server
-from tests.service.conftest import CHROMIUM, IN_CI
+from tests.conftest import Server, serving
+from tests.service.conftest import BROWSER_TESTS
 
 DESKTOP = {"width": 1000, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -29,14 +29,7 @@ SCREENSHOT_COLOURS = 128
 red) while a full desktop page stays under ~100 KB."""
 SCREENSHOTS = os.environ.get("UI_SCREENSHOTS")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not IN_CI,
-        reason="no /usr/bin/chromium (make browser installs it)",
-    ),
-]
+pytestmark = BROWSER_TESTS
 
 # An applicant the example differs from in a few places, as a loan officer would type it.
 CHANGES: dict[str, Any] = {
@@ -61,14 +54,8 @@ RECORD_PRINT = "window.__printed = 0; window.print = () => { window.__printed +=
 @pytest.fixture(scope="module")
 def token_server(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The service with tokens on."""
-    workdir = tmp_path_factory.mktemp("form-tokens")
-    srv = start_server(
-        "service:CreditRiskService",
-        workdir / "server.log",
-        env={"CREDIT_RISK_MODEL": model_tag, "CREDIT_RISK_API_TOKENS": TOKEN},
-    )
-    yield srv
-    stop_server(srv)
+    with serving(tmp_path_factory.mktemp("form-tokens"), model_tag, tokens=TOKEN) as srv:
+        yield srv
 
 
 def open_form(browser: Browser, server: Server, viewport: dict[str, int]) -> Iterator[Page]:
