@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import httpx
 from pydantic import TypeAdapter
@@ -47,18 +46,12 @@ POSTGRES, BEFORE, FLOOR, BASELINE = "ours-postgres", "ours-before", "floor", "fl
 DECISIONS: Final = TypeAdapter(list[Decision])
 
 
-@dataclass(frozen=True)
-class Load:
+class Load(NamedTuple):
     """What a configuration is driven with: a load name, a path, a set of concurrencies."""
 
     name: str
     path: str
     concurrency: tuple[int, ...]
-
-    @property
-    def batch(self) -> bool:
-        """Whether each request carries BATCH_SIZE applicants."""
-        return self.name == "classify_batch"
 
 
 @dataclass(frozen=True)
@@ -179,7 +172,8 @@ def measure(
 ) -> dict[str, Any]:
     """Drain, warm up, drain, then one measured wrk run with the server's tree sampled (draining
     matters after overload: requests wrk abandons stay queued in the server)."""
-    args, bodies = plan.args, plan.bodies[load.batch]
+    batch = load.name == "classify_batch"  # each request carries BATCH_SIZE applicants
+    args, bodies = plan.args, plan.bodies[batch]
     harness.drain(server, config.ready_path)
     if args.warmup > 0:
         run_wrk(server.url, bodies, load.path, connections, args.warmup)
@@ -191,7 +185,7 @@ def measure(
     return {
         **{"concurrency": connections, "duration_s": wall, "requests": requests},
         "requests_per_s": answered / wall,
-        "applicants_per_s": answered * (BATCH_SIZE if load.batch else 1) / wall,
+        "applicants_per_s": answered * (BATCH_SIZE if batch else 1) / wall,
         **{f"{k}_ms": lat[k] / 1e3 if requests else None for k in PERCENTILES},
         "errors": {k: int(v) for k, v in s["errors"].items()},
         "server_cpu_cores": window.server_cpu_s / window.wall_s,
@@ -272,7 +266,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             c.env["CREDIT_RISK_CHALLENGER"] = (
                 (args.challenger or tag) if c.key == SHADOW else "none"
             )
-        if any(c.key == POSTGRES for c in chosen) and not postgres.installed():
+        if any(c.key == POSTGRES for c in chosen) and not postgres.BIN_DIRS:
             print(f"skipping {POSTGRES}: {postgres.MISSING}", flush=True)
             chosen = [c for c in chosen if c.key != POSTGRES]
         for c in chosen:  # one local PostgreSQL server for the whole run
@@ -323,32 +317,31 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line (also how the short test configures a run)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up (0: none)")
+OPTIONS: Final = {
+    "--rounds": (int, 2, "interleaved repeats"),
+    "--duration": (int, 10, "seconds per measured run"),
+    "--warmup": (int, 2, "seconds of warm-up (0: none)"),
     # 128: what our service admits at once by default (2 API workers x 64 in flight); past
     # that it sheds by design, which `make overload` measures
-    parser.add_argument("--concurrency", type=_ints, default=(1, 16, 64, 128))
-    parser.add_argument("--batch-concurrency", type=_ints, default=(1, 4, 16))
-    keys = [c.key for c in configs((), ())]
+    "--concurrency": (_ints, (1, 16, 64, 128), "connections of /classify, comma-separated"),
+    "--batch-concurrency": (_ints, (1, 4, 16), "connections of /classify_batch"),
+    "--before": (str, None, "also serve ours at this commit (git), for before/after"),
+    "--model": (str, None, "model tag to serve (default: credit_risk:latest)"),
+    "--challenger": (str, None, f"of the {SHADOW} row (default: the served model)"),
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (also how the short test configures a run)."""
+    parser, keys = harness.cli(__doc__, OPTIONS), [c.key for c in configs((), ())]
     parser.add_argument("--only", nargs="*", default=keys, choices=keys, help="configurations")
-    parser.add_argument("--before", help="also serve ours at this commit (git), for before/after")
-    parser.add_argument("--model", help="model tag to serve (default: credit_risk:latest)")
-    parser.add_argument("--challenger", help=f"of the {SHADOW} row (default: the served model)")
-    parser.add_argument("--out", type=Path, default=harness.REPO / "reports")
-    parser.add_argument("--command", help="command line to print in the report")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (`make bench`)."""
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("make bench needs wrk: make wrk (Debian's wrk) or brew install wrk (macOS); "
-              "nothing is installed automatically.", file=sys.stderr)  # fmt: skip
+    if not harness.have("wrk", "make bench", "make wrk (Debian's wrk) or brew install wrk (macOS)"):
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # servers stopped
     results = run(args)

@@ -6,6 +6,7 @@ The tests (tests/conftest.py) and every load tool start and watch servers throug
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -13,6 +14,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -333,6 +335,23 @@ def resolve_model_tag() -> str:
 def command_line(module: str, argv: Sequence[str] | None) -> str:
     """The command as a report prints it when the caller names none."""
     return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+def cli(doc: str | None, options: dict[str, tuple[type, Any, str]]) -> argparse.ArgumentParser:
+    """A load tool's command line: `options` (flag -> type, default, help), `--out`, `--command`."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    for flag, (kind, default, text) in options.items():
+        parser.add_argument(flag, type=kind, default=default, help=text)
+    parser.add_argument("--out", type=Path, default=REPO / "reports", help="report directory")
+    parser.add_argument("--command", help="command line to print in the report")
+    return parser
+
+
+def have(tool: str, target: str, how: str) -> bool:
+    """Whether `tool` is on PATH; if not, one line says how to get it (nothing is installed)."""
+    if shutil.which(tool) is None:
+        print(f"{target} needs {tool}: {how}; nothing is installed automatically.", file=sys.stderr)
+    return shutil.which(tool) is not None
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> list[str]:

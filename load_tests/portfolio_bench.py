@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -176,18 +175,13 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the portfolios, measure every path, write the reports (`make bench-portfolio`)."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rss-rows", type=int, default=5_000_000)
-    parser.add_argument("--out", type=Path, default=harness.REPO / "reports")
-    parser.add_argument("--command", default="make bench-portfolio")
-    parser.add_argument("--skip-spark", action="store_true")
-    parser.add_argument("--skip-api", action="store_true")
-    args = parser.parse_args(argv)
+    options = {"--rows": (int, 1_000_000, "applicants"), "--rss-rows": (int, 5_000_000, "for RSS")}
+    args = harness.cli(__doc__, options).parse_args(argv)
     tag = harness.resolve_model_tag()
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        **{"command": args.command, "model": tag},
+        "command": args.command or harness.command_line("load_tests.portfolio_bench", argv),
+        "model": tag,
         "machine": {"cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2)},
     }
     with tempfile.TemporaryDirectory(prefix="portfolio-bench-") as tmp:
@@ -201,12 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "api": lambda: run_api(work, tag),
             "spark": lambda: run_spark(book, work / "spark-out", tag, args.rows),
         }
-        skipped = {"api": args.skip_api, "spark": args.skip_spark}
-        empty = {"rows": 0, "applicants_per_s": 0, "applicants_per_s_wall": 0, "requests": 0}
-        empty |= {"errors": 0, "connections": 0, "session_start_seconds": 0.0}
         for name, step in steps.items():
             print(f"[portfolio-bench] {name}", file=sys.stderr, flush=True)
-            result[name] = empty if skipped.get(name) else step()
+            result[name] = step()
             print(f"[portfolio-bench] {json.dumps(result[name])}", file=sys.stderr, flush=True)
     result["machine"]["load_after"] = round(os.getloadavg()[0], 2)
     harness.write_report(args.out, "portfolio-bench", result, markdown(result))
