@@ -191,7 +191,8 @@ def measure(
         "server_cpu_cores": window.server_cpu_s / window.wall_s,
         "server_cpu_ms_per_request": 1e3 * window.server_cpu_s / requests if requests else None,
         "generator_cpu_cores": window.generator_cpu_s / window.wall_s,
-        **{"machine_busy_cores": window.host["busy"], "pss_peak_mb": window.peak_pss_mb},
+        "machine_busy_cores": window.host["busy"],
+        "pss_peak_mb": max(mb for _, mb in window.pss),  # sampled at least once
     }
 
 
@@ -250,9 +251,7 @@ def start_and_drive(round_: int, config: Config, plan: Plan) -> tuple[dict[str, 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every round, every configuration, every load; the raw results."""
     tag = args.model or harness.resolve_model_tag()
-    starts: list[dict[str, Any]] = []
-    points: list[dict[str, Any]] = []
-    began = time.perf_counter()
+    starts, points, began = [], [], time.perf_counter()
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         before = stack.enter_context(worktree(args.before, work)) if args.before else None
@@ -261,16 +260,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for c in configs(args.concurrency, args.batch_concurrency, before)
             if c.key in args.only or c.key == BEFORE
         ]
-        for c in chosen:  # every configuration serves the same model; only one row a challenger
-            c.env["CREDIT_RISK_MODEL"] = tag
-            c.env["CREDIT_RISK_CHALLENGER"] = (
-                (args.challenger or tag) if c.key == SHADOW else "none"
-            )
         if any(c.key == POSTGRES for c in chosen) and not postgres.BIN_DIRS:
             print(f"skipping {POSTGRES}: {postgres.MISSING}", flush=True)
             chosen = [c for c in chosen if c.key != POSTGRES]
-        for c in chosen:  # one local PostgreSQL server for the whole run
-            if c.key == POSTGRES:
+        for c in chosen:  # every configuration serves the same model; only one row a challenger
+            challenger = (args.challenger or tag) if c.key == SHADOW else "none"
+            c.env.update({"CREDIT_RISK_MODEL": tag, "CREDIT_RISK_CHALLENGER": challenger})
+            if c.key == POSTGRES:  # one local PostgreSQL server for the whole run
                 c.env[STORE_ENV] = stack.enter_context(postgres.postgres_server()).create_database()
         runs = args.rounds * sum(len(load.concurrency) for c in chosen for load in c.loads)
         print(f"schedule: {runs} runs x ({args.warmup} s warm-up + {args.duration} s) = "

@@ -270,11 +270,6 @@ class Window:
         own = own1.children_user + own1.children_system
         self.generator_cpu_s = own - self._own0.children_user - self._own0.children_system
 
-    @property
-    def peak_pss_mb(self) -> float:
-        """Largest PSS sample of the window."""
-        return max((mb for _, mb in self.pss), default=0.0)
-
 
 def drain(server: Server, ready_path: str = "/readyz", idle_cores: float = 0.2) -> float:
     """Wait (at most 30 s) until the server is idle: its CPU below `idle_cores` and a readiness

@@ -39,23 +39,14 @@ API_SECONDS: Final = 15
 def build_portfolio(path: Path, rows: int, seed: int = 14) -> None:
     """`rows` applicants resampled from the training data, streamed to Parquet with ids."""
     frame = load_dataset().X
-    base = {
-        name: (
-            pa.array(frame[name].astype(str).tolist(), pa.string())
-            if name in CATEGORIES
-            else pa.array(frame[name].to_numpy())
-        )
-        for name in FEATURES
-    }
-    rng = np.random.default_rng(seed)
-    schema = pa.schema([("account_id", pa.int64()), *((n, base[n].type) for n in FEATURES)])
-    with pq.ParquetWriter(path, schema) as writer:
+    columns = {n: frame[n].astype(str).tolist() if n in CATEGORIES else frame[n] for n in FEATURES}
+    base, rng = pa.table(columns), np.random.default_rng(seed)
+    with pq.ParquetWriter(path, base.schema.insert(0, pa.field("account_id", pa.int64()))) as out:
         for start in range(0, rows, WRITE_CHUNK):
             n = min(WRITE_CHUNK, rows - start)
-            pick = pa.array(rng.integers(0, len(frame), n))
             ids = pa.array(np.arange(start, start + n, dtype=np.int64) + 10_000_000)
-            table = pa.table([ids, *(base[name].take(pick) for name in FEATURES)], schema=schema)
-            writer.write_table(table, row_group_size=ROW_GROUP)
+            table = base.take(rng.integers(0, len(frame), n)).add_column(0, "account_id", ids)
+            out.write_table(table, row_group_size=ROW_GROUP)
 
 
 def child(what: str, argv: list[str], audit: Path) -> tuple[float, str, dict[str, Any]]:
@@ -135,8 +126,7 @@ def run_spark(src: Path, out: Path, tag: str, rows: int) -> dict[str, Any]:
 
 
 STAGES: Final = ("load model", "hash input", "read", "validate", "encode", "score", "decide")
-STAGES_END: Final = ("write", "ids")
-"""The job's stages, in their order."""
+STAGES_END: Final = ("write", "ids")  # the job's stages, in their order
 
 
 def markdown(result: dict[str, Any]) -> str:
