@@ -53,7 +53,7 @@ def bad_requests() -> list[BadRequest]:
     missing = {k: v for k, v in good.items() if k != "age_years"}
     row = json.dumps(good).encode()
     oversize = b"[" + b",".join([row] * (MAX_BODY_BYTES // len(row) + 1)) + b"]"
-    variants = [  # name, what changes, the field the answer must name
+    changed = [  # name, what changes, the field the answer must name
         ("unknown category", {"purpose": "yacht"}, "purpose"),
         ("string for int", {"duration_months": "24"}, "duration_months"),
         ("float for int", {"age_years": 35.5}, "age_years"),
@@ -61,21 +61,13 @@ def bad_requests() -> list[BadRequest]:
         ("negative amount", {"credit_amount": -1.0}, "credit_amount"),
         ("extra field", {"foreign_worker": "yes"}, "foreign_worker"),
     ]
+    batch = json.dumps([good] * (MAX_BATCH + 1)).encode()
     return [
         BadRequest("missing field", "/classify", json.dumps(missing).encode(), 400, "age_years"),
-        *(
-            BadRequest(name, "/classify", json.dumps(good | change).encode(), 400, field)
-            for name, change, field in variants
-        ),
+        *(BadRequest(n, "/classify", json.dumps(good | c).encode(), 400, f) for n, c, f in changed),
         BadRequest("malformed JSON", "/classify", b'{"checking_account": ', 400, None),
         BadRequest("empty batch", "/classify_batch", b"[]", 400, None),
-        BadRequest(
-            "batch over limit",
-            "/classify_batch",
-            json.dumps([good] * (MAX_BATCH + 1)).encode(),
-            400,
-            None,
-        ),
+        BadRequest("batch over limit", "/classify_batch", batch, 400, None),
         BadRequest("body over 1 MiB", "/classify_batch", oversize, 413, None),
     ]
 
@@ -98,8 +90,5 @@ def refusal_problem(bad: BadRequest, status: int, body: bytes) -> str | None:
 def write_bodies(path: Path, bodies: list[Any]) -> Path:
     """One compact JSON body per line: the file the wrk script rotates through."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for body in bodies:
-            fh.write(json.dumps(body, separators=(",", ":")))
-            fh.write("\n")
+    path.write_text("".join(json.dumps(b, separators=(",", ":")) + "\n" for b in bodies), "utf-8")
     return path

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import httpx
 from pydantic import TypeAdapter
@@ -47,18 +46,12 @@ POSTGRES, BEFORE, FLOOR, BASELINE = "ours-postgres", "ours-before", "floor", "fl
 DECISIONS: Final = TypeAdapter(list[Decision])
 
 
-@dataclass(frozen=True)
-class Load:
+class Load(NamedTuple):
     """What a configuration is driven with: a load name, a path, a set of concurrencies."""
 
     name: str
     path: str
     concurrency: tuple[int, ...]
-
-    @property
-    def batch(self) -> bool:
-        """Whether each request carries BATCH_SIZE applicants."""
-        return self.name == "classify_batch"
 
 
 @dataclass(frozen=True)
@@ -179,7 +172,8 @@ def measure(
 ) -> dict[str, Any]:
     """Drain, warm up, drain, then one measured wrk run with the server's tree sampled (draining
     matters after overload: requests wrk abandons stay queued in the server)."""
-    args, bodies = plan.args, plan.bodies[load.batch]
+    batch = load.name == "classify_batch"  # each request carries BATCH_SIZE applicants
+    args, bodies = plan.args, plan.bodies[batch]
     harness.drain(server, config.ready_path)
     if args.warmup > 0:
         run_wrk(server.url, bodies, load.path, connections, args.warmup)
@@ -191,13 +185,14 @@ def measure(
     return {
         **{"concurrency": connections, "duration_s": wall, "requests": requests},
         "requests_per_s": answered / wall,
-        "applicants_per_s": answered * (BATCH_SIZE if load.batch else 1) / wall,
+        "applicants_per_s": answered * (BATCH_SIZE if batch else 1) / wall,
         **{f"{k}_ms": lat[k] / 1e3 if requests else None for k in PERCENTILES},
         "errors": {k: int(v) for k, v in s["errors"].items()},
         "server_cpu_cores": window.server_cpu_s / window.wall_s,
         "server_cpu_ms_per_request": 1e3 * window.server_cpu_s / requests if requests else None,
         "generator_cpu_cores": window.generator_cpu_s / window.wall_s,
-        **{"machine_busy_cores": window.host["busy"], "pss_peak_mb": window.peak_pss_mb},
+        "machine_busy_cores": window.host["busy"],
+        "pss_peak_mb": max(mb for _, mb in window.pss),  # sampled at least once
     }
 
 
@@ -256,9 +251,7 @@ def start_and_drive(round_: int, config: Config, plan: Plan) -> tuple[dict[str, 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every round, every configuration, every load; the raw results."""
     tag = args.model or harness.resolve_model_tag()
-    starts: list[dict[str, Any]] = []
-    points: list[dict[str, Any]] = []
-    began = time.perf_counter()
+    starts, points, began = [], [], time.perf_counter()
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         before = stack.enter_context(worktree(args.before, work)) if args.before else None
@@ -267,16 +260,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for c in configs(args.concurrency, args.batch_concurrency, before)
             if c.key in args.only or c.key == BEFORE
         ]
-        for c in chosen:  # every configuration serves the same model; only one row a challenger
-            c.env["CREDIT_RISK_MODEL"] = tag
-            c.env["CREDIT_RISK_CHALLENGER"] = (
-                (args.challenger or tag) if c.key == SHADOW else "none"
-            )
-        if any(c.key == POSTGRES for c in chosen) and not postgres.installed():
+        if any(c.key == POSTGRES for c in chosen) and not postgres.BIN_DIRS:
             print(f"skipping {POSTGRES}: {postgres.MISSING}", flush=True)
             chosen = [c for c in chosen if c.key != POSTGRES]
-        for c in chosen:  # one local PostgreSQL server for the whole run
-            if c.key == POSTGRES:
+        for c in chosen:  # every configuration serves the same model; only one row a challenger
+            challenger = (args.challenger or tag) if c.key == SHADOW else "none"
+            c.env.update({"CREDIT_RISK_MODEL": tag, "CREDIT_RISK_CHALLENGER": challenger})
+            if c.key == POSTGRES:  # one local PostgreSQL server for the whole run
                 c.env[STORE_ENV] = stack.enter_context(postgres.postgres_server()).create_database()
         runs = args.rounds * sum(len(load.concurrency) for c in chosen for load in c.loads)
         print(f"schedule: {runs} runs x ({args.warmup} s warm-up + {args.duration} s) = "
@@ -323,32 +313,31 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line (also how the short test configures a run)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up (0: none)")
+OPTIONS: Final = {
+    "--rounds": (int, 2, "interleaved repeats"),
+    "--duration": (int, 10, "seconds per measured run"),
+    "--warmup": (int, 2, "seconds of warm-up (0: none)"),
     # 128: what our service admits at once by default (2 API workers x 64 in flight); past
     # that it sheds by design, which `make overload` measures
-    parser.add_argument("--concurrency", type=_ints, default=(1, 16, 64, 128))
-    parser.add_argument("--batch-concurrency", type=_ints, default=(1, 4, 16))
-    keys = [c.key for c in configs((), ())]
+    "--concurrency": (_ints, (1, 16, 64, 128), "connections of /classify, comma-separated"),
+    "--batch-concurrency": (_ints, (1, 4, 16), "connections of /classify_batch"),
+    "--before": (str, None, "also serve ours at this commit (git), for before/after"),
+    "--model": (str, None, "model tag to serve (default: credit_risk:latest)"),
+    "--challenger": (str, None, f"of the {SHADOW} row (default: the served model)"),
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (also how the short test configures a run)."""
+    parser, keys = harness.cli(__doc__, OPTIONS), [c.key for c in configs((), ())]
     parser.add_argument("--only", nargs="*", default=keys, choices=keys, help="configurations")
-    parser.add_argument("--before", help="also serve ours at this commit (git), for before/after")
-    parser.add_argument("--model", help="model tag to serve (default: credit_risk:latest)")
-    parser.add_argument("--challenger", help=f"of the {SHADOW} row (default: the served model)")
-    parser.add_argument("--out", type=Path, default=harness.REPO / "reports")
-    parser.add_argument("--command", help="command line to print in the report")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (`make bench`)."""
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("make bench needs wrk: make wrk (Debian's wrk) or brew install wrk (macOS); "
-              "nothing is installed automatically.", file=sys.stderr)  # fmt: skip
+    if not harness.have("wrk", "make bench", "make wrk (Debian's wrk) or brew install wrk (macOS)"):
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # servers stopped
     results = run(args)

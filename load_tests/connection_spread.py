@@ -23,13 +23,6 @@ from load_tests.applicants import sample_applicants, write_bodies
 from load_tests.bench import run_wrk
 
 
-def clients(workers: list[psutil.Process], port: int) -> list[int]:
-    """Client connections each worker holds on the service's port, now."""
-    held = [w.net_connections(kind="tcp") for w in workers]
-    mine = psutil.CONN_ESTABLISHED, port
-    return [sum(1 for c in conns if c.laddr and (c.status, c.laddr.port) == mine) for conns in held]
-
-
 def one_round(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict[str, object]:
     """Start the server, drive it, and return requests/s and each worker's connections and CPU."""
     port = harness.free_port()
@@ -38,9 +31,14 @@ def one_round(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict
         roles = harness.roles(server.root).items()
         workers = [psutil.Process(pid) for pid, r in roles if r.startswith("credit_risk_service:")]
         before = [sum(w.cpu_times()[:2]) for w in workers]
-        held: list[int] = []
-        counting = threading.Timer(args.seconds / 2, lambda: held.extend(clients(workers, port)))
-        counting.start()
+        held: list[int] = []  # client connections each worker holds halfway through
+
+        def count() -> None:
+            mine = psutil.CONN_ESTABLISHED, port
+            for conns in (w.net_connections(kind="tcp") for w in workers):
+                held.append(sum(1 for c in conns if c.laddr and (c.status, c.laddr.port) == mine))
+
+        (counting := threading.Timer(args.seconds / 2, count)).start()
         summary = run_wrk(url, work / "single.jsonl", "/classify", args.connections, args.seconds)
         counting.join()
         used = [sum(w.cpu_times()[:2]) - b for w, b in zip(workers, before, strict=True)]

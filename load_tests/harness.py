@@ -6,6 +6,7 @@ The tests (tests/conftest.py) and every load tool start and watch servers throug
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -13,6 +14,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -268,11 +270,6 @@ class Window:
         own = own1.children_user + own1.children_system
         self.generator_cpu_s = own - self._own0.children_user - self._own0.children_system
 
-    @property
-    def peak_pss_mb(self) -> float:
-        """Largest PSS sample of the window."""
-        return max((mb for _, mb in self.pss), default=0.0)
-
 
 def drain(server: Server, ready_path: str = "/readyz", idle_cores: float = 0.2) -> float:
     """Wait (at most 30 s) until the server is idle: its CPU below `idle_cores` and a readiness
@@ -333,6 +330,23 @@ def resolve_model_tag() -> str:
 def command_line(module: str, argv: Sequence[str] | None) -> str:
     """The command as a report prints it when the caller names none."""
     return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+def cli(doc: str | None, options: dict[str, tuple[type, Any, str]]) -> argparse.ArgumentParser:
+    """A load tool's command line: `options` (flag -> type, default, help), `--out`, `--command`."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    for flag, (kind, default, text) in options.items():
+        parser.add_argument(flag, type=kind, default=default, help=text)
+    parser.add_argument("--out", type=Path, default=REPO / "reports", help="report directory")
+    parser.add_argument("--command", help="command line to print in the report")
+    return parser
+
+
+def have(tool: str, target: str, how: str) -> bool:
+    """Whether `tool` is on PATH; if not, one line says how to get it (nothing is installed)."""
+    if shutil.which(tool) is None:
+        print(f"{target} needs {tool}: {how}; nothing is installed automatically.", file=sys.stderr)
+    return shutil.which(tool) is not None
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> list[str]:

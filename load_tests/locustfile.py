@@ -26,6 +26,7 @@ BATCH_SIZE: Final = int(os.environ.get("LOCUST_BATCH_SIZE", "50"))
 _DECISIONS: Final = TypeAdapter(list[Decision])
 _APPLICANTS: Final = training_applicants()
 _BAD: Final = bad_requests()
+JSON: Final = {"Content-Type": "application/json"}
 
 # Loading the data above blocks for a second or more before gevent's loop runs; libev caches the
 # loop's clock, so Locust's --run-time timer would start from the stale time and fire at once
@@ -65,13 +66,9 @@ class LoanOfficer(FastHttpUser):
     def bad_input(self) -> None:
         """A malformed request: must be refused with a clear 4xx, never a 5xx or a hang."""
         bad = random.choice(_BAD)
-        name = f"bad input: {bad.name}"
-        headers = {"Content-Type": "application/json"}
-        with self.client.post(
-            bad.path, data=bad.body, headers=headers, name=name, catch_response=True
-        ) as resp:
-            problem = refusal_problem(bad, resp.status_code or 0, resp.content or b"")
-            if problem is None:
-                resp.success()
+        sent = {"data": bad.body, "headers": JSON, "name": f"bad input: {bad.name}"}
+        with self.client.post(bad.path, catch_response=True, **sent) as r:
+            if problem := refusal_problem(bad, r.status_code or 0, r.content or b""):
+                r.failure(problem)
             else:
-                resp.failure(problem)
+                r.success()

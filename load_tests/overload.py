@@ -15,9 +15,7 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -33,14 +31,10 @@ from credit_risk.serving.tuning import DEFAULT_MAX_IN_FLIGHT, RUNNER_MAX_LATENCY
 from load_tests import harness
 from load_tests.applicants import sample_applicants
 
-CONNECTIONS: Final = 64
-"""Keep-alive connections of the capacity runs: the benchmark's reference point."""
-NORMAL: Final = 0.5
-"""Normal load, as a share of capacity: a service runs with headroom."""
-REQUEST_TIMEOUT_S: Final = 15
-"""h2load's limit on a request, above the service's 10 s: the server ends a slow request."""
-BOUND_MS: Final = RUNNER_MAX_LATENCY_MS
-"""The documented p99 bound under overload, for accepted requests and refusals alike."""
+CONNECTIONS: Final = 64  # keep-alive connections of the capacity runs, as in the benchmark
+NORMAL: Final = 0.5  # normal load, as a share of capacity: a service runs with headroom
+REQUEST_TIMEOUT_S: Final = 15  # h2load's limit, above the service's 10 s: the server ends it
+BOUND_MS: Final = RUNNER_MAX_LATENCY_MS  # the p99 bound under overload, accepted and refused
 ONSET_S: Final = 2.0
 """The flood's first seconds, reported but left out of the bounds (the accept queue may
 overflow when the rate steps up; the kernel retries those connections 1 and 3 s later)."""
@@ -48,7 +42,6 @@ FLAT_PSS: Final = 0.02
 """Memory is flat when, from mid-flood to the end, the tree's PSS stays within 2 % of its value
 then (the rise at the onset is the flood's extra connections)."""
 SHED: Final = {429, 503}
-MAX_IN_FLIGHT: Final = "CREDIT_RISK_MAX_IN_FLIGHT"
 SUMMARY: Final = re.compile(r"requests: (\d+) total")
 
 
@@ -99,8 +92,7 @@ def h2load(url: str, body: Path, log: Path, n: int, phase: Phase | None = None) 
 
 def start(url: str, body: Path, log: Path, n: int, phase: Phase | None = None) -> Any:
     """One h2load run under way."""
-    argv = h2load(url, body, log, n, phase)
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(h2load(url, body, log, n, phase), stdout=subprocess.PIPE, text=True)
 
 
 def finished(proc: subprocess.Popen[str], log: Path, t0: float, phase: Phase | None) -> list[Shot]:
@@ -246,49 +238,65 @@ def decision_log_figures(logged: Counter[str], answered: int, given_up: int) -> 
     }
 
 
+def listen_overflows() -> int:
+    """Connection attempts this network namespace dropped at a full accept queue (Linux)."""
+    path = Path("/proc/net/netstat")
+    lines = path.read_text().splitlines() if path.exists() else []
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=True))
+            return int(table.get("ListenOverflows", 0))
+    return 0
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
-def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
-    """Start the server, measure, overload, measure again, read the decision log."""
-    body = work / "applicant.json"  # one body: h2load posts one file (the service caches nothing)
-    body.write_text(json.dumps(sample_applicants(1, seed=11)[0]))
-    server_cpus, generator_cpus = split_cpus()
-    busy = harness.machine_busy_cores()
-    os.sched_setaffinity(0, server_cpus)  # the server's processes inherit this at spawn
-    port, store = harness.free_port(), f"sqlite:///{work / 'decisions.sqlite'}"
-    url, server_log = f"http://127.0.0.1:{port}", args.out / "bench-logs" / "overload-server.log"
-    env = {"CREDIT_RISK_MODEL": tag, "CREDIT_RISK_API_TOKENS": "", STORE_ENV: store}
-    env |= dict(kv.split("=", 1) for kv in args.server_env)
-    argv = harness.bentoml_serve("service:CreditRiskService", port)
-    with harness.running(argv, server_log, url=url, env=env) as server:
-        os.sched_setaffinity(0, generator_cpus)  # this process and h2load
-        ready_s, pids = time.perf_counter() - server.started, harness.roles(server.root)
-        with harness.Window(server.root, every_s=1.0) as window:
-            runs = {"warm-up": capacity(url, body, work, 20 * CONNECTIONS)}
-            harness.drain(server)
-            n = max(10 * CONNECTIONS, int(runs["warm-up"]["requests_per_s"] * args.seconds))
-            runs["before"] = capacity(url, body, work, n)
-            rate = args.capacity or runs["before"]["requests_per_s"]
-            print(f"capacity: {rate:.0f} requests/s at {CONNECTIONS} connections", flush=True)
-            harness.drain(server)
-            phases = [
-                Phase("before", NORMAL * rate, args.before, 0.0),
-                Phase("flood", args.factor * rate, args.flood, args.before),
-                Phase("after", NORMAL * rate, args.after, args.before + args.flood),
-            ]
-            mid_flood = window.elapsed() + args.before + args.flood / 2
-            overflows = listen_overflows()
-            with harness.Window(server.root, every_s=3600) as loop:
-                shots = open_loop(url, body, phases, work)
-            overflows = listen_overflows() - overflows
-            runs["after"] = capacity(url, body, work, n)
-            harness.drain(server)
-        decisions = open_store(store)
-        logged = Counter(r.decision_id for r in decisions.records())  # committed before answered
-        decisions.close()
-        pids_after = harness.roles(server.root)
-    os.sched_setaffinity(0, server_cpus | generator_cpus)
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the server, measure, overload, measure again, read the decision log: the figures."""
+    tag = args.model or harness.resolve_model_tag()
+    with tempfile.TemporaryDirectory(prefix="overload-") as tmp:
+        work = Path(tmp)
+        body = work / "applicant.json"  # h2load posts one file (the service caches nothing)
+        body.write_text(json.dumps(sample_applicants(1, seed=11)[0]))
+        # the server on one half of the CPUs, h2load on the other (on one CPU, both share it)
+        cpus, busy = sorted(os.sched_getaffinity(0)), harness.machine_busy_cores()
+        half = len(cpus) // 2
+        server_cpus, generator_cpus = set(cpus[half:]), set(cpus[:half] or cpus)
+        os.sched_setaffinity(0, server_cpus)  # the server's processes inherit this at spawn
+        port, store = harness.free_port(), f"sqlite:///{work / 'decisions.sqlite'}"
+        url, server_log = f"http://127.0.0.1:{port}", args.out / "bench-logs/overload-server.log"
+        env = {"CREDIT_RISK_MODEL": tag, "CREDIT_RISK_API_TOKENS": "", STORE_ENV: store}
+        env |= dict(kv.split("=", 1) for kv in args.server_env)
+        argv = harness.bentoml_serve("service:CreditRiskService", port)
+        with harness.running(argv, server_log, url=url, env=env) as server:
+            os.sched_setaffinity(0, generator_cpus)  # this process and h2load
+            ready_s, pids = time.perf_counter() - server.started, harness.roles(server.root)
+            with harness.Window(server.root, every_s=1.0) as window:
+                runs = {"warm-up": capacity(url, body, work, 20 * CONNECTIONS)}
+                harness.drain(server)
+                n = max(10 * CONNECTIONS, int(runs["warm-up"]["requests_per_s"] * args.seconds))
+                runs["before"] = capacity(url, body, work, n)
+                rate = args.capacity or runs["before"]["requests_per_s"]
+                print(f"capacity: {rate:.0f} requests/s at {CONNECTIONS} connections", flush=True)
+                harness.drain(server)
+                phases = [
+                    Phase("before", NORMAL * rate, args.before, 0.0),
+                    Phase("flood", args.factor * rate, args.flood, args.before),
+                    Phase("after", NORMAL * rate, args.after, args.before + args.flood),
+                ]
+                mid_flood = window.elapsed() + args.before + args.flood / 2
+                overflows = listen_overflows()
+                with harness.Window(server.root, every_s=3600) as loop:
+                    shots = open_loop(url, body, phases, work)
+                overflows = listen_overflows() - overflows
+                runs["after"] = capacity(url, body, work, n)
+                harness.drain(server)
+            decisions = open_store(store)
+            logged = Counter(r.decision_id for r in decisions.records())  # committed first
+            decisions.close()
+            pids_after = harness.roles(server.root)
+        os.sched_setaffinity(0, server_cpus | generator_cpus)
     answered = sum(s.status == 200 for s in shots) + sum(r["ok"] for r in runs.values())
     given_up = sum(s.status == -1 for s in shots)
     given_up += sum(r["statuses"].get("-1", 0) for r in runs.values())
@@ -300,7 +308,9 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
             **{"capacity_connections": CONNECTIONS, "capacity_given": args.capacity},
             **{"factor": args.factor, "normal_fraction": NORMAL, "onset_s": ONSET_S},
             "phases": [asdict(p) for p in phases],
-            "max_in_flight_per_worker": int(env.get(MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT)),
+            "max_in_flight_per_worker": int(
+                env.get("CREDIT_RISK_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)
+            ),
             "p99_bound_ms": BOUND_MS,
         },
         "cpu_during_open_loop": {
@@ -320,25 +330,6 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
         "processes": {"before": pids, "after": pids_after, "unchanged": pids == pids_after},
         "decision_log": decision_log_figures(logged, answered, given_up),
     }
-
-
-def listen_overflows() -> int:
-    """Connection attempts this network namespace dropped at a full accept queue (Linux)."""
-    path = Path("/proc/net/netstat")
-    lines = path.read_text().splitlines() if path.exists() else []
-    for names, values in zip(lines[::2], lines[1::2], strict=False):
-        if names.startswith("TcpExt:"):
-            table = dict(zip(names.split()[1:], values.split()[1:], strict=True))
-            return int(table.get("ListenOverflows", 0))
-    return 0
-
-
-def split_cpus() -> tuple[set[int], set[int]]:
-    """The usable CPUs split between the server and the load generator, so the generator cannot
-    take the server's capacity (on one CPU, both share it)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    half = len(cpus) // 2
-    return (set(cpus[half:]), set(cpus[:half])) if half else (set(cpus), set(cpus))
 
 
 def render(r: dict[str, Any]) -> str:
@@ -401,35 +392,29 @@ def render(r: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
+OPTIONS: Final = {
+    "--model": (str, None, "model tag (default: credit_risk:latest)"),
+    "--capacity": (float, None, "requests/s (default: measure it)"),
+    "--factor": (float, 4.0, "flood rate / capacity"),
+    "--seconds": (float, 10.0, "per capacity run"),
+    "--before": (float, 10.0, "seconds of normal load"),
+    "--flood": (float, 30.0, "seconds of overload"),
+    "--after": (float, 20.0, "seconds of normal load"),
+}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line (also how the short test configures a run)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--capacity", type=float, help="requests/s (default: measure it)")
-    parser.add_argument("--factor", type=float, default=4.0, help="flood rate / capacity")
-    parser.add_argument("--seconds", type=float, default=10.0, help="per capacity run")
-    parser.add_argument("--before", type=float, default=10.0, help="seconds of normal load")
-    parser.add_argument("--flood", type=float, default=30.0, help="seconds of overload")
-    parser.add_argument("--after", type=float, default=20.0, help="seconds of normal load")
-    parser.add_argument("--model", help="model tag (default: credit_risk:latest)")
+    parser = harness.cli(__doc__, OPTIONS)
     example = "extra server environment, e.g. CREDIT_RISK_MAX_IN_FLIGHT=128 (repeatable)"
     parser.add_argument("--server-env", action="append", default=[], help=example)
-    parser.add_argument("--out", type=Path, default=harness.REPO / "reports")
-    parser.add_argument("--command", help="command line to print in the report")
     return parser.parse_args(argv)
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """One overload run, reduced to the figures the report shows."""
-    tag = args.model or harness.resolve_model_tag()
-    with tempfile.TemporaryDirectory(prefix="overload-") as work:
-        return measure(args, tag, Path(work))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (`make overload`)."""
     args = parse_args(argv)
-    if shutil.which("h2load") is None:
-        print("make overload needs h2load: apt-get install -y nghttp2-client", file=sys.stderr)
+    if not harness.have("h2load", "make overload", "make h2load (Debian's nghttp2-client)"):
         return 2
     result = run(args)
     result["command"] = args.command or harness.command_line("load_tests.overload", argv)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -40,23 +39,14 @@ API_SECONDS: Final = 15
 def build_portfolio(path: Path, rows: int, seed: int = 14) -> None:
     """`rows` applicants resampled from the training data, streamed to Parquet with ids."""
     frame = load_dataset().X
-    base = {
-        name: (
-            pa.array(frame[name].astype(str).tolist(), pa.string())
-            if name in CATEGORIES
-            else pa.array(frame[name].to_numpy())
-        )
-        for name in FEATURES
-    }
-    rng = np.random.default_rng(seed)
-    schema = pa.schema([("account_id", pa.int64()), *((n, base[n].type) for n in FEATURES)])
-    with pq.ParquetWriter(path, schema) as writer:
+    columns = {n: frame[n].astype(str).tolist() if n in CATEGORIES else frame[n] for n in FEATURES}
+    base, rng = pa.table(columns), np.random.default_rng(seed)
+    with pq.ParquetWriter(path, base.schema.insert(0, pa.field("account_id", pa.int64()))) as out:
         for start in range(0, rows, WRITE_CHUNK):
             n = min(WRITE_CHUNK, rows - start)
-            pick = pa.array(rng.integers(0, len(frame), n))
             ids = pa.array(np.arange(start, start + n, dtype=np.int64) + 10_000_000)
-            table = pa.table([ids, *(base[name].take(pick) for name in FEATURES)], schema=schema)
-            writer.write_table(table, row_group_size=ROW_GROUP)
+            table = base.take(rng.integers(0, len(frame), n)).add_column(0, "account_id", ids)
+            out.write_table(table, row_group_size=ROW_GROUP)
 
 
 def child(what: str, argv: list[str], audit: Path) -> tuple[float, str, dict[str, Any]]:
@@ -136,8 +126,7 @@ def run_spark(src: Path, out: Path, tag: str, rows: int) -> dict[str, Any]:
 
 
 STAGES: Final = ("load model", "hash input", "read", "validate", "encode", "score", "decide")
-STAGES_END: Final = ("write", "ids")
-"""The job's stages, in their order."""
+STAGES_END: Final = ("write", "ids")  # the job's stages, in their order
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -176,18 +165,13 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the portfolios, measure every path, write the reports (`make bench-portfolio`)."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rss-rows", type=int, default=5_000_000)
-    parser.add_argument("--out", type=Path, default=harness.REPO / "reports")
-    parser.add_argument("--command", default="make bench-portfolio")
-    parser.add_argument("--skip-spark", action="store_true")
-    parser.add_argument("--skip-api", action="store_true")
-    args = parser.parse_args(argv)
+    options = {"--rows": (int, 1_000_000, "applicants"), "--rss-rows": (int, 5_000_000, "for RSS")}
+    args = harness.cli(__doc__, options).parse_args(argv)
     tag = harness.resolve_model_tag()
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        **{"command": args.command, "model": tag},
+        "command": args.command or harness.command_line("load_tests.portfolio_bench", argv),
+        "model": tag,
         "machine": {"cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2)},
     }
     with tempfile.TemporaryDirectory(prefix="portfolio-bench-") as tmp:
@@ -201,12 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "api": lambda: run_api(work, tag),
             "spark": lambda: run_spark(book, work / "spark-out", tag, args.rows),
         }
-        skipped = {"api": args.skip_api, "spark": args.skip_spark}
-        empty = {"rows": 0, "applicants_per_s": 0, "applicants_per_s_wall": 0, "requests": 0}
-        empty |= {"errors": 0, "connections": 0, "session_start_seconds": 0.0}
         for name, step in steps.items():
             print(f"[portfolio-bench] {name}", file=sys.stderr, flush=True)
-            result[name] = empty if skipped.get(name) else step()
+            result[name] = step()
             print(f"[portfolio-bench] {json.dumps(result[name])}", file=sys.stderr, flush=True)
     result["machine"]["load_after"] = round(os.getloadavg()[0], 2)
     harness.write_report(args.out, "portfolio-bench", result, markdown(result))

@@ -60,11 +60,6 @@ class Postgres:
         return f"{url}/{name}"
 
 
-def installed() -> bool:
-    """Whether this machine has PostgreSQL's server binaries."""
-    return bool(BIN_DIRS)
-
-
 @contextmanager
 def postgres_server() -> Iterator[Postgres]:
     """A server in a temporary directory for as long as the context is open."""

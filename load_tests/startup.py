@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import statistics
@@ -126,13 +125,10 @@ def render(result: dict[str, Any], command: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure and write the reports (`make startup`)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=harness.REPO / "reports")
-    parser.add_argument("--command", default="python -m load_tests.startup")
-    args = parser.parse_args(argv)
+    args = harness.cli(__doc__, {"--runs": (int, 5, "server starts")}).parse_args(argv)
     result = measure(args.runs)
-    harness.write_report(args.out, "startup", result, render(result, args.command))
+    command = args.command or harness.command_line("load_tests.startup", argv)
+    harness.write_report(args.out, "startup", result, render(result, command))
     return 0
 
 
