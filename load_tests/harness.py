@@ -344,9 +344,10 @@ def cli(doc: str | None, options: dict[str, tuple[type, Any, str]]) -> argparse.
 
 def have(tool: str, target: str, how: str) -> bool:
     """Whether `tool` is on PATH; if not, one line says how to get it (nothing is installed)."""
-    if shutil.which(tool) is None:
+    found = shutil.which(tool) is not None
+    if not found:
         print(f"{target} needs {tool}: {how}; nothing is installed automatically.", file=sys.stderr)
-    return shutil.which(tool) is not None
+    return found
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> list[str]:

@@ -164,10 +164,9 @@ def new_records(
     officers = officer_ids if officer_ids is not None else [None] * len(decisions)
     assert len(officers) == len(decisions), "one officer (or None) per decision"
     when = decided_at or now_text()
-    shadows = [None] * len(decisions) if challenger is None else challenger
+    scored = challenger is not None
+    shadows = challenger if challenger is not None else [None] * len(decisions)
     assert len(shadows) == len(decisions), "one challenger record per decision"
-    shadow_json = _no_challenger if challenger is None else _challenger_json
-    inputs = _INPUTS.dump_json
     return [  # positional, in `COLUMNS` order (the serving path: 1,000 per batch)
         DecisionRecord(
             d["decision_id"],
@@ -175,14 +174,14 @@ def new_records(
             when,
             d["model_version"],
             policy_version,
-            inputs(a).decode(),
+            applicant_json(a),
             float(d["probability_of_default"]),
             int(d["score"]),
             d["risk_band"],
             d["decision"],
             float(d["threshold"]),
             _reasons_json(d["reason_codes"]),
-            shadow_json(shadow),
+            to_json(shadow).decode() if scored else None,
             to_json(d["recourse"]).decode() if d.get("recourse") else None,
             officer,
         )
@@ -190,14 +189,6 @@ def new_records(
             applicants, decisions, shadows, application_ids, officers, strict=True
         )
     ]
-
-
-def _no_challenger(_: object) -> None:
-    return None
-
-
-def _challenger_json(shadow: dict[str, Any] | None) -> str:
-    return to_json(shadow).decode()
 
 
 _INPUTS: Final = TypeAdapter(Applicant)
