@@ -109,14 +109,10 @@ def configs(
     return chosen
 
 
-def run_wrk(
-    url: str, bodies: Path, path: str, connections: int, seconds: int, *, token: str = ""
-) -> dict[str, Any]:
-    """One bounded wrk run on one thread (a second would compete with the server), with a
-    bearer `token` when given."""
+def run_wrk(url: str, bodies: Path, path: str, connections: int, seconds: int) -> dict[str, Any]:
+    """One bounded wrk run on one thread (a second would compete with the server)."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={WRK_TIMEOUT_S}s"]
     argv += ["--latency", "-s", str(WRK_SCRIPT), url, "--", str(bodies), path]
-    argv += [token] if token else []
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
     if out.returncode != 0 or line is None:

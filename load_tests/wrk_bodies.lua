@@ -1,6 +1,6 @@
 -- wrk script: POST a rotating list of pre-generated JSON bodies, print the summary as JSON.
 --
---   wrk -t1 -c64 -d10s --latency -s load_tests/wrk_bodies.lua URL -- BODIES_FILE PATH [TOKEN]
+--   wrk -t1 -c64 -d10s --latency -s load_tests/wrk_bodies.lua URL -- BODIES_FILE PATH
 --
 -- BODIES_FILE holds one JSON body per line (load_tests/applicants.py writes it). Requests are
 -- formatted once, in init(), so the generator's per-request cost stays a table lookup.
@@ -11,12 +11,9 @@ local index = 0
 function init(args)
    local bodies_file, path = args[1], args[2]
    if bodies_file == nil or path == nil then
-      error("usage: wrk ... -s wrk_bodies.lua URL -- BODIES_FILE PATH [TOKEN]")
+      error("usage: wrk ... -s wrk_bodies.lua URL -- BODIES_FILE PATH")
    end
    local headers = { ["Content-Type"] = "application/json" }
-   if args[3] ~= nil then
-      headers["Authorization"] = "Bearer " .. args[3]
-   end
    for line in io.lines(bodies_file) do
       if #line > 0 then
          requests_[#requests_ + 1] = wrk.format("POST", path, headers, line)

@@ -14,17 +14,16 @@ import multiprocessing
 import os
 import random
 import re
-import shutil
 import signal
 import string
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -40,8 +39,6 @@ from credit_risk.serving.tuning import (
     MAX_HEAD_BYTES,
     MAX_HEADERS,
 )
-from load_tests.applicants import sample_applicants, write_bodies
-from load_tests.bench import run_wrk
 from tests.conftest import Server, serving
 from tests.service.test_stalled_clients import Normal, _allow_client_sockets, _normal_traffic
 
@@ -262,32 +259,6 @@ def test_a_thousand_unauthorised_bodies_are_refused_before_they_are_read(
     assert outcomes["401"] > 0
     assert set(normal.statuses) == {200}, normal.statuses
     assert max(peaks.values()) < WORKER_MEMORY_BOUND_MB
-
-
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (make wrk)")
-def test_the_flood_of_unauthorised_bodies_seen_by_clients_in_c(
-    served: Server, tmp_path: Path
-) -> None:
-    """The same flood, the normal clients being wrk (8 keep-alive connections, C): it costs
-    little CPU, so its p99 is not inflated by the client's own work, as the Python clients' is."""
-    bodies = write_bodies(tmp_path / "bodies.jsonl", sample_applicants(500, seed=3))
-
-    def normal_under(flood: bool) -> dict[str, Any]:
-        with ThreadPoolExecutor(1) as pool:
-            seen = pool.submit(run_wrk, served.url, bodies, "/classify", 8, 5, token=TOKEN)
-            if flood:
-                asyncio.run(_send_bodies(served, b"", FLOOD))
-            return seen.result()
-
-    alone, under = normal_under(False), normal_under(True)
-    p99 = [run["latency_us"]["p99"] / 1e3 for run in (alone, under)]
-    print(
-        f"\nwrk, 8 connections: alone {alone['requests']} requests, p99 {p99[0]:.0f} ms; under "
-        f"{FLOOD} unauthorised ~1 MB bodies {under['requests']}, p99 {p99[1]:.0f} ms "
-        f"({p99[1] / p99[0]:.2f}x alone)"
-    )
-    assert under["requests"] > 0
-    assert alone["errors"] == under["errors"] == dict.fromkeys(alone["errors"], 0)
 
 
 def test_authorised_bodies_beyond_the_body_budget_are_refused_429(served: Server) -> None:
