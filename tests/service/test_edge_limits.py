@@ -14,13 +14,15 @@ import multiprocessing
 import os
 import random
 import re
+import shutil
 import signal
 import string
+import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
@@ -259,6 +261,37 @@ def test_a_thousand_unauthorised_bodies_are_refused_before_they_are_read(
     assert outcomes["401"] > 0
     assert set(normal.statuses) == {200}, normal.statuses
     assert max(peaks.values()) < WORKER_MEMORY_BOUND_MB
+
+
+def _h2load_clients(server: Server, seconds: int, work: Path) -> Normal:
+    """Four keep-alive h2load clients posting the example applicant for `seconds`: a client
+    in C spends little CPU per request, so its latency is the server's, not its own queueing
+    (the Python clients above spend milliseconds per request)."""
+    body, log = work / "applicant.json", work / f"h2load-{time.monotonic_ns()}.log"
+    body.write_text(json.dumps(example_applicant()))
+    argv = ["h2load", "--h1", "-c4", "-D", str(seconds), "-d", str(body), f"--log-file={log}"]
+    argv += [f"-H{name}: {value}" for name, value in AUTH.items()]
+    subprocess.run([*argv, f"{server.url}/classify"], capture_output=True, check=True)
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line]
+    return Normal(Counter(int(s) for _, s, _ in rows), [int(us) / 1e6 for _, _, us in rows])
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load not installed (make h2load)")
+def test_the_flood_of_unauthorised_bodies_seen_by_clients_in_c(
+    served: Server, tmp_path: Path
+) -> None:
+    alone = _h2load_clients(served, 5, tmp_path)
+    with ThreadPoolExecutor(1) as pool:
+        seen = pool.submit(_h2load_clients, served, 5, tmp_path)
+        outcomes = asyncio.run(_send_bodies(served, b"", FLOOD))
+        under = seen.result()
+    print(
+        f"\nh2load, 4 connections, under {FLOOD} unauthorised ~1 MB bodies {dict(outcomes)}: "
+        f"{under.summary()}\n  alone: {alone.summary()}; p99 under the flood "
+        f"{under.p99 / alone.p99:.2f}x alone"
+    )
+    assert set(alone.statuses) == set(under.statuses) == {200}, (alone, under)
+    assert outcomes["401"] > 0
 
 
 def test_authorised_bodies_beyond_the_body_budget_are_refused_429(served: Server) -> None:
