@@ -161,7 +161,7 @@ prometheus:  ## install Debian's prometheus (and promtool) for the alert and das
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus; }
 	@promtool --version 2>&1 | head -1
 
-h2load:  ## install Debian's nghttp2-client (h2load) for make overload and its test (tests/benchmarks/test_overload.py) if missing
+h2load:  ## install Debian's nghttp2-client (h2load) for make overload, its test and the edge test's C clients if missing
 	@command -v h2load >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nghttp2-client; }
 	@h2load --version 2>&1 | head -1

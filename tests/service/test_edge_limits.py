@@ -271,7 +271,8 @@ def _h2load_clients(server: Server, seconds: int, work: Path) -> Normal:
     body.write_text(json.dumps(example_applicant()))
     argv = ["h2load", "--h1", "-c4", "-D", str(seconds), "-d", str(body), f"--log-file={log}"]
     argv += [f"-H{name}: {value}" for name, value in AUTH.items()]
-    subprocess.run([*argv, f"{server.url}/classify"], capture_output=True, check=True)
+    run = [*argv, f"{server.url}/classify"]
+    subprocess.run(run, capture_output=True, check=True, timeout=seconds + 60)  # liveness only
     rows = [line.split("\t") for line in log.read_text().splitlines() if line]
     return Normal(Counter(int(s) for _, s, _ in rows), [int(us) / 1e6 for _, _, us in rows])
 
