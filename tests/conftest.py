@@ -10,6 +10,7 @@ started, awaited and stopped through `load_tests/harness.py`, as the load tools 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -164,6 +165,19 @@ def refused_start(target: str, log_path: Path, env: dict[str, str]) -> tuple[int
     finally:
         stop_server(server)
     return code, server.log()
+
+
+@functools.cache
+def service_workers() -> frozenset[tuple[str, str]]:
+    """(service name, worker id) of every worker `bentoml serve` starts, from the services'
+    own `workers` configuration: what `harness.roles` names once all of them are up."""
+    from service import CreditRiskService  # noqa: PLC0415 (imports BentoML's SDK: only when asked)
+
+    return frozenset(
+        (name, str(worker))
+        for name, svc in CreditRiskService.all_services().items()
+        for worker in range(1, int(svc.config.get("workers", 1)) + 1)
+    )
 
 
 @contextmanager

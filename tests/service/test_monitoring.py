@@ -32,7 +32,7 @@ from credit_risk.policy import MAX_BODY_BYTES
 from credit_risk.schema import example_applicant
 from load_tests import harness
 from load_tests.applicants import sample_applicants
-from tests.conftest import ROOT, Server, free_port, serving
+from tests.conftest import ROOT, Server, free_port, service_workers, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,7 +51,6 @@ WINDOWS = {"$__rate_interval": "2m", "$__range": "10m"}
 """What Grafana would put in for its range variables: wide enough to hold all the traffic."""
 WAIT_S = 90.0
 """Generous deadline for conditions (a scrape, a refresh, a restart) on a busy 2-core host."""
-WORKERS = {("credit_risk_service", "1"), ("credit_risk_service", "2"), ("credit_scorer", "1")}
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
@@ -245,12 +244,12 @@ def test_worker_processes_publish_their_own_process_metrics(server: Server) -> N
     """CPU, memory, descriptors and start time per worker, each the real process's own."""
     roles = harness.roles(server.root).items()  # found by their argv, as the load tools do
     processes = {tuple(r.split(":")): psutil.Process(p) for p, r in roles if r != "supervisor"}
-    assert set(processes) == WORKERS
+    assert set(processes) == service_workers()
 
     def every_worker_started() -> dict[tuple[str, str], float]:
         # /readyz answers once one API worker is up; the other may still be starting
         started = _worker_values(server, "process_start_time_seconds")
-        return started if set(started) == WORKERS else {}
+        return started if set(started) == service_workers() else {}
 
     started = wait_for(every_worker_started, "every worker to publish its start time")
     for worker, process in processes.items():
@@ -258,13 +257,13 @@ def test_worker_processes_publish_their_own_process_metrics(server: Server) -> N
     rss = _worker_values(server, "process_resident_memory_bytes")
     fds = _worker_values(server, "process_open_fds")
     limits = _worker_values(server, "process_max_fds")
-    for worker in WORKERS:
+    for worker in service_workers():
         assert 20 * 2**20 < rss[worker] < 2 * 2**30, worker
         assert 0 < fds[worker] < limits[worker], worker
-    print("process metrics:", json.dumps({"/".join(w): rss[w] for w in sorted(WORKERS)}))
+    print("process metrics:", json.dumps({"/".join(w): rss[w] for w in sorted(service_workers())}))
 
     before = _worker_values(server, "process_cpu_seconds_total")
-    assert set(before) == WORKERS
+    assert set(before) == service_workers()
     assert all(v > 0 for v in before.values())
     applicants = sample_applicants(200, seed=5)
     for _ in range(3):
@@ -273,7 +272,7 @@ def test_worker_processes_publish_their_own_process_metrics(server: Server) -> N
 
     def grew() -> bool:
         after = _worker_values(server, "process_cpu_seconds_total")
-        return all(after[w] > before[w] for w in WORKERS)
+        return all(after[w] > before[w] for w in service_workers())
 
     wait_for(grew, "every worker's CPU counter to grow")
 

@@ -28,8 +28,7 @@ from credit_risk.schema import example_applicant
 from credit_risk.serving.connections import RESERVED_DESCRIPTORS
 from credit_risk.serving.tuning import BODY_READ_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S
 from load_tests import harness
-from service import CreditRiskService
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, service_workers, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -210,23 +209,20 @@ def test_idle_keep_alive_connections_do_not_stop_service_and_are_closed(served: 
 
 SMALL_LIMIT = 100
 """CREDIT_RISK_MAX_CONNECTIONS of the server that is driven past its limit."""
-WORKERS = sum(
-    int(svc.config.get("workers", 1)) for svc in CreditRiskService.all_services().values()
-)
-"""Worker processes of every service together (the API's and the runner's)."""
 
 
 def _bounded_workers(server: Server, limit: int) -> list[psutil.Process] | None:
     """Every worker of every service once each has started and set its descriptor limit to
     `limit`, else None: readiness comes from one API worker while another may still be in its
     start-up hook."""
-    roles = harness.roles(server.root)
+    roles = {pid: role for pid, role in harness.roles(server.root).items() if role != "supervisor"}
     try:
-        workers = [psutil.Process(pid) for pid, role in roles.items() if role != "supervisor"]
-        limits = [w.rlimit(psutil.RLIMIT_NOFILE)[0] for w in workers]
+        workers = [psutil.Process(pid) for pid in roles]
+        limits = {w.rlimit(psutil.RLIMIT_NOFILE)[0] for w in workers}
     except psutil.Error:
         return None
-    return workers if len(workers) == WORKERS and set(limits) == {limit} else None
+    every_worker = {tuple(role.split(":")) for role in roles.values()} == service_workers()
+    return workers if every_worker and limits == {limit} else None
 
 
 def test_past_the_connection_limit_new_connections_are_closed_until_some_go(
