@@ -28,8 +28,7 @@ def one_round(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict
     port = harness.free_port()
     argv, url = harness.bentoml_serve("service:CreditRiskService", port), f"http://127.0.0.1:{port}"
     with harness.running(argv, work / "server.log", url=url, env=env) as server:
-        roles = harness.roles(server.root).items()
-        workers = [psutil.Process(pid) for pid, r in roles if r.startswith("credit_risk_service:")]
+        workers = [psutil.Process(pid) for pid in harness.api_workers(server.root)]
         before = [sum(w.cpu_times()[:2]) for w in workers]
         held: list[int] = []  # client connections each worker holds halfway through
 
