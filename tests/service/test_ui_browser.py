@@ -19,6 +19,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Page
 
 from credit_risk.schema import FEATURES, example_applicant
+from load_tests import harness
 from tests.conftest import Server, serving
 from tests.service.conftest import BROWSER_TESTS
 
@@ -260,6 +261,12 @@ def test_a_decline_shows_its_reference_and_prints(
         frame = page.locator("iframe.print-frame")
         frame.wait_for(state="attached")
         assert reference in (frame.get_attribute("srcdoc") or "")
+        sandbox = (frame.get_attribute("sandbox") or "").split()
+        assert sandbox == ["allow-same-origin", "allow-modals"], "no script runs in the notice"
+        printed_frame = frame.element_handle().content_frame()
+        assert printed_frame is not None
+        styled = "() => document.adoptedStyleSheets.length"
+        harness.wait_for(lambda: printed_frame.evaluate(styled), "the notice's styles adopted")
         assert "printer" in page.inner_text("#print-status")
 
         page.emulate_media(media="print")

@@ -336,7 +336,9 @@
     }
     // The frame inherits this page's CSP, which refuses inline <style>: its rules are taken
     // out of the text and adopted as a constructed style sheet (CSSOM), which the CSP allows;
-    // scripts are dropped (a notice needs none, and the CSP would refuse them anyway).
+    // scripts are dropped (a notice needs none, and the CSP would refuse them anyway). The
+    // frame is sandboxed without scripts: this page may style and print it (same origin,
+    // modals), but nothing in the notice can run.
     const css = [];
     const html = (await response.text())
       .replace(/<script\b[^>]*>[\s\S]*?<\/script>/gi, "")
@@ -346,7 +348,7 @@
       });
     for (const old of document.querySelectorAll("iframe.print-frame")) old.remove();
     const frame = el("iframe", { class: "print-frame", title: "Notice for printing",
-      "aria-hidden": "true", tabindex: "-1" });
+      "aria-hidden": "true", tabindex: "-1", sandbox: "allow-same-origin allow-modals" });
     frame.addEventListener("load", () => {
       const view = frame.contentWindow;
       const sheet = new view.CSSStyleSheet();
