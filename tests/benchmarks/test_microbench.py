@@ -11,7 +11,8 @@ What each benchmark stands behind (docs/performance.md, "Micro-benchmarks", has 
   hundreds of microseconds (design.md, champion-challenger.md);
 - `test_validating_*`: pydantic validation of a request, ~12 µs per applicant (performance.md);
 - `test_building_*`: answers built as dicts cost a fraction of pydantic objects (design.md);
-- `test_decision_store_*`: one commit holds a turn's records (operations.md, the store's cost);
+- `test_decision_store_*`: one commit holds a turn's records, or a 1,000-applicant batch's, with
+  the answers they are built from (operations.md, performance.md: what a record costs);
 - `test_coalescing_*`: gathering a turn's runner calls into one costs little per call
   (design.md);
 - `test_runner_scores_*`: the runner's batch function with the recourse of its declines and
@@ -101,28 +102,30 @@ def test_building_1000_answers_as_pydantic_objects(
     assert as_dict.keys() == rule.records(proba, excess)[0].keys()
 
 
-def test_decision_store_commits_a_turn_of_64_records(
+@pytest.mark.parametrize("rows", [64, 1000])
+def test_decision_store_commits_records(
     benchmark: Any,
     served: ServingModel,
     codes: np.ndarray,
     rule: DecisionRule,
     applicants: list[Any],
     tmp_path: Path,
+    rows: int,
 ) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'decisions.sqlite'}")
     writer = ChainWriter(store, "bench")
-    people = APPLICANTS.validate_python(applicants[:64])
-    proba, excess = (np.asarray(a) for a in served.scorer.predict(codes[:64]))
+    people = APPLICANTS.validate_python(applicants[:rows])
+    proba, excess = (np.asarray(a) for a in served.scorer.predict(codes[:rows]))
 
-    def one_turn() -> None:  # fresh ids each round: a decision id is the primary key
+    def one_commit() -> None:  # fresh ids each round: a decision id is the primary key
         decisions = rule.records(proba, excess)
         records = new_records(
-            people, decisions, None, application_ids=[None] * 64, policy_version="bench"
+            people, decisions, None, application_ids=[None] * rows, policy_version="bench"
         )
         writer.append(records)
 
-    benchmark(one_turn)
-    assert len(list(store.records())) % 64 == 0
+    benchmark(one_commit)
+    assert len(list(store.records())) % rows == 0
     store.close()
 
 
