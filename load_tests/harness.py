@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -66,6 +67,8 @@ class Server:
     home: Path | None = None
     """Its BENTOML_HOME, when one was given (its decision log is under `home / "monitoring"`)."""
     started: float = field(default_factory=time.perf_counter)
+    ready_s: float | None = None
+    """Seconds from the spawn to the first 200 from its readiness path, once `wait_ready` saw it."""
 
     def log(self) -> str:
         """Everything the server printed so far."""
@@ -95,25 +98,38 @@ def spawn(
 
 
 def wait_ready(server: Server, path: str = "/readyz", timeout: float = READY_TIMEOUT_S) -> float:
-    """Poll `path` until 200, then (ours) until every API worker accepts; seconds from the
-    spawn to the first 200. Fails at once if the process exits or a worker fails to start."""
+    """Poll `path` until 200, then (ours) until every API worker listens on the port; seconds
+    from the spawn to the first 200. Fails at once if the process exits or a worker fails to
+    start; `timeout` bounds both waits together."""
+    deadline = time.perf_counter() + timeout
     with httpx.Client(timeout=2.0) as client:
 
         def ready() -> bool:
-            if server.process.poll() is not None:
-                msg = f"server exited with code {server.process.returncode} before it was ready"
-                raise RuntimeError(msg)
-            if any(marker in server.log() for marker in STARTUP_FAILED):
-                raise RuntimeError("a worker failed to start (see the server's log)")
+            _check_alive(server)
             with contextlib.suppress(httpx.HTTPError):
                 return client.get(server.url + path).status_code == 200
             return False
 
         wait_for(ready, f"server ready at {path}", timeout)
-    ready_s = time.perf_counter() - server.started
+    ready_s = server.ready_s = time.perf_counter() - server.started
     if api_workers(server.root):  # ours: measured load must reach every worker, not the first
-        wait_for(lambda: accepting(server), "every API worker accepts connections", timeout)
+
+        def listening() -> bool:
+            _check_alive(server)
+            return listening_everywhere(server)
+
+        left = max(deadline - time.perf_counter(), 1.0)
+        wait_for(listening, "every API worker listens on the port", left)
     return ready_s
+
+
+def _check_alive(server: Server) -> None:
+    """Raise at once when waiting can no longer succeed: the server left or a worker failed."""
+    if server.process.poll() is not None:
+        msg = f"server exited with code {server.process.returncode} before it was ready"
+        raise RuntimeError(msg)
+    if any(marker in server.log() for marker in STARTUP_FAILED):
+        raise RuntimeError("a worker failed to start (see the server's log)")
 
 
 def api_workers(root: psutil.Process) -> list[int]:
@@ -121,12 +137,13 @@ def api_workers(root: psutil.Process) -> list[int]:
     return [pid for pid, role in roles(root).items() if role.startswith(f"{API_SERVICE}:")]
 
 
-def accepting(server: Server) -> bool:
-    """Whether, once ready, every API worker accepts on the port: each takes a listening socket
-    of its own as it starts (credit_risk/serving/workarounds/listening_socket.py), and the
-    supervisor's stops listening; a server still on the supervisor's (an earlier commit) shares
-    it. Until then new connections miss the worker (`make bench` rounds would be bimodal)."""
-    port = int(server.url.rsplit(":", 1)[1])
+def listening_everywhere(server: Server) -> bool:
+    """Whether every API worker listens on the port: each takes a listening socket of its own
+    as it starts, before its start-up hooks run (credit_risk/serving/workarounds/
+    listening_socket.py), and the supervisor's stops listening; a server still on the
+    supervisor's (an earlier commit) shares it. Until then new connections miss the worker
+    (`make bench` rounds would be bimodal)."""
+    port = urlsplit(server.url).port
 
     def listens(pid: int) -> bool:
         with contextlib.suppress(psutil.Error):

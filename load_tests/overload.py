@@ -271,7 +271,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         argv = harness.bentoml_serve("service:CreditRiskService", port)
         with harness.running(argv, server_log, url=url, env=env) as server:
             os.sched_setaffinity(0, generator_cpus)  # this process and h2load
-            ready_s, pids = time.perf_counter() - server.started, harness.roles(server.root)
+            ready_s, pids = server.ready_s, harness.roles(server.root)
+            assert ready_s is not None, "running() waits until the server is ready"
             with harness.Window(server.root, every_s=1.0) as window:
                 runs = {"warm-up": capacity(url, body, work, 20 * CONNECTIONS)}
                 harness.drain(server)
