@@ -267,6 +267,7 @@ def test_a_decline_shows_its_reference_and_prints(
         assert printed_frame is not None
         styled = "() => document.adoptedStyleSheets.length"
         harness.wait_for(lambda: printed_frame.evaluate(styled), "the notice's styles adopted")
+        assert printed_frame.evaluate("() => window.__printed") == 1, "the notice was printed"
         assert "printer" in page.inner_text("#print-status")
 
         page.emulate_media(media="print")
