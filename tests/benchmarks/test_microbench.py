@@ -9,10 +9,10 @@ Each still checks what it times, so a benchmark of a broken path fails rather th
 What each benchmark stands behind (docs/performance.md, "Micro-benchmarks", has the figures):
 - `test_compiled_scorer_*`: the compiled scorecard scores 1 to 1,000 applicants in tens to
   hundreds of microseconds (design.md, champion-challenger.md);
-- `test_validating_*`: pydantic validation of a request, ~12 µs per applicant (performance.md);
+- `test_validating_*`: pydantic validation of a request, ~3 µs per applicant (performance.md);
 - `test_building_*`: answers built as dicts cost a fraction of pydantic objects (design.md);
 - `test_decision_store_*`: one commit holds a turn's records, or a 1,000-applicant batch's, with
-  the answers they are built from (operations.md, performance.md: what a record costs);
+  the answers they are built from (design.md, performance.md: what a record costs);
 - `test_coalescing_*`: gathering a turn's runner calls into one costs little per call
   (design.md);
 - `test_runner_scores_*`: the runner's batch function with the recourse of its declines and
