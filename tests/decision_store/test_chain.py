@@ -49,7 +49,8 @@ def test_an_edited_record_is_named(store: DecisionStore) -> None:
 def test_an_edit_with_its_hash_recomputed_still_breaks_the_next_link(store: DecisionStore) -> None:
     records = _chain(store)
     edited = DecisionRecord(*records[2].as_row())
-    forged = edited.content_hash(edited.prev_hash).replace("0", "1", 1)
+    true_hash = edited.content_hash(edited.prev_hash)
+    forged = f"{int(true_hash[0], 16) ^ 1:x}{true_hash[1:]}"  # one hex digit off, whatever it is
     _tamper(
         store,
         "UPDATE decisions SET record_hash = ? WHERE decision_id = ?",
