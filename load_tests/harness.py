@@ -146,17 +146,19 @@ def listening_everywhere(server: Server) -> bool:
     supervisor's (an earlier commit) shares it. Until then new connections miss the worker
     (`make bench` rounds would be bimodal)."""
     port = urlsplit(server.url).port
-
-    def listens(pid: int) -> bool:
-        with contextlib.suppress(psutil.Error):
-            sockets = psutil.Process(pid).net_connections(kind="tcp")
-            return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
-        return False
-
-    if listens(server.process.pid):
+    assert port is not None, "our servers' URLs name their port"
+    if listens(server.process.pid, port):
         return True
     pids = api_workers(server.root)
-    return bool(pids) and all(listens(pid) for pid in pids)
+    return bool(pids) and all(listens(pid, port) for pid in pids)
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a socket listening on `port` (False once it has gone)."""
+    with contextlib.suppress(psutil.Error):
+        sockets = psutil.Process(pid).net_connections(kind="tcp")
+        return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
+    return False
 
 
 def stop(server: Server) -> None:

@@ -21,11 +21,6 @@ CONNECTIONS = 64
 """Idle connections opened at once: the kernel hashes each to one worker's socket."""
 
 
-def _listening(pid: int, port: int) -> bool:
-    sockets = psutil.Process(pid).net_connections(kind="tcp")
-    return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
-
-
 @pytest.fixture(scope="module")
 def fresh(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of this module's own, so the first test looks right after `wait_ready`."""
@@ -38,7 +33,7 @@ def test_every_api_worker_listens_on_a_socket_of_its_own_once_ready(fresh: Serve
     assert port is not None
     workers = harness.api_workers(fresh.root)
     assert len(workers) >= 2, "the service runs several API workers"
-    listening = {p.pid for p in harness.processes(fresh.root) if _listening(p.pid, port)}
+    listening = {p.pid for p in harness.processes(fresh.root) if harness.listens(p.pid, port)}
     assert listening == set(workers), "only the API workers listen, each on its own socket"
     assert harness.listening_everywhere(fresh)
 
