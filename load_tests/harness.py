@@ -154,7 +154,8 @@ def listening_everywhere(server: Server) -> bool:
 
 
 def listens(pid: int, port: int) -> bool:
-    """Whether process `pid` holds a socket listening on `port` (False once it has gone)."""
+    """Whether process `pid` holds a socket listening on `port` (False once it has gone or
+    cannot be inspected)."""
     with contextlib.suppress(psutil.Error):
         sockets = psutil.Process(pid).net_connections(kind="tcp")
         return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
