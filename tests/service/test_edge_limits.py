@@ -260,6 +260,40 @@ def test_a_thousand_unauthorised_bodies_are_refused_before_they_are_read(
     assert max(peaks.values()) < WORKER_MEMORY_BOUND_MB
 
 
+FLOODS = 5
+LEFT_BEHIND_MB = 50
+"""Most of a worker's memory a flood may leave behind once its connections are gone: less
+than what one flood's refused bodies could hold (1,000 first reads of up to 64 KiB, over two
+workers), so a flood that keeps its bodies shows."""
+
+
+def _pss_mb(server: Server) -> dict[int, float]:
+    return {w.pid: w.memory_full_info().pss / 2**20 for w in api_workers(server)}
+
+
+def _client_connections(server: Server) -> int:
+    port = urlsplit(server.url).port
+    return sum(
+        1
+        for w in api_workers(server)
+        for c in w.net_connections(kind="tcp")
+        if c.laddr and c.laddr.port == port and c.status != psutil.CONN_LISTEN
+    )
+
+
+def test_floods_one_after_another_leave_the_workers_memory_where_it_was(served: Server) -> None:
+    before = _pss_mb(served)
+    for _ in range(FLOODS):
+        outcomes = asyncio.run(_send_bodies(served, b"", FLOOD))
+        assert outcomes["401"] > 0, outcomes
+        harness.wait_for(lambda: _client_connections(served) == 0, "the flood's connections end")
+    after = _pss_mb(served)
+    print(f"\n{FLOODS} floods of {FLOOD} unauthorised ~1 MB bodies: API workers " + ", ".join(
+        f"{before[pid]:.0f} -> {after[pid]:.0f} MB" for pid in sorted(after)))  # fmt: skip
+    assert all(after[pid] - before[pid] < LEFT_BEHIND_MB for pid in after), (before, after)
+    assert max(after.values()) < WORKER_MEMORY_BOUND_MB
+
+
 def _h2load_clients(server: Server, seconds: int, work: Path) -> Normal:
     """Four keep-alive h2load clients posting the example applicant for `seconds`: a client
     in C spends little CPU per request, so its latency is the server's, not its own queueing

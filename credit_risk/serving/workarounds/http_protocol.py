@@ -23,8 +23,10 @@ refusal is reported through `on_refusal(path, status)` for the request metrics.
 `install` makes it the protocol uvicorn's `auto` (and `httptools`) choice loads, in the worker
 process, before BentoML builds `uvicorn.Config`. The canaries in tests/serving/workarounds/
 test_http_protocol.py fail once uvicorn's own protocol bounds the head, closes silent new
-connections, or BentoML passes uvicorn an HTTP implementation of its own choice; then move
-whatever upstream covers to its configuration and delete the rest.
+connections, cancels its keep-alive timer when a connection is reset (it does on a clean close
+only, and the timer keeps a closed connection alive until it fires), or BentoML passes uvicorn
+an HTTP implementation of its own choice; then move whatever upstream covers to its
+configuration and delete the rest.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, cast
@@ -176,13 +179,15 @@ class EdgeProtocol(HttpToolsProtocol):
         it sends until its end, `LINGER_MAX_BYTES` or the head deadline."""
         self._cancel_timers()
         self._lingering = True
+        if self.cycle is not None:
+            self.cycle.body = bytearray()  # what was read of the refused body: nobody asks for it
         self.flow.resume_reading()
         try:
             self.transport.write_eof()
         except (OSError, RuntimeError, NotImplementedError):
             self.transport.close()
             return
-        self._drain_timer = self.loop.call_later(self.limits.head_timeout_s, self._close_quietly)
+        self._arm_drain_deadline()
 
     def eof_received(self) -> None:
         """The client ended its side: a lingering connection is done."""
@@ -203,12 +208,20 @@ class EdgeProtocol(HttpToolsProtocol):
             )
 
     def on_response_complete(self) -> None:
-        """Answered before the body was read: the rest may take the head deadline to arrive."""
+        """Answered before the body was read: the rest may take the head deadline to arrive
+        (a lingering close has its deadline already, and needs no keep-alive timer)."""
         super().on_response_complete()
-        if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
-            self._drain_timer = self.loop.call_later(
-                self.limits.head_timeout_s, self._close_quietly
-            )
+        if self._lingering:
+            self._cancel_keep_alive()
+        elif self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
+            self._arm_drain_deadline()
+
+    def _arm_drain_deadline(self) -> None:
+        """Close at the head deadline unless the body ends first; one deadline at a time (a
+        timer left behind would keep this connection, and its body, alive until it fires)."""
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+        self._drain_timer = self.loop.call_later(self.limits.head_timeout_s, self._close_quietly)
 
     # refusals ------------------------------------------------------------------------------
 
@@ -258,6 +271,14 @@ class EdgeProtocol(HttpToolsProtocol):
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._drain_timer = None
+        self._cancel_keep_alive()
+
+    def _cancel_keep_alive(self) -> None:
+        """uvicorn cancels its keep-alive timer on a clean close only; after a reset its timer
+        would keep the connection alive until it fires."""
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
 
     def _path(self) -> str | None:
         url = getattr(self, "url", b"")
@@ -286,15 +307,21 @@ clients each sending a 1 MB body without a token cost the normal clients' p99 mo
 
 
 class _LingeringClose:
-    """The transport as a request's cycle sees it: closing it lingers (`EdgeProtocol._linger`)."""
+    """The transport as a request's cycle sees it: closing it lingers (`EdgeProtocol._linger`).
+    It holds the protocol weakly: the protocol holds the cycle, and a cycle of references would
+    keep a closed connection and its body until the garbage collector's next full pass."""
 
     def __init__(self, transport: asyncio.Transport, linger: Callable[[], None]) -> None:
         self._transport = transport
-        self._linger = linger
+        self._linger = weakref.WeakMethod(linger)
 
     def close(self) -> None:
-        """Linger instead of closing at once."""
-        self._linger()
+        """Linger instead of closing at once; close plainly if the protocol has gone."""
+        linger = self._linger()
+        if linger is None:
+            self._transport.close()
+        else:
+            linger()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

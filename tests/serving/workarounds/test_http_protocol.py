@@ -3,14 +3,17 @@ uvicorn's own protocol bounds neither the request head nor silent connections.""
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import logging
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 import _bentoml_impl.worker.service as bentoml_worker
 import pytest
@@ -27,24 +30,21 @@ WAIT_S = 10.0
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Reads the body unless the path is /refuse; answers with its size."""
+    """Reads the body unless the path starts with /refuse; answers with its size."""
     if scope["type"] != "http":
         return
     size = 0
-    if scope["path"] != "/refuse":
+    if not scope["path"].startswith("/refuse"):
         more = True
         while more:
             message = await receive()
             size += len(message.get("body", b""))
             more = message.get("more_body", False)
     body = json.dumps({"path": scope["path"], "size": size}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-length", str(len(body)).encode())]
+    if scope["path"] == "/refuse-and-close":  # as the edge refuses a large unread body
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -123,6 +123,16 @@ def test_uvicorn_still_keeps_a_silent_connection_and_answers_bad_framing_in_text
         bad, _ = exchange(port, b"NOT HTTP\r\n\r\n")
     assert b"content-type: text/plain" in bad
     assert bad.endswith(b"Invalid HTTP request received.")
+
+
+def test_uvicorn_still_leaves_its_keep_alive_timer_armed_when_a_connection_is_reset() -> None:
+    source = inspect.getsource(HttpToolsProtocol.connection_lost)
+    clean_close_only = source[source.index("if exc is None:") :]
+    assert "_unset_keepalive_if_required()" in clean_close_only, (
+        "uvicorn now cancels its keep-alive timer on every close: EdgeProtocol.connection_lost "
+        "need not (credit_risk/serving/workarounds/http_protocol.py, _cancel_keep_alive)"
+    )
+    assert "_unset_keepalive_if_required()" not in source[: source.index("if exc is None:")]
 
 
 # --- EdgeProtocol ------------------------------------------------------------------------------
@@ -268,3 +278,35 @@ def test_a_refused_head_behind_an_answer_under_way_breaks_nothing(
     assert _status(later) == 200
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], "the answer under way wrote after the connection was ended"
+
+
+@pytest.fixture
+def long_deadline_edge() -> Iterator[tuple[int, weakref.WeakSet[EdgeProtocol]]]:
+    """EdgeProtocol with a head deadline far past any wait here, and every connection's protocol
+    (weakly): whatever that deadline's timer keeps alive stays alive for the whole test."""
+    made: weakref.WeakSet[EdgeProtocol] = weakref.WeakSet()
+
+    class Watched(EdgeProtocol):
+        rules = EdgeRules(HeadLimits(LIMITS.max_bytes, LIMITS.max_headers, 10 * WAIT_S))
+
+        def connection_made(self, transport: Any) -> None:
+            made.add(self)
+            super().connection_made(transport)
+
+    with serving(Watched) as port:
+        yield port, made
+
+
+def test_a_refused_body_holds_nothing_once_its_connection_is_gone(
+    long_deadline_edge: tuple[int, weakref.WeakSet[EdgeProtocol]],
+) -> None:
+    port, made = long_deadline_edge
+    head = b"POST /refuse-and-close HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n"
+    answer, closed = exchange(port, head + b"x" * 1_000_000)  # past what a close drains
+    assert _status(answer) == 200
+    assert closed
+    deadline = time.monotonic() + WAIT_S  # a liveness bound, far below the head deadline
+    while len(made) and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    assert len(made) == 0, "a closed connection's protocol (and its body) is still referenced"
