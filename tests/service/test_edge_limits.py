@@ -32,7 +32,7 @@ import httpx
 import psutil
 import pytest
 
-from credit_risk.policy import MAX_BODY_BYTES
+from credit_risk.policy import MAX_BATCH_APPLICANTS, MAX_BODY_BYTES
 from credit_risk.schema import example_applicant
 from credit_risk.serving.tuning import (
     BODY_READ_TIMEOUT_S,
@@ -236,16 +236,17 @@ async def _send_bodies(server: Server, headers: bytes, connections: int) -> Coun
     return Counter(await asyncio.gather(*(one() for _ in range(connections))))
 
 
+async def _nothing() -> None:
+    return None
+
+
 def test_a_thousand_unauthorised_bodies_are_refused_before_they_are_read(
     served: Server,
 ) -> None:
     async def abuse() -> Counter[str]:
         return await _send_bodies(served, b"", FLOOD)
 
-    async def nothing() -> None:
-        return None
-
-    undisturbed = abused(served, nothing, 5)[0]  # the same normal clients alone: the baseline
+    undisturbed = abused(served, _nothing, 5)[0]  # the same normal clients alone: the baseline
     started = time.monotonic()
     normal, outcomes, before, peaks = abused(served, abuse, 5)
     took = time.monotonic() - started
@@ -256,6 +257,49 @@ def test_a_thousand_unauthorised_bodies_are_refused_before_they_are_read(
     )
     assert set(outcomes) <= {"401", "reset", "closed"}, outcomes
     assert outcomes["401"] > 0
+    assert set(normal.statuses) == {200}, normal.statuses
+    assert max(peaks.values()) < WORKER_MEMORY_BOUND_MB
+
+
+ERRORS_ANSWER_BYTES = 64_000
+"""The issue's bound on the answer to a batch of invalid rows."""
+
+
+@pytest.mark.parametrize("clients", [1, 4])
+def test_batches_with_every_field_wrong_cost_the_normal_clients_little(
+    served: Server, clients: int
+) -> None:
+    """`clients` clients posting full batches whose every field is wrong, back to back: the
+    answer is bounded, so each costs the worker little."""
+    wrong = json.dumps([dict.fromkeys(example_applicant(), "wrong")] * MAX_BATCH_APPLICANTS)
+
+    async def abuse() -> tuple[Counter[int], int]:
+        statuses: Counter[int] = Counter()
+        largest = 0
+        stop = time.monotonic() + 5
+        async with httpx.AsyncClient(base_url=served.url, timeout=60, headers=AUTH) as client:
+
+            async def one() -> None:
+                nonlocal largest
+                while time.monotonic() < stop:
+                    answer = await client.post("/classify_batch", content=wrong)
+                    statuses[answer.status_code] += 1
+                    largest = max(largest, len(answer.content))
+
+            await asyncio.gather(*(one() for _ in range(clients)))
+        return statuses, largest
+
+    undisturbed = abused(served, _nothing, 5)[0]  # the same normal clients alone: the baseline
+    normal, (statuses, largest), before, peaks = abused(served, abuse, 5)
+    print(
+        f"\n{clients} client(s) posting {MAX_BATCH_APPLICANTS:,} rows with every field wrong "
+        f"({len(wrong):,} bytes): {dict(statuses)}, answers up to {largest:,} bytes; "
+        f"{normal.summary()}\n  alone: {undisturbed.summary()}; p99 under them "
+        f"{normal.p99 / undisturbed.p99:.2f}x alone\n  API workers: {_memory(before, peaks)}"
+    )
+    assert statuses[400] > 0, statuses
+    assert set(statuses) <= {400, 429}, statuses
+    assert largest < ERRORS_ANSWER_BYTES
     assert set(normal.statuses) == {200}, normal.statuses
     assert max(peaks.values()) < WORKER_MEMORY_BOUND_MB
 
