@@ -266,11 +266,12 @@ ERRORS_ANSWER_BYTES = 64_000
 
 
 @pytest.mark.parametrize("clients", [1, 4])
-def test_batches_with_every_field_wrong_cost_the_normal_clients_little(
+def test_batches_with_every_field_wrong_get_a_bounded_answer_and_spare_normal_clients(
     served: Server, clients: int
 ) -> None:
-    """`clients` clients posting full batches whose every field is wrong, back to back: the
-    answer is bounded, so each costs the worker little."""
+    """`clients` clients posting full batches whose every field is wrong, back to back: each
+    gets a 400 under 64 KB, and normal clients are all answered. Their p99 against theirs alone
+    is printed: every row is still validated, so these batches slow them (docs/reliability.md)."""
     wrong = json.dumps([dict.fromkeys(example_applicant(), "wrong")] * MAX_BATCH_APPLICANTS)
 
     async def abuse() -> tuple[Counter[int], int]:
@@ -305,10 +306,11 @@ def test_batches_with_every_field_wrong_cost_the_normal_clients_little(
 
 
 FLOODS = 5
-LEFT_BEHIND_MB = 50
-"""Most of a worker's memory a flood may leave behind once its connections are gone: less
-than what one flood's refused bodies could hold (1,000 first reads of up to 64 KiB, over two
-workers), so a flood that keeps its bodies shows."""
+LEFT_BEHIND_MB = 20
+"""Most of a worker's memory five floods may leave behind once their connections are gone,
+after a first flood has grown the allocator's pools: less than one flood's refused bodies
+(about 31 MB a worker: 1,000 first reads of up to 64 KiB over two workers), so a worker that
+keeps even one flood's bodies fails."""
 
 
 def _pss_mb(server: Server) -> dict[int, float]:
@@ -325,12 +327,17 @@ def _client_connections(server: Server) -> int:
     )
 
 
+def _flood_and_wait(server: Server) -> None:
+    outcomes = asyncio.run(_send_bodies(server, b"", FLOOD))
+    assert outcomes["401"] > 0, outcomes
+    harness.wait_for(lambda: _client_connections(server) == 0, "the flood's connections end")
+
+
 def test_floods_one_after_another_leave_the_workers_memory_where_it_was(served: Server) -> None:
+    _flood_and_wait(served)  # the first grows the allocator's pools, legitimately
     before = _pss_mb(served)
     for _ in range(FLOODS):
-        outcomes = asyncio.run(_send_bodies(served, b"", FLOOD))
-        assert outcomes["401"] > 0, outcomes
-        harness.wait_for(lambda: _client_connections(served) == 0, "the flood's connections end")
+        _flood_and_wait(served)
     after = _pss_mb(served)
     print(f"\n{FLOODS} floods of {FLOOD} unauthorised ~1 MB bodies: API workers " + ", ".join(
         f"{before[pid]:.0f} -> {after[pid]:.0f} MB" for pid in sorted(after)))  # fmt: skip

@@ -100,7 +100,8 @@ class EdgeProtocol(HttpToolsProtocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Cancel this connection's timers."""
+        """Cancel this connection's timers, uvicorn's keep-alive one too (it cancels that on a
+        clean close only): an armed timer keeps the connection and its buffers alive."""
         self._cancel_timers()
         super().connection_lost(exc)
 
@@ -179,8 +180,8 @@ class EdgeProtocol(HttpToolsProtocol):
         it sends until its end, `LINGER_MAX_BYTES` or the head deadline."""
         self._cancel_timers()
         self._lingering = True
-        if self.cycle is not None:
-            self.cycle.body = bytearray()  # what was read of the refused body: nobody asks for it
+        if self.cycle is not None and self.cycle.response_complete:
+            self.cycle.body = bytearray()  # what was read of a refused body: nobody asks for it
         self.flow.resume_reading()
         try:
             self.transport.write_eof()
@@ -212,7 +213,7 @@ class EdgeProtocol(HttpToolsProtocol):
         (a lingering close has its deadline already, and needs no keep-alive timer)."""
         super().on_response_complete()
         if self._lingering:
-            self._cancel_keep_alive()
+            self._unset_keepalive_if_required()
         elif self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
             self._arm_drain_deadline()
 
@@ -271,14 +272,7 @@ class EdgeProtocol(HttpToolsProtocol):
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._drain_timer = None
-        self._cancel_keep_alive()
-
-    def _cancel_keep_alive(self) -> None:
-        """uvicorn cancels its keep-alive timer on a clean close only; after a reset its timer
-        would keep the connection alive until it fires."""
-        if self.timeout_keep_alive_task is not None:
-            self.timeout_keep_alive_task.cancel()
-            self.timeout_keep_alive_task = None
+        self._unset_keepalive_if_required()  # uvicorn's own close cancels it only when clean
 
     def _path(self) -> str | None:
         url = getattr(self, "url", b"")

@@ -3,6 +3,7 @@ uvicorn's own protocol bounds neither the request head nor silent connections.""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import json
@@ -126,13 +127,24 @@ def test_uvicorn_still_keeps_a_silent_connection_and_answers_bad_framing_in_text
 
 
 def test_uvicorn_still_leaves_its_keep_alive_timer_armed_when_a_connection_is_reset() -> None:
-    source = inspect.getsource(HttpToolsProtocol.connection_lost)
-    clean_close_only = source[source.index("if exc is None:") :]
-    assert "_unset_keepalive_if_required()" in clean_close_only, (
-        "uvicorn now cancels its keep-alive timer on every close: EdgeProtocol.connection_lost "
-        "need not (credit_risk/serving/workarounds/http_protocol.py, _cancel_keep_alive)"
-    )
-    assert "_unset_keepalive_if_required()" not in source[: source.index("if exc is None:")]
+    protocol = HttpToolsProtocol.__new__(HttpToolsProtocol)  # only what connection_lost reads
+    protocol.connections = set()
+    protocol.logger = logging.getLogger("uvicorn.error")
+    protocol.client = None
+    protocol.cycle = None  # type: ignore[assignment]
+    protocol.flow = None  # type: ignore[assignment]
+    protocol.parser = None  # type: ignore[assignment]
+    loop = asyncio.get_event_loop_policy().new_event_loop()
+    try:
+        protocol.timeout_keep_alive_task = loop.call_later(60, lambda: None)
+        protocol.connection_lost(ConnectionResetError())
+        assert protocol.timeout_keep_alive_task is not None, (
+            "uvicorn now cancels its keep-alive timer on every close: EdgeProtocol need not "
+            "(credit_risk/serving/workarounds/http_protocol.py, _cancel_timers)"
+        )
+        assert not protocol.timeout_keep_alive_task.cancelled()
+    finally:
+        loop.close()
 
 
 # --- EdgeProtocol ------------------------------------------------------------------------------
@@ -281,32 +293,40 @@ def test_a_refused_head_behind_an_answer_under_way_breaks_nothing(
 
 
 @pytest.fixture
-def long_deadline_edge() -> Iterator[tuple[int, weakref.WeakSet[EdgeProtocol]]]:
-    """EdgeProtocol with a head deadline far past any wait here, and every connection's protocol
-    (weakly): whatever that deadline's timer keeps alive stays alive for the whole test."""
+def long_deadline_edge() -> Iterator[tuple[int, weakref.WeakSet[EdgeProtocol], list[int]]]:
+    """EdgeProtocol with a head deadline far past any wait here; every connection's protocol
+    (weakly), and how many there were: what that deadline's timer keeps alive stays alive for
+    the whole test."""
     made: weakref.WeakSet[EdgeProtocol] = weakref.WeakSet()
+    count: list[int] = []
 
     class Watched(EdgeProtocol):
         rules = EdgeRules(HeadLimits(LIMITS.max_bytes, LIMITS.max_headers, 10 * WAIT_S))
 
         def connection_made(self, transport: Any) -> None:
             made.add(self)
+            count.append(1)
             super().connection_made(transport)
 
     with serving(Watched) as port:
-        yield port, made
+        yield port, made, count
 
 
 def test_a_refused_body_holds_nothing_once_its_connection_is_gone(
-    long_deadline_edge: tuple[int, weakref.WeakSet[EdgeProtocol]],
+    long_deadline_edge: tuple[int, weakref.WeakSet[EdgeProtocol], list[int]],
 ) -> None:
-    port, made = long_deadline_edge
+    port, made, count = long_deadline_edge
     head = b"POST /refuse-and-close HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n"
-    answer, closed = exchange(port, head + b"x" * 1_000_000)  # past what a close drains
-    assert _status(answer) == 200
-    assert closed
-    deadline = time.monotonic() + WAIT_S  # a liveness bound, far below the head deadline
-    while len(made) and time.monotonic() < deadline:
-        gc.collect()
-        time.sleep(0.05)
-    assert len(made) == 0, "a closed connection's protocol (and its body) is still referenced"
+    gc.collect()
+    gc.disable()  # freed by reference counts alone: no cycle may hold a closed connection
+    try:
+        answer, closed = exchange(port, head + b"x" * 1_000_000)  # past what a close drains
+        assert _status(answer) == 200
+        assert closed
+        assert len(count) == 1, "one connection, watched"
+        deadline = time.monotonic() + WAIT_S  # a liveness bound, far below the head deadline
+        while len(made) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(made) == 0, "a closed connection's protocol (and its body) is still referenced"
+    finally:
+        gc.enable()
