@@ -26,15 +26,12 @@ module if it comes within reach of the floor.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Sequence
 from typing import Any, Final
 
 import bentoml
-from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
-from credit_risk.schema import Application, ApplicationBatch
+from credit_risk.serving.applicant_input import InvalidBodyError, applicants
 from credit_risk.serving.asgi import (
     ASGIApp,
     BodyTooLargeError,
@@ -45,19 +42,11 @@ from credit_risk.serving.asgi import (
     read_body,
 )
 from credit_risk.serving.classify import Answer
-from credit_risk.serving.workarounds.json_body import DUPLICATE_KEY, EMPTY_BODY, json_problem
+from credit_risk.serving.workarounds.json_body import EMPTY_BODY
 from credit_risk.serving.workarounds.openapi_document import JSON_MEDIA_TYPE
-from credit_risk.serving.workarounds.validation_errors import body_location, validation_message
 
-SINGLE: Final = TypeAdapter(Application)
-BATCH: Final = TypeAdapter(ApplicationBatch)
-SPACED_KEY: Final = re.compile(rb'"\s+:')
-"""A key with white space before its colon (counted otherwise: JSON allows it, we rarely see it)."""
 ROUTES: Final = {"/classify": True, "/classify_batch": False}
 """Path -> whether its body is one applicant (else a list of them)."""
-MAX_DETAIL: Final = 50
-"""Field errors listed in a 400's `detail`: a batch of 1,000 rows with every field wrong has
-18,000, and listing them all made a 3.4 MB answer; `error_count` gives the total."""
 CONTENT_TYPE: Final = (b"content-type", JSON_MEDIA_TYPE.encode())
 INTERNAL_ERROR: Final = (
     "an internal error stopped this decision; nothing was decided (see the server log)"
@@ -103,19 +92,16 @@ class ScoringRoute:
         if not isinstance(body, bytes):
             return body  # a refusal, or None when the client has left
         try:
-            applicants = [SINGLE.validate_json(body)] if single else BATCH.validate_json(body)
-        except ValidationError as exc:  # a repeated key may be why: it is named first
-            return _refuse(400, _repeated(body) or invalid_input(exc))
-        duplicate = repeated_key(body, applicants)
-        if duplicate is not None:
-            return _refuse(400, duplicate)
+            found = applicants(body, single=single)
+        except InvalidBodyError as exc:
+            return _refuse(400, exc.answer)
         try:  # the deadline runs per decision batch (classify.py), not per request
-            answer: Answer = await self._classifier().answer(applicants, single=single)
+            answer: Answer = await self._classifier().answer(found, single=single)
         except TimeoutError:
             message = f"Not able to process the request in {self.timeout_s:g} seconds"
             return _refuse(504, {"error": message})
         except Exception:  # a fault of ours: logged whole, answered in one JSON line
-            logger.exception("deciding %d applicant(s) failed", len(applicants))
+            logger.exception("deciding %d applicant(s) failed", len(found))
             return _refuse(500, {"error": INTERNAL_ERROR})
         return answer
 
@@ -147,39 +133,6 @@ class ScoringRoute:
 
 def _refuse(status: int, body: dict[str, Any]) -> Answer:
     return Answer(status, to_json(body))
-
-
-def repeated_key(body: bytes, applicants: Sequence[Application]) -> dict[str, Any] | None:
-    """A 400's body when a JSON object of `body` names a key twice (the validator keeps the
-    last silently), else None. In a body without escapes or spaced keys every `":` closes a
-    key, so one count tells whether each applicant named each of its fields once; only other
-    bodies are parsed again to find out."""
-    keys = sum(len(a.model_fields_set) for a in applicants)  # extra keys are refused
-    if b"\\" not in body and body.count(b'":') == keys and not SPACED_KEY.search(body):
-        return None
-    return _repeated(body)
-
-
-def _repeated(body: bytes) -> dict[str, Any] | None:
-    problem = json_problem(body)
-    if problem is None or problem[0] != DUPLICATE_KEY:
-        return None
-    kind, message = problem
-    detail = [{"type": kind, "loc": [], "msg": message}]
-    return {"error": f"invalid input: body: {message}", "detail": detail}
-
-
-def invalid_input(exc: ValidationError) -> dict[str, Any]:
-    """A 400's body: one line naming the first fields, at most `MAX_DETAIL` of the errors, and
-    how many there were in all."""
-    detail = [
-        {"type": e["type"], "loc": body_location(list(e["loc"])), "msg": e["msg"]}
-        for e in exc.errors(include_url=False, include_context=False, include_input=False)[
-            :MAX_DETAIL
-        ]
-    ]
-    total = exc.error_count()
-    return {"error": validation_message(detail, total), "detail": detail, "error_count": total}
 
 
 def too_large(limit: int) -> dict[str, Any]:

@@ -4,18 +4,12 @@ itself (answers are tested end to end through a real server in tests/service/)."
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
 from credit_risk.schema import Application
-from credit_risk.serving.workarounds.scoring_route import (
-    MAX_DETAIL,
-    ROUTES,
-    ScoringRoute,
-    repeated_key,
-)
+from credit_risk.serving.workarounds.scoring_route import ScoringRoute
 from load_tests.applicants import sample_applicants
 from tests.serving.asgi_calls import Echo, call, http_scope
 from tests.serving.workarounds.conftest import Upstream
@@ -83,18 +77,15 @@ def test_malformed_json_is_400_naming_the_body() -> None:
     assert sent.json()["error"].startswith("invalid input: body: ")
 
 
-def test_a_batch_of_wrong_rows_gets_a_bounded_answer_with_the_full_count() -> None:
+def test_a_batch_of_wrong_rows_is_answered_with_its_first_invalid_row() -> None:
     wrong = [dict.fromkeys(Application.model_fields, "?") for _ in range(1000)]
     _, route = _route()
     scope = http_scope("/classify_batch", headers=JSON)
     sent = call(route, scope, [json.dumps(wrong).encode()])
     assert sent.status == 400
     answer = sent.json()
-    assert len(answer["detail"]) == MAX_DETAIL
-    assert answer["error_count"] >= 17_000
-    assert len(sent.body) < 64 * 1024
+    assert answer["error_count"] == len(Application.model_fields)
     assert answer["detail"][0]["loc"][0] == 0, "a batch's errors are located by row"
-    assert "url" not in answer["detail"][0], "no third-party links in an answer"
 
 
 def test_a_key_given_twice_is_named() -> None:
@@ -104,47 +95,3 @@ def test_a_key_given_twice_is_named() -> None:
     sent = call(route, http_scope(headers=JSON), [body.encode()])
     assert sent.status == 400
     assert "duplicate key 'age_years'" in sent.json()["error"]
-
-
-# --- the quick check for repeated keys -----------------------------------------------------------
-
-
-def _validated(body: str, single: bool) -> list[Any]:
-    from credit_risk.serving.workarounds.scoring_route import BATCH, SINGLE  # noqa: PLC0415
-
-    return [SINGLE.validate_json(body)] if single else BATCH.validate_json(body)
-
-
-def test_the_quick_check_passes_bodies_that_name_each_key_once() -> None:
-    rows = sample_applicants(3, seed=2)
-    rows[1]["application_id"] = "loan-1"
-    body = json.dumps(rows)
-    assert repeated_key(body.encode(), _validated(body, single=False)) is None
-
-
-def test_a_repeated_optional_key_is_caught_although_counts_balance() -> None:
-    # row 0 names application_id twice, row 1 not at all: two keys for two rows
-    rows = sample_applicants(2, seed=3)
-    first = json.dumps(rows[0])[:-1] + ', "application_id": "a", "application_id": "b"}'
-    body = f"[{first}, {json.dumps(rows[1])}]"
-    found = repeated_key(body.encode(), _validated(body, single=False))
-    assert found is not None
-    assert "duplicate key 'application_id'" in found["error"]
-
-
-def test_a_value_that_looks_like_a_key_is_not_a_repeat() -> None:
-    applicant = sample_applicants(1, seed=4)[0] | {"application_id": "housing"}
-    body = json.dumps(applicant)
-    assert repeated_key(body.encode(), _validated(body, single=True)) is None
-
-
-def test_both_scoring_paths_are_routed() -> None:
-    assert ROUTES == {"/classify": True, "/classify_batch": False}
-
-
-def test_a_repeat_written_with_a_space_before_its_colon_is_caught() -> None:
-    applicant = sample_applicants(1, seed=5)[0]
-    body = json.dumps(applicant)[:-1] + f', "age_years" : {applicant["age_years"]}}}'
-    found = repeated_key(body.encode(), _validated(body, single=True))
-    assert found is not None
-    assert "duplicate key 'age_years'" in found["error"]
