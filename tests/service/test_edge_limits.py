@@ -42,6 +42,7 @@ from credit_risk.serving.tuning import (
     MAX_HEADERS,
 )
 from load_tests import harness
+from load_tests.applicants import sample_applicants
 from tests.conftest import Server, serving
 from tests.service.test_stalled_clients import Normal, _allow_client_sockets, _normal_traffic
 
@@ -263,6 +264,8 @@ def test_a_thousand_unauthorised_bodies_are_refused_before_they_are_read(
 
 ERRORS_ANSWER_BYTES = 64_000
 """The issue's bound on the answer to a batch of invalid rows."""
+WRONG_BATCH = json.dumps([dict.fromkeys(example_applicant(), "wrong")] * MAX_BATCH_APPLICANTS)
+"""A full batch with every field of every row wrong: finding 2 of the edge issue."""
 
 
 @pytest.mark.parametrize("clients", [1, 4])
@@ -272,7 +275,7 @@ def test_batches_with_every_field_wrong_get_a_bounded_answer_and_spare_normal_cl
     """`clients` clients posting full batches whose every field is wrong, back to back: each
     gets a 400 under 64 KB, and normal clients are all answered. Their p99 against theirs alone
     is printed (docs/reliability.md): validation stops at the first invalid row."""
-    wrong = json.dumps([dict.fromkeys(example_applicant(), "wrong")] * MAX_BATCH_APPLICANTS)
+    wrong = WRONG_BATCH
 
     async def abuse() -> tuple[Counter[int], int]:
         statuses: Counter[int] = Counter()
@@ -303,6 +306,31 @@ def test_batches_with_every_field_wrong_get_a_bounded_answer_and_spare_normal_cl
     assert largest < ERRORS_ANSWER_BYTES
     assert set(normal.statuses) == {200}, normal.statuses
     assert max(peaks.values()) < WORKER_MEMORY_BOUND_MB
+
+
+def _server_ms_per_batch(server: Server, body: str, posts: int) -> tuple[float, Counter[int]]:
+    """The server's CPU (all its processes) per POST of `body` to /classify_batch, one after
+    another from one client; and the statuses."""
+    before = sum(harness.cpu_seconds(server.root).values())
+    with httpx.Client(base_url=server.url, timeout=60, headers=AUTH) as client:
+        statuses = Counter(
+            client.post("/classify_batch", content=body).status_code for _ in range(posts)
+        )
+    spent = sum(harness.cpu_seconds(server.root).values()) - before
+    return spent / posts * 1e3, statuses
+
+
+def test_an_invalid_batch_costs_the_server_less_than_a_valid_one(served: Server) -> None:
+    valid = json.dumps(sample_applicants(MAX_BATCH_APPLICANTS, seed=8))
+    invalid_ms, refused = _server_ms_per_batch(served, WRONG_BATCH, 100)
+    valid_ms, decided = _server_ms_per_batch(served, valid, 10)
+    print(
+        f"\nserver CPU per /classify_batch of {MAX_BATCH_APPLICANTS:,} rows: every field wrong "
+        f"{invalid_ms:.1f} ms {dict(refused)}, valid {valid_ms:.1f} ms {dict(decided)}"
+    )
+    assert refused == {400: 100}
+    assert decided == {200: 10}
+    assert invalid_ms < valid_ms
 
 
 FLOODS = 5
@@ -349,11 +377,17 @@ def _h2load_clients(server: Server, seconds: int, work: Path) -> Normal:
     """Four keep-alive h2load clients posting the example applicant for `seconds`: a client
     in C spends little CPU per request, so its latency is the server's, not its own queueing
     (the Python clients above spend milliseconds per request)."""
-    body, log = work / "applicant.json", work / f"h2load-{time.monotonic_ns()}.log"
-    body.write_text(json.dumps(example_applicant()))
-    argv = ["h2load", "--h1", "-c4", "-D", str(seconds), "-d", str(body), f"--log-file={log}"]
-    argv += [f"-H{name}: {value}" for name, value in AUTH.items()]
-    run = [*argv, f"{server.url}/classify"]
+    return _h2load(server, "/classify", json.dumps(example_applicant()), 4, seconds, work)
+
+
+def _h2load(server: Server, path: str, body: str, clients: int, seconds: int, work: Path) -> Normal:
+    """`clients` keep-alive h2load connections posting `body` to `path` back to back."""
+    stamp = time.monotonic_ns()
+    data, log = work / f"body-{stamp}.json", work / f"h2load-{stamp}.log"
+    data.write_text(body)
+    argv = ["h2load", "--h1", f"-c{clients}", "-D", str(seconds), "-d", str(data)]
+    argv += [f"--log-file={log}", *(f"-H{name}: {value}" for name, value in AUTH.items())]
+    run = [*argv, f"{server.url}{path}"]
     subprocess.run(run, capture_output=True, check=True, timeout=seconds + 60)  # liveness only
     rows = [line.split("\t") for line in log.read_text().splitlines() if line]
     return Normal(Counter(int(s) for _, s, _ in rows), [int(us) / 1e6 for _, _, us in rows])
@@ -396,6 +430,29 @@ def test_the_flood_of_unauthorised_bodies_seen_by_clients_in_c(
     )
     assert set(alone.statuses) == set(under.statuses) == {200}, (alone, under)
     assert outcomes["401"] > 0
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load not installed (make h2load)")
+@pytest.mark.parametrize("clients", [1, 4])
+def test_batches_with_every_field_wrong_seen_by_clients_in_c(
+    served: Server, tmp_path: Path, clients: int
+) -> None:
+    """The invalid batches of finding 2 from h2load too: a client in C sends them hundreds of
+    times a second, faster than the Python clients can, and the normal clients' p99 is the
+    server's own (docs/reliability.md)."""
+    alone = _h2load_clients(served, 5, tmp_path)
+    with ThreadPoolExecutor(1) as pool:
+        seen = pool.submit(_h2load_clients, served, 5, tmp_path)
+        wrong = _h2load(served, "/classify_batch", WRONG_BATCH, clients, 5, tmp_path)
+        under = seen.result()
+    print(
+        f"\nh2load, {clients} connection(s) posting {MAX_BATCH_APPLICANTS:,} rows with every "
+        f"field wrong: {dict(wrong.statuses)}; 4 normal connections: {under.summary()}\n  "
+        f"alone: {alone.summary()}; p99 under them {under.p99 / alone.p99:.2f}x alone"
+    )
+    assert set(wrong.statuses) <= {400, 429}, wrong.statuses
+    assert wrong.statuses[400] > 0
+    assert set(alone.statuses) == set(under.statuses) == {200}, (alone, under)
 
 
 def test_authorised_bodies_beyond_the_body_budget_are_refused_429(served: Server) -> None:

@@ -85,8 +85,14 @@ VALIDATION_ERROR_SCHEMA: Final[dict[str, Any]] = {
         "detail": {
             "type": "array",
             "title": "Field errors",
-            "description": "Every validation error, in full.",
+            "description": "The validation errors, each in full: at most 50, of the body or, "
+            "in a batch, of its first invalid row (validation stops there).",
             "items": {"$ref": "#/components/schemas/FieldError"},
+        },
+        "error_count": {
+            "type": "integer",
+            "title": "Errors",
+            "description": "How many errors were found; `detail` lists at most 50 of them.",
         },
     },
 }

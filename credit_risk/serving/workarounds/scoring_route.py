@@ -41,6 +41,7 @@ from credit_risk.serving.asgi import (
     Send,
     read_body,
 )
+from credit_risk.serving.batch_lane import BatchLane
 from credit_risk.serving.classify import Answer
 from credit_risk.serving.workarounds.json_body import EMPTY_BODY
 from credit_risk.serving.workarounds.openapi_document import JSON_MEDIA_TYPE
@@ -69,6 +70,7 @@ class ScoringRoute:
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
         self._service: Any = None
+        self._batch_lane = BatchLane()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST to a scoring route is answered here; anything else goes to BentoML."""
@@ -91,6 +93,12 @@ class ScoringRoute:
         body = await self._body(scope, receive)
         if not isinstance(body, bytes):
             return body  # a refusal, or None when the client has left
+        if single:
+            return await self._decide(body, single=True)
+        async with self._batch_lane:  # one batch at a time, after the requests waiting
+            return await self._decide(body, single=False)
+
+    async def _decide(self, body: bytes, *, single: bool) -> Answer:
         try:
             found = applicants(body, single=single)
         except InvalidBodyError as exc:
