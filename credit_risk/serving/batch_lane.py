@@ -11,7 +11,6 @@ already read and inside the 32 MiB body budget. Measured in docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
 
 
 class BatchLane:
@@ -30,11 +29,6 @@ class BatchLane:
             self._lock.release()
             raise
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         """Hand the lane to the next holder."""
         self._lock.release()
