@@ -85,7 +85,7 @@ def _invalid(body: bytes, exc: ValidationError, *, single: bool) -> dict[str, An
     if duplicate is not None:
         return duplicate
     count = exc.error_count()
-    detail = _listed(exc) if count <= MAX_DETAIL else _first_listed(body, single=single)
+    detail = _listed(exc) if count <= MAX_DETAIL else _first_listed(body, exc, single=single)
     message = validation_message(detail, count)
     answer: dict[str, Any] = {"error": message, "detail": detail, "error_count": count}
     if not single and detail and detail[0]["loc"] and isinstance(detail[0]["loc"][0], int):
@@ -95,7 +95,8 @@ def _invalid(body: bytes, exc: ValidationError, *, single: bool) -> dict[str, An
 
 def _listed(exc: ValidationError, row: int | None = None) -> list[dict[str, Any]]:
     prefix = [] if row is None else [row]
-    return [_entry(e, prefix) for e in exc.errors(include_url=False, include_context=False)]
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    return [_entry(e, prefix) for e in errors]
 
 
 def _entry(error: ErrorDetails, prefix: list[Any]) -> dict[str, Any]:
@@ -103,18 +104,20 @@ def _entry(error: ErrorDetails, prefix: list[Any]) -> dict[str, Any]:
     return {"type": error["type"], "loc": loc, "msg": error["msg"]}
 
 
-def _first_listed(body: bytes, *, single: bool) -> list[dict[str, Any]]:
+def _first_listed(body: bytes, exc: ValidationError, *, single: bool) -> list[dict[str, Any]]:
     """The first `MAX_DETAIL` errors of the first invalid row when it has more: only unknown
     keys make more than a row's fields (so the rows before it have no more keys than those),
     and they come after the field errors, in the body's order."""
     parsed = from_json(body)  # pydantic parsed it already: the errors were in a row
     rows = [parsed] if single else parsed
-    index = next(i for i, row in enumerate(rows) if len(row) > len(FIELDS))
+    index = next((i for i, row in enumerate(rows) if len(row) > len(FIELDS)), None)
+    if index is None:  # not reached (the docstring says why); listing them all is still right
+        return _listed(exc)[:MAX_DETAIL]
     row = rows[index]
     unknown = [key for key in row if key not in FIELDS][:MAX_DETAIL]
     kept = {key: row[key] for key in [*(f for f in FIELDS if f in row), *unknown]}
     try:  # as JSON again: pydantic words some errors differently for Python objects
         SINGLE.validate_json(to_json(kept, inf_nan_mode="constants"))
-    except ValidationError as exc:
-        return _listed(exc, None if single else index)[:MAX_DETAIL]
+    except ValidationError as trimmed:
+        return _listed(trimmed, None if single else index)[:MAX_DETAIL]
     return []  # not reached: the kept unknown keys are refused
