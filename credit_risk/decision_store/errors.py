@@ -69,7 +69,15 @@ class StoreUnavailableError(Exception):
 
 def cause_of(exc: BaseException) -> str:
     """The short cause of a failed write, from SQLite's error name, PostgreSQL's SQLSTATE or
-    the operating system's errno."""
+    the operating system's errno; for an error that says no more than `error`, from the one it
+    was raised while handling (psycopg leaving an aborted pipeline raises "cannot exit pipeline
+    mode while busy" over the server's own "terminating connection")."""
+    cause = _own_cause(exc)
+    earlier = exc.__cause__ or exc.__context__
+    return cause_of(earlier) if cause == "error" and earlier is not None else cause
+
+
+def _own_cause(exc: BaseException) -> str:
     if isinstance(exc, StoreUnavailableError):
         return exc.cause
     if isinstance(exc, sqlite3.Error):

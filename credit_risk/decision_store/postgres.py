@@ -1,8 +1,8 @@
 """The PostgreSQL backend (psycopg 3), for several pods writing to one database.
 
 One connection per process, used from the recorder's worker thread; a connection that broke
-(the server restarted, the network dropped) is replaced at the next call, so the store recovers
-by itself once the database is back.
+(the server restarted, the network dropped), or that a failed transaction left inside it, is
+replaced at the next call, so the store recovers by itself once the database is back.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 import psycopg
+from psycopg import pq
 
 from credit_risk.decision_store.store import DecisionStore
 
@@ -53,7 +54,8 @@ class PostgresStore(DecisionStore):
             with connection.transaction(), connection.cursor() as cursor:
                 yield cursor
         except psycopg.Error:
-            if connection.closed or connection.broken:
+            if not _reusable(connection):
+                connection.close()
                 self._connection = None
             raise
 
@@ -62,3 +64,14 @@ class PostgresStore(DecisionStore):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _reusable(connection: psycopg.Connection[Any]) -> bool:
+    """Whether a connection can take the next transaction after one failed: open, and back out
+    of its transaction and pipeline (a pipeline aborted by the server's shutdown can leave both
+    open, on a connection psycopg does not call broken, and every later query then fails)."""
+    return (
+        not (connection.closed or connection.broken)
+        and connection.info.transaction_status == pq.TransactionStatus.IDLE
+        and connection.pgconn.pipeline_status == pq.PipelineStatus.OFF
+    )

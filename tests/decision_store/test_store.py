@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from credit_risk.decision_store import DecisionStore, StoreError, open_store, store_url
@@ -13,6 +14,7 @@ from credit_risk.decision_store.records import COLUMNS, CONTENT, hash_content, u
 from credit_risk.decision_store.store import SCHEMA_VERSION, Outcome
 from credit_risk.schema import FEATURES, example_applicant
 from tests.decision_store.records_for_tests import make_records
+from tests.postgres import Postgres
 
 
 def test_a_decision_is_found_by_its_id_with_everything_it_was_decided_on(
@@ -187,3 +189,20 @@ def test_a_store_from_before_the_officer_column_is_migrated(store: DecisionStore
         assert again.schema_version() == 2, "opening a migrated store again changes nothing"
     finally:
         again.close()
+
+
+def test_a_postgresql_connection_left_inside_a_transaction_is_replaced(postgres: Postgres) -> None:
+    # a shutdown that aborts a pipeline can leave the connection open, not broken, and inside
+    # its transaction: every later write on it failed
+    store = open_store(postgres.create_database())
+    try:
+        stuck = store._connect()  # type: ignore[attr-defined]
+        stuck.execute("BEGIN")  # inside a transaction the failed one will not end
+        with pytest.raises(psycopg.errors.DivisionByZero), store.transaction() as cursor:
+            cursor.execute("SELECT 1 / 0")
+        assert stuck.closed
+        with store.transaction() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.connection is not stuck
+    finally:
+        store.close()
