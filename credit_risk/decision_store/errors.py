@@ -72,9 +72,19 @@ def cause_of(exc: BaseException) -> str:
     the operating system's errno; for an error that says no more than `error`, from the one it
     was raised while handling (psycopg leaving an aborted pipeline raises "cannot exit pipeline
     mode while busy" over the server's own "terminating connection")."""
+    seen: set[int] = set()
     cause = _own_cause(exc)
-    earlier = exc.__cause__ or exc.__context__
-    return cause_of(earlier) if cause == "error" and earlier is not None else cause
+    while cause == "error" and _is_psycopg(exc) and id(exc) not in seen:
+        seen.add(id(exc))
+        earlier = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if earlier is None:
+            break
+        exc, cause = earlier, _own_cause(earlier)
+    return cause
+
+
+def _is_psycopg(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("psycopg")
 
 
 def _own_cause(exc: BaseException) -> str:
@@ -105,8 +115,7 @@ def _postgres_connection_cause(exc: BaseException) -> str:
     """psycopg reports a failed or lost connection without a SQLSTATE: read its text. A host
     that cannot be reached (timeout, name, route) is `unreachable`; a server that refuses,
     closes or loses the connection is `database_down`."""
-    module = type(exc).__module__
-    if not module.startswith("psycopg"):
+    if not _is_psycopg(exc):
         return "error"
     text = str(exc).lower()
     far = ("timeout", "timed out", "could not translate host name", "unreachable", "no route")

@@ -35,3 +35,8 @@ def test_a_specific_cause_is_kept_whatever_came_before() -> None:
 def test_an_error_with_nothing_before_it_stays_an_error() -> None:
     assert cause_of(ValueError("something else")) == "error"
     assert cause_of(_raised_while_handling(KeyError("k"), ValueError("v"))) == "error"
+
+
+def test_an_error_of_ours_is_not_blamed_on_the_database_it_followed() -> None:
+    shutdown = errors.AdminShutdown("terminating connection due to administrator command")
+    assert cause_of(_raised_while_handling(shutdown, TypeError("a bug of ours"))) == "error"

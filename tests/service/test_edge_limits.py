@@ -309,6 +309,12 @@ def test_batches_with_every_field_wrong_get_a_bounded_answer_and_spare_normal_cl
     assert max(peaks.values()) < WORKER_MEMORY_BOUND_MB
 
 
+CHEAPER_BY = 5
+"""How many times less server CPU a batch with every field wrong must cost than a valid one:
+before fail-fast validation it cost about as much (56 ms in-process against 57 ms of server
+CPU for a valid one); now about 30 times less."""
+
+
 def _server_ms_per_batch(server: Server, body: str, posts: int) -> tuple[float, Counter[int]]:
     """The server's CPU (all its processes) per POST of `body` to /classify_batch, one after
     another from one client; and the statuses."""
@@ -331,7 +337,7 @@ def test_an_invalid_batch_costs_the_server_less_than_a_valid_one(served: Server)
     )
     assert refused == {400: 100}
     assert decided == {200: 10}
-    assert invalid_ms < valid_ms
+    assert invalid_ms * CHEAPER_BY < valid_ms
 
 
 FLOODS = 5

@@ -209,3 +209,11 @@ def test_a_value_that_looks_like_a_key_is_not_a_repeat() -> None:
     applicant = sample_applicants(1, seed=4)[0] | {"application_id": "housing"}
     body = json.dumps(applicant)
     assert repeated_key(body.encode(), _validated(body, single=True)) is None
+
+
+def test_a_repeat_written_with_a_space_before_its_colon_is_caught() -> None:
+    applicant = sample_applicants(1, seed=5)[0]
+    body = json.dumps(applicant)[:-1] + f', "age_years" : {applicant["age_years"]}}}'
+    found = repeated_key(body.encode(), _validated(body, single=True))
+    assert found is not None
+    assert "duplicate key 'age_years'" in found["error"]

@@ -31,6 +31,7 @@ from typing import Any, Final
 import bentoml
 from pydantic_core import to_json
 
+from credit_risk.schema import Application
 from credit_risk.serving.applicant_input import InvalidBodyError, applicants
 from credit_risk.serving.asgi import (
     ASGIApp,
@@ -41,8 +42,8 @@ from credit_risk.serving.asgi import (
     Send,
     read_body,
 )
-from credit_risk.serving.batch_lane import BatchLane
 from credit_risk.serving.classify import Answer
+from credit_risk.serving.validation_lane import LANE_FROM_BYTES, ValidationLane
 from credit_risk.serving.workarounds.json_body import EMPTY_BODY
 from credit_risk.serving.workarounds.openapi_document import JSON_MEDIA_TYPE
 
@@ -70,7 +71,7 @@ class ScoringRoute:
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
         self._service: Any = None
-        self._batch_lane = BatchLane()
+        self._lane = ValidationLane()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST to a scoring route is answered here; anything else goes to BentoML."""
@@ -93,16 +94,13 @@ class ScoringRoute:
         body = await self._body(scope, receive)
         if not isinstance(body, bytes):
             return body  # a refusal, or None when the client has left
-        if single:
-            return await self._decide(body, single=True)
-        async with self._batch_lane:  # one batch at a time, after the requests waiting
-            return await self._decide(body, single=False)
-
-    async def _decide(self, body: bytes, *, single: bool) -> Answer:
-        try:
-            found = applicants(body, single=single)
-        except InvalidBodyError as exc:
-            return _refuse(400, exc.answer)
+        if len(body) <= LANE_FROM_BYTES:
+            found = _validated(body, single=single)
+        else:
+            async with self._lane:  # one at a time, after the requests already waiting
+                found = _validated(body, single=single)
+        if isinstance(found, Answer):
+            return found
         try:  # the deadline runs per decision batch (classify.py), not per request
             answer: Answer = await self._classifier().answer(found, single=single)
         except TimeoutError:
@@ -137,6 +135,13 @@ class ScoringRoute:
         if self._service is None:  # set once BentoML has created the service instance
             self._service = bentoml.get_current_service()
         return self._service.classifier
+
+
+def _validated(body: bytes, *, single: bool) -> list[Application] | Answer:
+    try:
+        return applicants(body, single=single)
+    except InvalidBodyError as exc:
+        return _refuse(400, exc.answer)
 
 
 def _refuse(status: int, body: dict[str, Any]) -> Answer:

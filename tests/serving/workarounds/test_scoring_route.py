@@ -9,7 +9,7 @@ from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddle
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
 from credit_risk.schema import Application
-from credit_risk.serving.workarounds.scoring_route import ScoringRoute
+from credit_risk.serving.workarounds.scoring_route import ROUTES, ScoringRoute
 from load_tests.applicants import sample_applicants
 from tests.serving.asgi_calls import Echo, call, http_scope
 from tests.serving.workarounds.conftest import Upstream
@@ -95,3 +95,7 @@ def test_a_key_given_twice_is_named() -> None:
     sent = call(route, http_scope(headers=JSON), [body.encode()])
     assert sent.status == 400
     assert "duplicate key 'age_years'" in sent.json()["error"]
+
+
+def test_both_scoring_paths_are_routed() -> None:
+    assert ROUTES == {"/classify": True, "/classify_batch": False}

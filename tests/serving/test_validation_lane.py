@@ -1,4 +1,4 @@
-"""The batch lane: one holder at a time, in order, each after what was ready before it."""
+"""The validation lane: one holder at a time, in order, each after what was ready before it."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from credit_risk.serving.batch_lane import BatchLane
+from credit_risk.serving.validation_lane import ValidationLane
 
 
 def test_holders_enter_one_at_a_time_in_the_order_they_asked() -> None:
     async def scenario() -> list[str]:
-        lane, order = BatchLane(), []
+        lane, order = ValidationLane(), []
 
         async def batch(name: str) -> None:
             async with lane:
@@ -27,7 +27,7 @@ def test_holders_enter_one_at_a_time_in_the_order_they_asked() -> None:
 
 def test_a_holder_lets_what_was_ready_before_it_run_first() -> None:
     async def scenario() -> list[str]:
-        lane, order = BatchLane(), []
+        lane, order = ValidationLane(), []
 
         async def batch() -> None:
             async with lane:
@@ -45,7 +45,7 @@ def test_a_holder_lets_what_was_ready_before_it_run_first() -> None:
 
 def test_a_holder_cancelled_on_entering_frees_the_lane() -> None:
     async def scenario() -> bool:
-        lane = BatchLane()
+        lane = ValidationLane()
         entering = asyncio.create_task(lane.__aenter__())
         await asyncio.sleep(0)  # it holds the lock and is yielding
         entering.cancel()
