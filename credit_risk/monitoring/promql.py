@@ -99,7 +99,8 @@ def answered_rate(scope: Scope, *routes: str) -> str:
 
 
 def overload_refusals(scope: Scope) -> str:
-    """Requests per second refused for overload: 429 at the admission gate, 503 and 504."""
+    """Requests per second refused for overload: 429 (admission, body budget, validation
+    lane), 503 and 504."""
     return scope.total(scope.rate(REQUESTS, API_REQUEST, f'status=~"{one_of(OVERLOAD)}"'))
 
 

@@ -103,6 +103,18 @@ it, 429 with Retry-After (credit_risk/serving/workarounds/admission_gate.py). Ke
 flight to a fixed share of a worker's memory (~130 MB idle; the pod has 1.5 GiB for four
 processes)."""
 
+LANE_FROM_BYTES: Final = 16 * 1024
+"""Bodies larger than this take the validation lane (credit_risk/serving/validation_lane.py):
+one applicant is under 1 KB, a full batch ~0.45 MB."""
+
+LANE_SHARE: Final = 0.125
+"""Of a worker's CPU, about the most that refused large bodies may take: a full batch with every
+field wrong is charged ~2 ms, so the lane refuses at most ~60 of them a second per worker."""
+
+LANE_MAX_WAIT_S: Final = 2.0
+"""Longest a large body waits for the validation lane before its request is answered 429; well
+inside REQUEST_TIMEOUT_S, so a batch refused here has time to be sent again."""
+
 RUNNER_SHUTDOWN_WAIT_S: Final = 20.0
 """Longest the runner keeps serving after SIGTERM while API workers still finish their requests
 (credit_risk/serving/workarounds/shutdown_order.py): a request lasts at most the request timeout

@@ -444,9 +444,10 @@ def test_the_flood_of_unauthorised_bodies_seen_by_clients_in_c(
 def test_batches_with_every_field_wrong_seen_by_clients_in_c(
     served: Server, tmp_path: Path, clients: int
 ) -> None:
-    """The invalid batches of finding 2 from h2load too: a client in C sends them hundreds of
-    times a second, faster than the Python clients can, and the normal clients' p99 is the
-    server's own (docs/reliability.md)."""
+    """The invalid batches of finding 2 from h2load too: a client in C would send them hundreds
+    of times a second, faster than the Python clients can, were refused bodies not paced
+    (serving/validation_lane.py); the normal clients' p99 is the server's own
+    (docs/reliability.md)."""
     alone = _h2load_clients(served, 5, tmp_path)
     with ThreadPoolExecutor(1) as pool:
         seen = pool.submit(_h2load_clients, served, 5, tmp_path)

@@ -114,7 +114,8 @@ REFUSALS: Final[Mapping[int, str]] = {
     415: "Unsupported Media Type: the body must be sent as application/json, uncompressed "
     "(no Content-Encoding but identity).",
     429: "Too Many Requests: the worker is at its in-flight limit, or the bodies it holds fill "
-    "its budget for bodies; retry after Retry-After.",
+    "its budget for bodies, or a large body could not start its validation in time; nothing "
+    "was decided, retry after Retry-After.",
     431: "Request Header Fields Too Large: the request's head exceeds the size or header-count "
     "limit named in the message; the connection is closed.",
     503: "Service Unavailable: the scoring runner is down, or did not answer in time because "

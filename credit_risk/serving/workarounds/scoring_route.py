@@ -42,8 +42,9 @@ from credit_risk.serving.asgi import (
     Send,
     read_body,
 )
-from credit_risk.serving.classify import Answer
-from credit_risk.serving.validation_lane import LANE_FROM_BYTES, ValidationLane
+from credit_risk.serving.classify import RETRY, Answer
+from credit_risk.serving.tuning import LANE_FROM_BYTES
+from credit_risk.serving.validation_lane import LaneBusyError, ValidationLane
 from credit_risk.serving.workarounds.json_body import EMPTY_BODY
 from credit_risk.serving.workarounds.openapi_document import JSON_MEDIA_TYPE
 
@@ -52,6 +53,11 @@ ROUTES: Final = {"/classify": True, "/classify_batch": False}
 CONTENT_TYPE: Final = (b"content-type", JSON_MEDIA_TYPE.encode())
 INTERNAL_ERROR: Final = (
     "an internal error stopped this decision; nothing was decided (see the server log)"
+)
+LANE_BUSY: Final = Answer(
+    429,
+    to_json({"error": "server busy: this worker is validating other large bodies; retry later"}),
+    RETRY,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,12 +72,19 @@ class ScoringRoute:
     outside_bentoml: Final = True
     """Wraps the whole app BentoML builds (credit_risk/serving/edge.py)."""
 
-    def __init__(self, app: ASGIApp, timeout_s: float, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        timeout_s: float,
+        max_body_bytes: int,
+        *,
+        lane: ValidationLane | None = None,
+    ) -> None:
         self.app = app
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
         self._service: Any = None
-        self._lane = ValidationLane()
+        self._lane = lane if lane is not None else ValidationLane()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST to a scoring route is answered here; anything else goes to BentoML."""
@@ -94,11 +107,7 @@ class ScoringRoute:
         body = await self._body(scope, receive)
         if not isinstance(body, bytes):
             return body  # a refusal, or None when the client has left
-        if len(body) <= LANE_FROM_BYTES:
-            found = _validated(body, single=single)
-        else:
-            async with self._lane:  # one at a time, after the requests already waiting
-                found = _validated(body, single=single)
+        found = await self._validated_in_turn(body, single=single)
         if isinstance(found, Answer):
             return found
         try:  # the deadline runs per decision batch (classify.py), not per request
@@ -130,6 +139,17 @@ class ScoringRoute:
             return None
         error = f"unsupported Content-Type {media_type!r}: send the body as {JSON_MEDIA_TYPE}"
         return _refuse(415, {"error": error, "accepted": [JSON_MEDIA_TYPE]})
+
+    async def _validated_in_turn(self, body: bytes, *, single: bool) -> list[Application] | Answer:
+        if len(body) <= LANE_FROM_BYTES:
+            return _validated(body, single=single)
+        try:
+            async with self._lane.turn(len(body)) as turn:  # one at a time, after those waiting
+                found = _validated(body, single=single)
+                turn.refused = isinstance(found, Answer)  # only refusals pace the next
+                return found
+        except LaneBusyError:
+            return LANE_BUSY
 
     def _classifier(self) -> Any:
         if self._service is None:  # set once BentoML has created the service instance
