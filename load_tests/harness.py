@@ -156,10 +156,16 @@ def listening_everywhere(server: Server) -> bool:
 def listens(pid: int, port: int) -> bool:
     """Whether process `pid` holds a socket listening on `port` (False once it has gone or
     cannot be inspected)."""
+    return psutil.CONN_LISTEN in socket_states(pid, port)
+
+
+def socket_states(pid: int, port: int) -> list[str]:
+    """The state of each TCP socket process `pid` holds on its local `port`: one LISTEN, one
+    per client connection (none once it has gone or cannot be inspected)."""
     with contextlib.suppress(psutil.Error):
         sockets = psutil.Process(pid).net_connections(kind="tcp")
-        return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
-    return False
+        return [s.status for s in sockets if s.laddr and s.laddr.port == port]
+    return []
 
 
 def stop(server: Server) -> None:

@@ -16,7 +16,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import string
 import subprocess
 import threading
@@ -41,10 +40,12 @@ from credit_risk.serving.tuning import (
     KEEP_ALIVE_TIMEOUT_S,
     MAX_HEAD_BYTES,
     MAX_HEADERS,
+    RUNNER_DEADLINE_S,
 )
 from load_tests import harness
 from load_tests.applicants import sample_applicants
 from tests.conftest import Server, serving
+from tests.service.test_champion_challenger import metric_total
 from tests.service.test_stalled_clients import Normal, _allow_client_sockets, _normal_traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -72,11 +73,16 @@ def api_workers(server: Server) -> list[psutil.Process]:
     return [psutil.Process(pid) for pid in harness.api_workers(server.root)]
 
 
+def _pss_mb(server: Server) -> dict[int, float]:
+    """Each API worker's PSS now, MB."""
+    return {w.pid: w.memory_full_info().pss / 2**20 for w in api_workers(server)}
+
+
 @contextmanager
 def peak_memory(server: Server) -> Iterator[dict[int, float]]:
     """Sample each API worker's PSS (MB) every 0.2 s; yields {pid: peak}, filled at exit."""
     workers = api_workers(server)
-    peaks = {w.pid: w.memory_full_info().pss / 2**20 for w in workers}
+    peaks = _pss_mb(server)
     stop = threading.Event()
 
     def sample() -> None:
@@ -110,7 +116,7 @@ def abused(
     """Run `abuse` while normal clients (a process of their own, so the abusive clients'
     work does not slow them) use the service for `seconds`; (what the normal clients saw,
     what `abuse` returned, API worker PSS before and at peak, MB)."""
-    before = {w.pid: w.memory_full_info().pss / 2**20 for w in api_workers(server)}
+    before = _pss_mb(server)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
         pool.submit(int).result()  # forked now, before any thread or event loop runs here
         with peak_memory(server) as peaks:
@@ -348,17 +354,13 @@ after a first flood has grown the allocator's pools: less than one flood's refus
 keeps even one flood's bodies fails."""
 
 
-def _pss_mb(server: Server) -> dict[int, float]:
-    return {w.pid: w.memory_full_info().pss / 2**20 for w in api_workers(server)}
-
-
 def _client_connections(server: Server) -> int:
     port = urlsplit(server.url).port
+    assert port is not None
     return sum(
-        1
-        for w in api_workers(server)
-        for c in w.net_connections(kind="tcp")
-        if c.laddr and c.laddr.port == port and c.status != psutil.CONN_LISTEN
+        state != psutil.CONN_LISTEN
+        for pid in harness.api_workers(server.root)
+        for state in harness.socket_states(pid, port)
     )
 
 
@@ -569,36 +571,51 @@ def test_every_refusal_is_counted_with_its_status(served: Server) -> None:
 
 # --- a busy worker says so ---------------------------------------------------------------------
 
+STALLED_REQUESTS = 16
+
 
 def test_a_stalled_worker_reads_the_runners_answers_instead_of_blaming_the_runner(
     served: Server,
 ) -> None:
     """Both API workers frozen for longer than the runner deadline while requests wait on the
-    runner: its answers arrived meanwhile, and are read, not refused as 'runner unavailable'."""
-    workers = api_workers(served)
+    runner: its answers arrived meanwhile, and are read, not refused as 'runner unavailable'.
+    The runner is held until every request waits on it, so the freeze finds them waiting."""
+    workers, runner = api_workers(served), harness.service_process(served.root)
+    assert runner is not None
+
+    def waiting() -> float:
+        text = httpx.get(f"{served.url}/metrics", timeout=10).text
+        return metric_total(text, "credit_risk_http_requests_in_progress", route="/classify_batch")
 
     async def scenario() -> Counter[int]:
         async with httpx.AsyncClient(base_url=served.url, timeout=60, headers=AUTH) as client:
+            runner.suspend()
             calls = [
                 asyncio.create_task(
                     client.post("/classify_batch", json=[example_applicant()] * 200)
                 )
-                for _ in range(16)
+                for _ in range(STALLED_REQUESTS)
             ]
-            await asyncio.sleep(0.3)
+            try:
+                await harness.until(
+                    lambda: waiting() >= STALLED_REQUESTS, "every request waits on the runner"
+                )
+                for w in workers:
+                    w.suspend()
+            finally:
+                runner.resume()
+            await asyncio.sleep(RUNNER_DEADLINE_S + 1)  # the fault: frozen past the deadline
             for w in workers:
-                os.kill(w.pid, signal.SIGSTOP)
-            await asyncio.sleep(4.0)
-            for w in workers:
-                os.kill(w.pid, signal.SIGCONT)
+                w.resume()
             answers = await asyncio.gather(*calls)
         statuses = Counter(r.status_code for r in answers)
         others = Counter(r.text for r in answers if r.status_code != 200)
-        print(f"\nworkers frozen 4 s: {dict(statuses)}; answers other than 200: {dict(others)}")
+        frozen = f"workers frozen {RUNNER_DEADLINE_S + 1:g} s"
+        print(f"\n{frozen}: {dict(statuses)}; answers other than 200: {dict(others)}")
         return statuses
 
     statuses = asyncio.run(scenario())
-    assert statuses == {200: 16}, statuses
+    assert statuses == {200: STALLED_REQUESTS}, statuses
 
 
 def test_the_worker_log_has_no_traceback(served: Server) -> None:
