@@ -17,7 +17,9 @@ answered 408 and closed; a new connection that sends nothing is closed after uvi
 keep-alive timeout, as an idle one is after an answer. It reads a body off the socket only once
 the app asks for it, so an unread body stays in the kernel's buffers, and a body left unread by
 an early answer (a refusal) may take at most `head_timeout_s` more to arrive before the
-connection is closed. A malformed request is a JSON 400 naming what the parser refused. Every
+connection is closed; requests pipelined behind an answer that closes the connection are dropped
+unanswered, as uvicorn's plain close drops them. A malformed request is a JSON 400 naming what
+the parser refused. Every
 refusal is reported through `on_refusal(path, status)` for the request metrics.
 
 `install` makes it the protocol uvicorn's `auto` (and `httptools`) choice loads, in the worker
@@ -41,7 +43,7 @@ from typing import Any, ClassVar, Final, cast
 
 import httptools
 import uvicorn.config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,11 @@ class EdgeProtocol(HttpToolsProtocol):
     # parser callbacks ----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        """A request's first byte: its head must be complete within the deadline."""
+        """A request's first byte: its head must be complete within the deadline, and the
+        connection is no longer idle (the end of a drained body, read with this byte, may have
+        armed the idle timer)."""
         super().on_message_begin()
+        self._unset_keepalive_if_required()
         self._head_open = True
         self._head_bytes = 0
         self._head_size = REQUEST_LINE_OVERHEAD
@@ -161,16 +166,21 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._has_body() and not self.transport.is_closing():
             self.flow.pause_reading()  # the app's first receive() resumes it
             if self.cycle is not None:
-                lingering = _LingeringClose(self.transport, self._linger)
+                lingering = _LingeringClose(self.transport, self._linger, self.cycle)
                 self.cycle.transport = cast(asyncio.Transport, lingering)
 
-    def _linger(self) -> None:
+    def _linger(self, cycle: RequestResponseCycle) -> None:
         """Close a connection whose request body is still arriving so that its client reads
         the answer: end our side (FIN), drop what it still sends, close at its end, after
         `LINGER_MAX_BYTES` or after the head deadline. A plain close with unread data resets
         the connection, and the client may lose the answer (a 401 sent before the body was
-        read) to the reset."""
-        if self.cycle is None or not self.cycle.more_body or self.transport.is_closing():
+        read) to the reset. Requests pipelined behind `cycle`'s (answered with a close) are
+        dropped unanswered, as a plain close drops them."""
+        if self.transport.is_closing():
+            return
+        if self.pipeline:
+            self.pipeline.clear()  # else the next would start, and write after our end
+        elif not cycle.more_body:
             self.transport.close()
             return
         self._drain_then_close()
@@ -302,20 +312,27 @@ clients each sending a 1 MB body without a token cost the normal clients' p99 mo
 
 class _LingeringClose:
     """The transport as a request's cycle sees it: closing it lingers (`EdgeProtocol._linger`).
-    It holds the protocol weakly: the protocol holds the cycle, and a cycle of references would
-    keep a closed connection and its body until the garbage collector's next full pass."""
+    It holds the protocol and the cycle weakly: the protocol holds the cycle, the cycle holds
+    this, and a cycle of references would keep a closed connection and its body until the
+    garbage collector's next full pass."""
 
-    def __init__(self, transport: asyncio.Transport, linger: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        linger: Callable[[RequestResponseCycle], None],
+        cycle: RequestResponseCycle,
+    ) -> None:
         self._transport = transport
         self._linger = weakref.WeakMethod(linger)
+        self._cycle = weakref.ref(cycle)
 
     def close(self) -> None:
         """Linger instead of closing at once; close plainly if the protocol has gone."""
-        linger = self._linger()
-        if linger is None:
+        linger, cycle = self._linger(), self._cycle()
+        if linger is None or cycle is None:
             self._transport.close()
         else:
-            linger()
+            linger(cycle)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

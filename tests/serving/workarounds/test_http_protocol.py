@@ -31,9 +31,12 @@ WAIT_S = 10.0
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Reads the body unless the path starts with /refuse; answers with its size."""
+    """Reads the body unless the path starts with /refuse; answers with its size (/late only
+    after twice the keep-alive timeout)."""
     if scope["type"] != "http":
         return
+    if scope["path"] == "/late":
+        await asyncio.sleep(2 * KEEP_ALIVE_S)  # a slow answer, longer than an idle connection
     size = 0
     if not scope["path"].startswith("/refuse"):
         more = True
@@ -54,8 +57,13 @@ def serving(protocol: type) -> Iterator[int]:
     """uvicorn with `protocol` on a free loopback port, in a thread."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, http=protocol, lifespan="off", log_level="critical", timeout_keep_alive=KEEP_ALIVE_S
+    config = uvicorn.Config(  # no log_config: uvicorn's would stop its records reaching caplog
+        app,
+        http=protocol,
+        lifespan="off",
+        log_config=None,
+        log_level="critical",
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -290,6 +298,36 @@ def test_a_refused_head_behind_an_answer_under_way_breaks_nothing(
     assert _status(later) == 200
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], "the answer under way wrote after the connection was ended"
+
+
+def test_a_request_answered_with_a_close_ends_the_requests_pipelined_behind_it(
+    edge: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="uvicorn.error")
+    closing = b"POST /refuse-and-close HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nxx"
+    behind = b"POST /refuse-behind HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\nyy"
+    answer, closed = exchange(edge, closing + behind)  # pipelined, the second body unfinished
+    assert closed
+    assert answer.count(b"HTTP/1.1 ") == 1, answer
+    assert b'"/refuse-and-close"' in answer
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], "the request behind the close was answered after our side had ended"
+
+
+def test_a_request_behind_a_drained_body_may_take_longer_than_the_idle_timeout(
+    edge: int,
+) -> None:
+    with socket.create_connection(("127.0.0.1", edge), timeout=WAIT_S) as conn:
+        conn.sendall(b"POST /refuse HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\nxx")
+        first = b""
+        while not first.endswith(b"}"):  # answered before its body is read
+            first += conn.recv(65536)
+        conn.sendall(b"x" * 4998 + get("/late", b"Connection: close\r\n"))  # one write
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert _status(first) == 200
+    assert b'"/late"' in answer, "closed as idle while its answer was under way"
 
 
 @pytest.fixture
