@@ -602,11 +602,12 @@ def test_a_stalled_worker_reads_the_runners_answers_instead_of_blaming_the_runne
                 )
                 for w in workers:
                     w.suspend()
-            finally:
                 runner.resume()
-            await asyncio.sleep(RUNNER_DEADLINE_S + 1)  # the fault: frozen past the deadline
-            for w in workers:
-                w.resume()
+                await asyncio.sleep(RUNNER_DEADLINE_S + 1)  # the fault: frozen past the deadline
+            finally:  # whatever happened, the server goes on for the tests after this one
+                runner.resume()
+                for w in workers:
+                    w.resume()
             answers = await asyncio.gather(*calls)
         statuses = Counter(r.status_code for r in answers)
         others = Counter(r.text for r in answers if r.status_code != 200)

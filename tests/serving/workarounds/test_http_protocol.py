@@ -321,7 +321,9 @@ def test_a_request_behind_a_drained_body_may_take_longer_than_the_idle_timeout(
         conn.sendall(b"POST /refuse HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\nxx")
         first = b""
         while not first.endswith(b"}"):  # answered before its body is read
-            first += conn.recv(65536)
+            chunk = conn.recv(65536)
+            assert chunk, f"closed before the first answer was complete: {first!r}"
+            first += chunk
         conn.sendall(b"x" * 4998 + get("/late", b"Connection: close\r\n"))  # one write
         answer = b""
         while chunk := conn.recv(65536):
