@@ -75,7 +75,9 @@ PROBE_PATHS: Final = frozenset({"/livez", "/healthz", "/readyz", "/metrics"})
 """BentoML's probes and scrape endpoint: answered as orchestrators and Prometheus expect."""
 FORM_PATHS: Final = ("/ui", "/ui/")
 """The loan officer's form (credit_risk/serving/ui.py, mounted at /ui)."""
-HEAD_LIMITS: Final = http_protocol.HeadLimits(MAX_HEAD_BYTES, MAX_HEADERS, HEAD_TIMEOUT_S)
+HEAD_LIMITS: Final = http_protocol.HeadLimits(
+    MAX_HEAD_BYTES, MAX_HEADERS, HEAD_TIMEOUT_S, max_body_bytes=MAX_BODY_BYTES
+)
 
 
 @cache

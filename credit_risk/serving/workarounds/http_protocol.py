@@ -12,15 +12,16 @@ connections served. A malformed request gets a plain-text "Invalid HTTP request 
 `EdgeProtocol` is uvicorn's httptools protocol with those bounds: a head (request line and
 headers) over `HeadLimits.max_bytes` or with more than `max_headers` fields is answered 431
 and the connection closed (lingering, as below, so the client reads the 431 rather than a
-reset); a head not complete within `head_timeout_s` of its first byte is
-answered 408 and closed; a new connection that sends nothing is closed after uvicorn's
-keep-alive timeout, as an idle one is after an answer. It reads a body off the socket only once
-the app asks for it, so an unread body stays in the kernel's buffers, and a body left unread by
-an early answer (a refusal) may take at most `head_timeout_s` more to arrive before the
-connection is closed; requests pipelined behind an answer that closes the connection are dropped
-unanswered, as uvicorn's plain close drops them. A malformed request is a JSON 400 naming what
-the parser refused. Every
-refusal is reported through `on_refusal(path, status)` for the request metrics.
+reset); a head not complete within `head_timeout_s` of its first byte is answered 408 and
+closed; a new connection that sends nothing is closed after uvicorn's keep-alive timeout, as an
+idle one is after an answer. It reads a body off the socket only once the app asks for it, so
+an unread body stays in the kernel's buffers. A body left unread by an early answer (a
+refusal) may take at most `head_timeout_s` more to arrive before the connection is closed, and
+is read to its declared end when that is within `max_body_bytes`: a proxy such as the
+production Ingress's nginx sends a body it has buffered whole, and turns a reset into 502.
+Requests pipelined behind an answer that closes the connection are dropped unanswered, as
+uvicorn's plain close drops them. A malformed request is a JSON 400 naming what the parser
+refused. Every refusal is reported through `on_refusal(path, status)` for the request metrics.
 
 `install` makes it the protocol uvicorn's `auto` (and `httptools`) choice loads, in the worker
 process, before BentoML builds `uvicorn.Config`. The canaries in tests/serving/workarounds/
@@ -45,6 +46,13 @@ import httptools
 import uvicorn.config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+LINGER_MAX_BYTES: Final = 64 * 1024
+"""Most of a refused body of unknown or refused length a closing connection reads and drops so
+its client sees the answer; past it the connection is closed at once. Go's HTTP server drains
+256 KiB; with that, 1,000 clients each sending a 1 MB body without a token cost the normal
+clients' p99 more (docs/reliability.md), and 64 KiB still let 96-99.9 % of them read their
+401."""
+
 
 @dataclass(frozen=True)
 class HeadLimits:
@@ -57,6 +65,12 @@ class HeadLimits:
     head_timeout_s: float
     """From the head's first byte to its last (and the most an unread body may take after an
     early answer)."""
+    max_body_bytes: int = LINGER_MAX_BYTES
+    """A refused request whose declared body is at most this large is read to its end before
+    its connection closes. A proxy in front (the production Ingress) has buffered the whole body
+    and sends it at once without reading; a close before its end resets the connection, and
+    nginx answers its client 502 instead of our refusal. Larger or undeclared bodies are cut
+    after `LINGER_MAX_BYTES`."""
 
 
 def _ignore(_path: str | None, _status: int) -> None:
@@ -97,6 +111,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self._too_large: str | None = None
         self._lingering = False
         self._lingered = 0
+        self._linger_limit = LINGER_MAX_BYTES
+        self._declared_body: int | None = None
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
@@ -111,7 +127,7 @@ class EdgeProtocol(HttpToolsProtocol):
         """Feed the parser; past the head's size limit, answer 431."""
         if self._lingering:  # the rest of a refused body: dropped, up to a bound
             self._lingered += len(data)
-            if self._lingered > LINGER_MAX_BYTES:
+            if self._lingered > self._linger_limit:
                 self._close_quietly()
             return
         if self.transport.is_closing():
@@ -133,6 +149,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._unset_keepalive_if_required()
         self._head_open = True
+        self._declared_body = None
         self._head_bytes = 0
         self._head_size = REQUEST_LINE_OVERHEAD
         self._header_count = 0
@@ -172,10 +189,11 @@ class EdgeProtocol(HttpToolsProtocol):
     def _linger(self, cycle: RequestResponseCycle) -> None:
         """Close a connection whose request body is still arriving so that its client reads
         the answer: end our side (FIN), drop what it still sends, close at its end, after
-        `LINGER_MAX_BYTES` or after the head deadline. A plain close with unread data resets
-        the connection, and the client may lose the answer (a 401 sent before the body was
-        read) to the reset. Requests pipelined behind `cycle`'s (answered with a close) are
-        dropped unanswered, as a plain close drops them."""
+        its declared length (within `max_body_bytes`, else `LINGER_MAX_BYTES`) or after the
+        head deadline. A plain close with unread data resets the connection, and the client may
+        lose the answer (a 401 sent before the body was read) to the reset. Requests pipelined
+        behind `cycle`'s (answered with a close) are dropped unanswered, as a plain close drops
+        them."""
         if self.transport.is_closing():
             return
         if self.pipeline:
@@ -187,9 +205,12 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _drain_then_close(self) -> None:
         """End our side after an answer the client may still be sending into, and drop what
-        it sends until its end, `LINGER_MAX_BYTES` or the head deadline."""
+        it sends until its end, the bound `_linger` names, or the head deadline."""
         self._cancel_timers()
         self._lingering = True
+        declared = self._declared_body
+        if declared is not None and declared <= self.limits.max_body_bytes:
+            self._linger_limit = max(declared, LINGER_MAX_BYTES)
         if self.cycle is not None and self.cycle.response_complete:
             self.cycle.body = bytearray()  # what was read of a refused body: nobody asks for it
         self.flow.resume_reading()
@@ -294,20 +315,17 @@ class EdgeProtocol(HttpToolsProtocol):
             return None
 
     def _has_body(self) -> bool:
+        """Whether a body follows the head; its declared length is kept for a lingering close."""
+        body = False
         for name, value in self.headers:
-            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
-                return True
-        return False
+            if name == b"content-length" and value.isdigit():
+                self._declared_body = int(value)
+            body |= name == b"transfer-encoding" or (name == b"content-length" and value != b"0")
+        return body
 
 
 REQUEST_LINE_OVERHEAD: Final = len("OPTIONS  HTTP/1.1\r\n\r\n")
 """The request line's and the head's fixed bytes around the URL, at most."""
-
-LINGER_MAX_BYTES: Final = 64 * 1024
-"""Most of a refused body a closing connection reads and drops so its client sees the answer;
-past it the connection is closed at once. Go's HTTP server drains 256 KiB; with that, 1,000
-clients each sending a 1 MB body without a token cost the normal clients' p99 more
-(docs/reliability.md), and 64 KiB still let 96-99.9 % of them read their 401."""
 
 
 class _LingeringClose:

@@ -24,7 +24,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from credit_risk.serving.asgi import Receive, Scope, Send
 from credit_risk.serving.workarounds.http_protocol import EdgeProtocol, EdgeRules, HeadLimits
 
-LIMITS = HeadLimits(max_bytes=2048, max_headers=10, head_timeout_s=0.5)
+BODY_LIMIT = 1 << 20
+LIMITS = HeadLimits(max_bytes=2048, max_headers=10, head_timeout_s=0.5, max_body_bytes=BODY_LIMIT)
 KEEP_ALIVE_S = 1
 WAIT_S = 10.0
 """How long a test waits for an answer or a close it expects (the machine may be busy)."""
@@ -352,15 +353,45 @@ def long_deadline_edge() -> Iterator[tuple[int, weakref.WeakSet[EdgeProtocol], l
         yield port, made, count
 
 
+def _send_whole(port: int, declared: int, sent: int) -> bytes:
+    """Send a request refused before its body is read and all of `sent` body bytes at once,
+    reading only after, as nginx relays a body it has buffered; what came back."""
+    head = b"POST /refuse-and-close HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % declared
+    with socket.socket() as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # little kept on our side
+        conn.settimeout(WAIT_S)
+        conn.connect(("127.0.0.1", port))
+        conn.sendall(head + b"x" * sent)  # raises if the server closes before the end
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_a_refused_body_within_the_limit_is_read_to_its_end_so_a_proxy_gets_the_answer(
+    edge: int,
+) -> None:
+    """A close before the body's end resets the connection; nginx, still sending, answers its
+    client 502 instead of the refusal."""
+    answer = _send_whole(edge, BODY_LIMIT, BODY_LIMIT)
+    assert _status(answer) == 200
+    assert b'"/refuse-and-close"' in answer
+
+
+def test_a_refused_body_past_the_limit_is_cut_off(edge: int) -> None:
+    with pytest.raises(ConnectionError):
+        _send_whole(edge, 4 * BODY_LIMIT, 4 * BODY_LIMIT)
+
+
 def test_a_refused_body_holds_nothing_once_its_connection_is_gone(
     long_deadline_edge: tuple[int, weakref.WeakSet[EdgeProtocol], list[int]],
 ) -> None:
     port, made, count = long_deadline_edge
-    head = b"POST /refuse-and-close HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n"
+    head = b"POST /refuse-and-close HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n"
     gc.collect()
     gc.disable()  # freed by reference counts alone: no cycle may hold a closed connection
     try:
-        answer, closed = exchange(port, head + b"x" * 1_000_000)  # past what a close drains
+        answer, closed = exchange(port, head + b"x" * 3_000_000)  # past what a close drains
         assert _status(answer) == 200
         assert closed
         assert len(count) == 1, "one connection, watched"
