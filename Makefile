@@ -141,7 +141,7 @@ bench: setup  ## ours (batching on/off, shadow, SQLite/PostgreSQL) vs the floor 
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: browser wrk h2load stress
+.PHONY: browser wrk h2load stress nginx
 
 browser:  ## install Debian's chromium for the form's browser test (tests/service/test_ui_browser.py) if missing
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
@@ -165,6 +165,11 @@ h2load:  ## install Debian's nghttp2-client (h2load) for make overload, its test
 	@command -v h2load >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nghttp2-client; }
 	@h2load --version 2>&1 | head -1
+
+nginx:  ## install Debian's nginx-light for the ingress test (tests/service/test_ingress_limits.py) if missing
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light; }
+	@/usr/sbin/nginx -v 2>&1
 
 stress:  ## install Debian's stress-ng for make test-loaded if missing
 	@command -v stress-ng >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \

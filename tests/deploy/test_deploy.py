@@ -22,6 +22,9 @@ from bentoml._internal.configuration.helpers import expand_env_var
 from bentoml._internal.configuration.v2 import _SERVICE_CONFIG as SERVICE_CONFIG_SCHEMA
 from bentoml.exceptions import BentoMLConfigException
 
+from credit_risk.policy import MAX_BODY_BYTES
+from credit_risk.serving.tuning import REQUEST_TIMEOUT_S
+from load_tests.ingress_proxy import IngressLimits, nginx_size_bytes
 from service import CreditRiskService
 from tests.conftest import ROOT
 from tests.deploy.manifests import KUBECTL, needs_kubectl, one, render
@@ -543,6 +546,32 @@ def test_network_policy_lets_in_the_ingress_and_prometheus_and_out_dns_and_the_d
         {"podSelector": ["credit-risk-postgres"]},
     ]
     assert sorted(p["port"] for r in policy["egress"] for p in r["ports"]) == [53, 53, 5432]
+
+
+PRODUCTION = K8S_DIR / "overlays" / "production"
+
+
+@needs_kubectl
+def test_the_production_ingress_limits_each_client_in_front_of_the_service() -> None:
+    """What tests/service/test_ingress_limits.py serves behind nginx: per-client limits, the
+    service's own body limit, and the way to the Service's port."""
+    docs = render(PRODUCTION)
+    ingress = one(docs, "Ingress")
+    limits = IngressLimits.from_annotations(ingress["metadata"]["annotations"])
+    assert 0 < limits.connections <= 64
+    assert limits.rps > 0
+    assert nginx_size_bytes(limits.body_size) == MAX_BODY_BYTES
+    assert limits.read_timeout_s > REQUEST_TIMEOUT_S
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    (rule,) = ingress["spec"]["rules"]
+    assert ingress["spec"]["tls"] == [{"hosts": [rule["host"]], "secretName": "credit-risk-tls"}]
+    (path,) = rule["http"]["paths"]
+    service = one(docs, "Service")
+    assert path["backend"]["service"] == {
+        "name": service["metadata"]["name"],
+        "port": {"name": service["spec"]["ports"][0]["name"]},
+    }
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
 
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"

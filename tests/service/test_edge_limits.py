@@ -111,32 +111,40 @@ def _normal_clients(url: str, seconds: float) -> Normal:
 
 
 def abused(
-    server: Server, abuse: Callable[[], Awaitable[T]], seconds: float
+    server: Server, abuse: Callable[[], Awaitable[T]], seconds: float, url: str = ""
 ) -> tuple[Normal, T, dict[int, float], dict[int, float]]:
     """Run `abuse` while normal clients (a process of their own, so the abusive clients'
-    work does not slow them) use the service for `seconds`; (what the normal clients saw,
-    what `abuse` returned, API worker PSS before and at peak, MB)."""
+    work does not slow them) use the service for `seconds`, at `url` when given (a proxy in
+    front of it); (what the normal clients saw, what `abuse` returned, API worker PSS before
+    and at peak, MB)."""
     before = _pss_mb(server)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
         pool.submit(int).result()  # forked now, before any thread or event loop runs here
         with peak_memory(server) as peaks:
-            normal = pool.submit(_normal_clients, server.url, seconds)
+            normal = pool.submit(_normal_clients, url or server.url, seconds)
             outcome = asyncio.run(abuse())
             seen = normal.result()
     return seen, outcome, before, peaks
 
 
-async def _open(server: Server) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    parts = urlsplit(server.url)
-    return await asyncio.open_connection(parts.hostname, parts.port)
+async def _open(
+    url: str, source: str | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw connection to `url`, from the loopback address `source` when given (one client)."""
+    parts = urlsplit(url)
+    local = (source, 0) if source else None
+    return await asyncio.open_connection(parts.hostname, parts.port, local_addr=local)
 
 
-async def _answer(reader: asyncio.StreamReader, wait: float) -> tuple[str, float]:
-    """The status a connection got (`closed` if none) and when, reading until the close."""
+async def _answer(
+    reader: asyncio.StreamReader, wait: float, to_close: bool = True
+) -> tuple[str, float]:
+    """The status a connection got (`closed` if none) and when, reading until the close (or
+    only the status line, where the connection may stay open after a refusal: a proxy)."""
     started = time.monotonic()
     try:
         line = await asyncio.wait_for(reader.readline(), wait)
-        while await asyncio.wait_for(reader.read(65536), wait):
+        while to_close and await asyncio.wait_for(reader.read(65536), wait):
             pass
     except (ConnectionError, asyncio.IncompleteReadError):
         return "reset", time.monotonic() - started
@@ -158,13 +166,13 @@ def test_oversize_heads_are_431_and_slow_or_silent_ones_are_closed(served: Serve
         outcomes: dict[str, tuple[str, float]] = {}
 
         async def one(name: str, data: bytes, wait: float = 30.0) -> None:
-            reader, writer = await _open(served)
+            reader, writer = await _open(served.url)
             writer.write(data)
             outcomes[name] = await _answer(reader, wait)
             writer.close()
 
         async def streaming() -> None:  # small headers, one after another, never ending
-            reader, writer = await _open(served)
+            reader, writer = await _open(served.url)
             writer.write(_head())
             with suppress(ConnectionError):
                 for i in range(200_000):
@@ -174,7 +182,7 @@ def test_oversize_heads_are_431_and_slow_or_silent_ones_are_closed(served: Serve
             writer.close()
 
         async def trickling() -> None:  # one byte a second, reading while it writes
-            reader, writer = await _open(served)
+            reader, writer = await _open(served.url)
             started = time.monotonic()
             answer = asyncio.create_task(_answer(reader, HEAD_TIMEOUT_S + 30))
             for byte in _head(b"X-Slow: ") + b"a" * 60:
@@ -214,8 +222,12 @@ def test_oversize_heads_are_431_and_slow_or_silent_ones_are_closed(served: Serve
 # --- bodies ------------------------------------------------------------------------------------
 
 
-async def _send_bodies(server: Server, headers: bytes, connections: int) -> Counter[str]:
-    """`connections` clients each sending a POST /classify of nearly 1 MB, 64 KB at a time."""
+async def _send_bodies(
+    url: str, headers: bytes, connections: int, source: str | None = None, proxy: bool = False
+) -> Counter[str]:
+    """`connections` connections (from `source` when given) each sending a POST /classify of
+    nearly 1 MB, 64 KB at a time, each until its answer (and the close, unless to a `proxy`,
+    which may keep a connection open after refusing its request)."""
     chunk = b" " * 65536
     head = (
         b"POST /classify HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
@@ -225,10 +237,10 @@ async def _send_bodies(server: Server, headers: bytes, connections: int) -> Coun
 
     async def one() -> str:
         try:
-            reader, writer = await _open(server)
+            reader, writer = await _open(url, source)
         except OSError:
             return "not connected"
-        answer = asyncio.create_task(_answer(reader, 60))  # read while sending, as clients do
+        answer = asyncio.create_task(_answer(reader, 60, not proxy))  # read while sending
         sent = 0
         with suppress(ConnectionError):
             writer.write(head)
@@ -252,7 +264,7 @@ def test_a_thousand_unauthorised_bodies_are_refused_before_they_are_read(
     served: Server,
 ) -> None:
     async def abuse() -> Counter[str]:
-        return await _send_bodies(served, b"", FLOOD)
+        return await _send_bodies(served.url, b"", FLOOD)
 
     undisturbed = abused(served, _nothing, 5)[0]  # the same normal clients alone: the baseline
     started = time.monotonic()
@@ -365,7 +377,7 @@ def _client_connections(server: Server) -> int:
 
 
 def _flood_and_wait(server: Server) -> None:
-    outcomes = asyncio.run(_send_bodies(server, b"", FLOOD))
+    outcomes = asyncio.run(_send_bodies(server.url, b"", FLOOD))
     assert outcomes["401"] > 0, outcomes
     harness.wait_for(lambda: _client_connections(server) == 0, "the flood's connections end")
 
@@ -382,21 +394,21 @@ def test_floods_one_after_another_leave_the_workers_memory_where_it_was(served: 
     assert max(after.values()) < WORKER_MEMORY_BOUND_MB
 
 
-def _h2load_clients(server: Server, seconds: int, work: Path) -> Normal:
+def _h2load_clients(url: str, seconds: int, work: Path) -> Normal:
     """Four keep-alive h2load clients posting the example applicant for `seconds`: a client
     in C spends little CPU per request, so its latency is the server's, not its own queueing
     (the Python clients above spend milliseconds per request)."""
-    return _h2load(server, "/classify", json.dumps(example_applicant()), 4, seconds, work)
+    return _h2load(url, "/classify", json.dumps(example_applicant()), 4, seconds, work)
 
 
-def _h2load(server: Server, path: str, body: str, clients: int, seconds: int, work: Path) -> Normal:
+def _h2load(url: str, path: str, body: str, clients: int, seconds: int, work: Path) -> Normal:
     """`clients` keep-alive h2load connections posting `body` to `path` back to back."""
     stamp = time.monotonic_ns()
     data, log = work / f"body-{stamp}.json", work / f"h2load-{stamp}.log"
     data.write_text(body)
     argv = ["h2load", "--h1", f"-c{clients}", "-D", str(seconds), "-d", str(data)]
     argv += [f"--log-file={log}", *(f"-H{name}: {value}" for name, value in AUTH.items())]
-    run = [*argv, f"{server.url}{path}"]
+    run = [*argv, f"{url}{path}"]
     subprocess.run(run, capture_output=True, check=True, timeout=seconds + 60)  # liveness only
     rows = [line.split("\t") for line in log.read_text().splitlines() if line]
     return Normal(Counter(int(s) for _, s, _ in rows), [int(us) / 1e6 for _, _, us in rows])
@@ -408,7 +420,7 @@ def _flood_cost(server: Server) -> str:
     On a small host that share is what the normal clients' p99 under the flood depends on."""
     server_before, client_before = sum(harness.cpu_seconds(server.root).values()), os.times()
     started = time.perf_counter()
-    outcomes = asyncio.run(_send_bodies(server, b"", FLOOD))
+    outcomes = asyncio.run(_send_bodies(server.url, b"", FLOOD))
     wall = time.perf_counter() - started
     server_s = sum(harness.cpu_seconds(server.root).values()) - server_before
     client_s = sum(os.times()[:2]) - sum(client_before[:2])
@@ -426,10 +438,10 @@ def _flood_cost(server: Server) -> str:
 def test_the_flood_of_unauthorised_bodies_seen_by_clients_in_c(
     served: Server, tmp_path: Path
 ) -> None:
-    alone = _h2load_clients(served, 5, tmp_path)
+    alone = _h2load_clients(served.url, 5, tmp_path)
     with ThreadPoolExecutor(1) as pool:
-        seen = pool.submit(_h2load_clients, served, 5, tmp_path)
-        outcomes = asyncio.run(_send_bodies(served, b"", FLOOD))
+        seen = pool.submit(_h2load_clients, served.url, 5, tmp_path)
+        outcomes = asyncio.run(_send_bodies(served.url, b"", FLOOD))
         under = seen.result()
     cost = _flood_cost(served)  # last: its lingering connections would slow the baseline
     print(
@@ -450,10 +462,10 @@ def test_batches_with_every_field_wrong_seen_by_clients_in_c(
     of times a second, faster than the Python clients can, were refused bodies not paced
     (serving/validation_lane.py); the normal clients' p99 is the server's own
     (docs/reliability.md)."""
-    alone = _h2load_clients(served, 5, tmp_path)
+    alone = _h2load_clients(served.url, 5, tmp_path)
     with ThreadPoolExecutor(1) as pool:
-        seen = pool.submit(_h2load_clients, served, 5, tmp_path)
-        wrong = _h2load(served, "/classify_batch", WRONG_BATCH, clients, 5, tmp_path)
+        seen = pool.submit(_h2load_clients, served.url, 5, tmp_path)
+        wrong = _h2load(served.url, "/classify_batch", WRONG_BATCH, clients, 5, tmp_path)
         under = seen.result()
     print(
         f"\nh2load, {clients} connection(s) posting {MAX_BATCH_APPLICANTS:,} rows with every "
@@ -468,7 +480,7 @@ def test_batches_with_every_field_wrong_seen_by_clients_in_c(
 def test_authorised_bodies_beyond_the_body_budget_are_refused_429(served: Server) -> None:
 
     async def abuse() -> Counter[str]:
-        return await _send_bodies(served, f"Authorization: Bearer {TOKEN}\r\n".encode(), 300)
+        return await _send_bodies(served.url, f"Authorization: Bearer {TOKEN}\r\n".encode(), 300)
 
     normal, outcomes, before, peaks = abused(served, abuse, 5)
     print(
@@ -537,7 +549,7 @@ def test_every_refusal_is_counted_with_its_status(served: Server) -> None:
             + TOKEN.encode()
             + b"\r\nContent-Length: 100\r\n\r\n{",  # the body never completes: 408
         ):
-            reader, writer = await _open(served)
+            reader, writer = await _open(served.url)
             writer.write(data)
             statuses.append((await _answer(reader, BODY_READ_TIMEOUT_S + 30))[0])
             writer.close()
