@@ -28,6 +28,12 @@ LIMIT_STATUS = 429
 docs/deployment.md sets them (ingress-nginx answers 503 by default: not the client's fault)."""
 
 
+UPSTREAM_KEEPALIVE_S = 4
+"""The controller ConfigMap's `upstream-keepalive-timeout` as docs/deployment.md sets it: below
+the service's idle timeout, so nginx drops a kept-alive connection before the service closes
+it (ingress-nginx keeps them 60 s by default)."""
+
+
 @dataclass(frozen=True)
 class IngressLimits:
     """What the Ingress's annotations ask of the controller."""
@@ -91,7 +97,7 @@ http {{
   upstream service {{
     server {upstream};
     keepalive 320;
-    keepalive_timeout 60s;
+    keepalive_timeout {UPSTREAM_KEEPALIVE_S}s;
     keepalive_requests 10000;
   }}
   server {{

@@ -23,8 +23,8 @@ from bentoml._internal.configuration.v2 import _SERVICE_CONFIG as SERVICE_CONFIG
 from bentoml.exceptions import BentoMLConfigException
 
 from credit_risk.policy import MAX_BODY_BYTES
-from credit_risk.serving.tuning import REQUEST_TIMEOUT_S
-from load_tests.ingress_proxy import IngressLimits, nginx_size_bytes
+from credit_risk.serving.tuning import KEEP_ALIVE_TIMEOUT_S, REQUEST_TIMEOUT_S
+from load_tests.ingress_proxy import UPSTREAM_KEEPALIVE_S, IngressLimits, nginx_size_bytes
 from service import CreditRiskService
 from tests.conftest import ROOT
 from tests.deploy.manifests import KUBECTL, needs_kubectl, one, render
@@ -562,6 +562,7 @@ def test_the_production_ingress_limits_each_client_in_front_of_the_service() -> 
     assert limits.rps > 0
     assert nginx_size_bytes(limits.body_size) == MAX_BODY_BYTES
     assert limits.read_timeout_s > REQUEST_TIMEOUT_S
+    assert UPSTREAM_KEEPALIVE_S < KEEP_ALIVE_TIMEOUT_S, "nginx drops an idle connection first"
     assert ingress["spec"]["ingressClassName"] == "nginx"
     (rule,) = ingress["spec"]["rules"]
     assert ingress["spec"]["tls"] == [{"hosts": [rule["host"]], "secretName": "credit-risk-tls"}]
