@@ -2,9 +2,11 @@
 ingress-nginx configures itself from our Ingress's annotations (per-client connection and
 request-rate limits, the body limit, keep-alive to the service), for the tests.
 
-Only what the annotations and the controller ConfigMap we document (docs/deployment.md, "The
-ingress") decide is taken from them; the rest is ingress-nginx's defaults. Where no nginx is
-installed `MISSING` says how to get it.
+What the annotations and the controller ConfigMap settings docs/deployment.md names decide is
+taken from them, and the defaults of ingress-nginx's template that bear on a flood are copied
+(worker connections, keep-alive, header and body buffers, no response buffering). Not copied:
+TLS and HTTP/2 (the test speaks plain HTTP/1.1), and the controller's Lua balancer (one
+upstream here). Where no nginx is installed `MISSING` says how to get it.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ worker_processes auto;
 daemon off;
 pid {root}/nginx.pid;
 error_log {root}/error.log warn;
-events {{ worker_connections 8192; multi_accept on; }}
+events {{ worker_connections 16384; multi_accept on; }}
 http {{
   access_log off;
 {temp}
@@ -112,6 +114,7 @@ http {{
       proxy_connect_timeout 5s;
       proxy_send_timeout 60s;
       proxy_read_timeout {limits.read_timeout_s}s;
+      proxy_buffering off;
       proxy_pass http://service;
     }}
   }}

@@ -47,11 +47,10 @@ import uvicorn.config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 LINGER_MAX_BYTES: Final = 64 * 1024
-"""Most of a refused body of unknown or refused length a closing connection reads and drops so
-its client sees the answer; past it the connection is closed at once. Go's HTTP server drains
-256 KiB; with that, 1,000 clients each sending a 1 MB body without a token cost the normal
-clients' p99 more (docs/reliability.md), and 64 KiB still let 96-99.9 % of them read their
-401."""
+"""Most a closing connection reads and drops of what follows a refused head, or a refused body
+of unknown length or over `HeadLimits.max_body_bytes`, so its client may still see the answer;
+past it the connection is closed at once. Such a body is not one a proxy would send (the
+Ingress refuses it first), and Go's HTTP server, for one, drains at most 256 KiB."""
 
 
 @dataclass(frozen=True)
